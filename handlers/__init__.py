@@ -1,0 +1,1 @@
+"""WATS handlers for pywats-events."""

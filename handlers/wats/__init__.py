@@ -1,0 +1,1 @@
+"""WATS wire layer: request builders, senders, outbox, FakeWATS."""

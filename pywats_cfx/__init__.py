@@ -1,0 +1,1 @@
+"""IPC-CFX adapter for pywats-events."""

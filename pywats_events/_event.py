@@ -1,0 +1,167 @@
+"""The event envelope every layer speaks: `Event`, its `EventMetadata` and the `EventType` catalogue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["Event", "EventMetadata", "EventType"]
+
+
+class EventType(str, Enum):
+    """Domain event categories (pyWATS "Event Architecture") plus what CFX mapping and the bus need."""
+
+    # test
+    TEST_RESULT = "test.result"
+    TEST_STARTED = "test.started"
+    INSPECTION_RESULT = "test.inspection_result"
+    # asset
+    ASSET_FAULT = "asset.fault"
+    ASSET_FAULT_CLEARED = "asset.fault_cleared"
+    ASSET_FAULT_ACKNOWLEDGED = "asset.fault_acknowledged"
+    ASSET_STATE_CHANGED = "asset.state_changed"
+    ASSET_MAINTENANCE = "asset.maintenance"
+    # material
+    MATERIAL_INSTALLED = "material.installed"
+    MATERIAL_CONSUMED = "material.consumed"
+    MATERIALS_LOADED = "material.loaded"
+    MATERIALS_UNLOADED = "material.unloaded"
+    # production
+    WORK_STARTED = "production.work_started"
+    WORK_COMPLETED = "production.work_completed"
+    UNIT_DISQUALIFIED = "production.unit_disqualified"
+    UNITS_ARRIVED = "production.units_arrived"
+    UNITS_DEPARTED = "production.units_departed"
+    # endpoints (machines announcing themselves)
+    ENDPOINT_CONNECTED = "endpoint.connected"
+    ENDPOINT_SHUTTING_DOWN = "endpoint.shutting_down"
+    ENDPOINT_HEARTBEAT = "endpoint.heartbeat"
+    # valid traffic with no domain mapping: still subscribable
+    PASSTHROUGH = "passthrough"
+    UNKNOWN = "unknown"
+    # system (emitted by the bus itself)
+    TRANSPORT_CONNECTED = "system.transport_connected"
+    TRANSPORT_DISCONNECTED = "system.transport_disconnected"
+    HANDLER_ERROR = "system.handler_error"
+    EVENT_DEAD_LETTER = "system.event_dead_letter"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_system(self) -> bool:
+        return self.value.startswith("system.")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class EventMetadata(BaseModel):
+    """Where an event came from and how it relates to others; travels with the event into journal and DLQ."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    #: unique per event; stable across retries, journal replays and DLQ replays
+    event_id: str = Field(default_factory=_new_id)
+    #: groups events that stem from one business transaction (CFX TransactionID, else the message id)
+    correlation_id: str | None = None
+    #: the id of what caused this event (the CFX UniqueID of the source message)
+    causation_id: str | None = None
+    #: when the fact happened (the CFX TimeStamp), always timezone-aware
+    timestamp: datetime = Field(default_factory=_utcnow)
+    #: who produced it (CFX handle, MQTT client, station name)
+    source: str | None = None
+    #: broker topic / routing key / file it arrived through
+    source_topic: str | None = None
+    #: events with the same key are handled in order; None means "use the bus default"
+    ordering_key: str | None = None
+    #: how many times handling has been attempted (incremented by the bus)
+    attempt: int = 0
+    #: W3C trace context or similar, passed through untouched
+    trace_context: dict[str, str] = Field(default_factory=dict)
+    #: free-form extras a transport or mapper wants to keep
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class Event(BaseModel):
+    """One domain event. `payload` is a plain dict so handlers written against the docs keep working;
+    typed views live in `pywats_events.payloads` (`TestResultEvent.model_validate(event.payload)`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: EventType | str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    metadata: EventMetadata = Field(default_factory=EventMetadata)
+
+    @field_validator("event_type", mode="before")
+    @classmethod
+    def _known_types_become_enum(cls, value: Any) -> Any:
+        # "test.result" read back from a journal must compare and hash like EventType.TEST_RESULT.
+        if isinstance(value, str) and not isinstance(value, EventType):
+            try:
+                return EventType(value)
+            except ValueError:
+                return value
+        return value
+
+    def __init__(self, source: str | None = None, **data: Any) -> None:
+        # `Event(..., source="station")` as in the pyWATS docs: a shortcut into metadata.
+        if source is not None:
+            meta = data.get("metadata")
+            if meta is None:
+                data["metadata"] = EventMetadata(source=source)
+            elif isinstance(meta, EventMetadata):
+                data["metadata"] = meta.model_copy(update={"source": source})
+            else:
+                data["metadata"] = {**meta, "source": source}
+        super().__init__(**data)
+
+    @property
+    def id(self) -> str:
+        return self.metadata.event_id
+
+    @property
+    def source(self) -> str | None:
+        return self.metadata.source
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.metadata.timestamp
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.metadata.correlation_id
+
+    @property
+    def type_name(self) -> str:
+        """The event type as plain text (works for built-in and plugin-defined types)."""
+        et = self.event_type
+        return et.value if isinstance(et, EventType) else str(et)
+
+    def ordering_key(self) -> str:
+        """Explicit key, else the unit serial in the payload, else the source, else the event id."""
+        m = self.metadata
+        if m.ordering_key:
+            return m.ordering_key
+        p = self.payload
+        for k in ("unit_serial", "serial_number", "unit_id"):
+            v = p.get(k)
+            if v:
+                return str(v)
+        return m.source or m.event_id
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Event:
+        return cls.model_validate_json(data)
