@@ -1,9 +1,9 @@
 """Exceptions of the WATS side, mapped onto the bus's transient/permanent split.
 
-    WatsError
-    ├── WatsTransientError (TransientError)   5xx, 429, timeout, connection refused: retried, then deferred
-    ├── WatsPermanentError (PermanentError)   4xx: the request will never succeed; dead-lettered with the server's message
-    └── ResolutionError (PermanentError)      input cannot be mapped (unknown part number, process, asset)
+WatsError
+├── WatsTransientError (TransientError)   5xx, 429, timeout, connection refused: retried, then deferred
+├── WatsPermanentError (PermanentError)   4xx: never succeeds; dead-lettered with the server's message
+└── ResolutionError (PermanentError)      input cannot be mapped (unknown part number, process, asset)
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """pywats-events: a protocol-agnostic event bus between factory messaging and WATS."""
 
+from ._bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, StopReport
 from ._codec import Codec, DecodeResult
 from ._event import Event, EventMetadata, EventType
 from ._exceptions import (
@@ -11,24 +12,32 @@ from ._exceptions import (
     PermanentError,
     TransientError,
 )
+from ._facade import EventBus
 from ._handlers import BaseHandler, FunctionHandler, handler
+from ._observer import BusObserver
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_RETRY_POLICY",
+    "AsyncEventBus",
     "BaseHandler",
+    "BusObserver",
     "BusOverloaded",
+    "BusState",
     "BusStateError",
     "Codec",
     "ConfigurationError",
     "DecodeResult",
     "Event",
+    "EventBus",
     "EventMetadata",
     "EventType",
     "EventsError",
     "FunctionHandler",
     "HandlerFailure",
     "PermanentError",
+    "StopReport",
     "TransientError",
     "handler",
 ]

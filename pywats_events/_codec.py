@@ -25,5 +25,6 @@ class DecodeResult:
 class Codec(Protocol):
     """Never raises: every failure becomes a `QuarantineRecord` carrying the raw bytes and the reason."""
 
-    def decode(self, body: bytes, headers: Mapping[str, Any] | None = None, topic: str | None = None) -> DecodeResult:
-        ...
+    def decode(
+        self, body: bytes, headers: Mapping[str, Any] | None = None, topic: str | None = None
+    ) -> DecodeResult: ...

@@ -18,7 +18,7 @@ class EventType(str, Enum):
     # test
     TEST_RESULT = "test.result"
     TEST_STARTED = "test.started"
-    INSPECTION_RESULT = "test.inspection_result"
+    INSPECTION_RESULT = "inspection.result"
     # asset
     ASSET_FAULT = "asset.fault"
     ASSET_FAULT_CLEARED = "asset.fault_cleared"
@@ -34,8 +34,8 @@ class EventType(str, Enum):
     WORK_STARTED = "production.work_started"
     WORK_COMPLETED = "production.work_completed"
     UNIT_DISQUALIFIED = "production.unit_disqualified"
-    UNITS_ARRIVED = "production.units_arrived"
-    UNITS_DEPARTED = "production.units_departed"
+    UNITS_ARRIVED = "production.unit_arrived"
+    UNITS_DEPARTED = "production.unit_departed"
     # endpoints (machines announcing themselves)
     ENDPOINT_CONNECTED = "endpoint.connected"
     ENDPOINT_SHUTTING_DOWN = "endpoint.shutting_down"

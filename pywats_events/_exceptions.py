@@ -1,12 +1,12 @@
 """Exceptions of the core.
 
-    EventsError
-    ├── ConfigurationError (ValueError)    a setting is wrong; names the setting
-    ├── BusStateError (RuntimeError)       start/stop/publish at the wrong time
-    ├── BusOverloaded                       publish(timeout=...) found no room in time
-    └── HandlerFailure                      raised by handlers to tell the bus how to treat a failure
-        ├── TransientError                  an outage (server down, timeout): retried, then *deferred* — never dead-lettered
-        └── PermanentError                  the event can never succeed as is: dead-lettered at once, no retry
+EventsError
+├── ConfigurationError (ValueError)    a setting is wrong; names the setting
+├── BusStateError (RuntimeError)       start/stop/publish at the wrong time
+├── BusOverloaded                       publish(timeout=...) found no room in time
+└── HandlerFailure                      raised by handlers to tell the bus how to treat a failure
+    ├── TransientError                  an outage (server down, timeout): retried, then deferred
+    └── PermanentError                  the event can never succeed as is: dead-lettered at once, no retry
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ._event import Event, EventType
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BaseHandler", "FunctionHandler", "handler", "resolve_event_types"]
 
-HandleResult = Union[None, Awaitable[None]]
+HandleResult = Awaitable[None] | None
 
 
 class BaseHandler:
@@ -77,7 +77,7 @@ class FunctionHandler(BaseHandler):
     ) -> None:
         self._func = func
         self._types = list(event_types)
-        self._name = name or getattr(func, "__qualname__", repr(func))
+        self._name: str = name or str(getattr(func, "__qualname__", repr(func)))
         self.retry_policy = retry_policy
         self.error_policy = error_policy
         self.is_async = inspect.iscoroutinefunction(func)
@@ -100,7 +100,9 @@ def handler(
     retry_policy: RetryPolicy | None = None,
     error_policy: ErrorPolicy | None = None,
 ) -> Callable[[Callable[[Event], HandleResult]], FunctionHandler]:
-    """Decorator turning a function into a handler: ``@handler(EventType.TEST_RESULT)`` then ``bus.subscribe(f)``."""
+    """Decorator turning a function into a handler.
+
+    ``@handler(EventType.TEST_RESULT)`` over ``def f(event)``, then ``bus.subscribe(f)``."""
 
     def wrap(func: Callable[[Event], HandleResult]) -> FunctionHandler:
         return FunctionHandler(

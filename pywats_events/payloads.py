@@ -25,9 +25,9 @@ __all__ = [
     "Defect",
     "DomainPayload",
     "EndpointEvent",
+    "InstalledComponent",
     "MaterialInstalledEvent",
     "MaterialsLoadedEvent",
-    "InstalledComponent",
     "Measurement",
     "MeasurementKind",
     "Operator",
@@ -278,7 +278,7 @@ class MaterialInstalledEvent(_SourceFacts):
     quantity: float | None = None
     reference_part_number: str | None = None
     components: list[InstalledComponent] = Field(default_factory=list)
-    #: true when the material carries its own serial (a serialized sub-assembly that WATS tracks as a child unit)
+    #: the material carries its own serial: a sub-assembly WATS tracks as a child unit
     serialized: bool = False
 
 

@@ -82,6 +82,6 @@ class BaseTransport(abc.ABC):
     async def stop(self) -> None:
         """Stop receiving; unacknowledged messages stay with the broker. Idempotent."""
 
-    async def publish(self, events: Sequence[Event]) -> None:  # noqa: B027 - optional capability
+    async def publish(self, events: Sequence[Event]) -> None:
         """Outbound direction, for transports that can send (optional)."""
         raise NotImplementedError(f"{self.name} cannot publish")

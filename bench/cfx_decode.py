@@ -1,0 +1,113 @@
+"""CFX decode micro-benchmark: µs per message for `CFXCodec.decode` on the bundled samples, gzipped as an SDK
+sends them (compact JSON, gzip level 6), with a breakdown into gunzip, JSON parse and envelope + mapping.
+
+Best-of-N over repeated batches, so the figure is the cost on a quiet machine, not the average under load.
+
+    python bench/cfx_decode.py [--repeat 7] [--number 200] [--sample units_tested_ict ...] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gzip
+import json
+import pstats
+import timeit
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from pywats_cfx import CFXCodec
+from pywats_cfx import _json as cfx_json
+from pywats_cfx._wire import DecodeLimits, unwrap
+from pywats_cfx.mapping import map_envelope
+from pywats_cfx.samples import load_sample_dict
+
+DEFAULT_SAMPLES = ("units_tested_ict", "units_tested_fct", "units_inspected_aoi")
+
+
+def _wire_message(name: str) -> tuple[bytes, dict[str, Any], str]:
+    """The sample as CFXTransport receives it: gzipped compact JSON, SDK headers and routing key."""
+    env = load_sample_dict(name)
+    raw = json.dumps(env, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = gzip.compress(raw, compresslevel=6, mtime=0)
+    handle = str(env.get("Source") or "Acme.Station")
+    headers = {"content-encoding": "gzip", "cfx-message": env["MessageName"], "cfx-handle": handle}
+    return body, headers, f"{handle}.{env['MessageName']}"
+
+
+def _best_us(fn: Callable[[], object], repeat: int, number: int) -> float:
+    return min(timeit.repeat(fn, repeat=repeat, number=number)) / number * 1e6
+
+
+def bench_sample(name: str, repeat: int, number: int) -> dict[str, float]:
+    body, headers, topic = _wire_message(name)
+    codec = CFXCodec()
+    limits = DecodeLimits()
+    text, _ = unwrap(body, headers, limits)
+    received = datetime.now(timezone.utc)
+
+    result = codec.decode(body, headers, topic)
+    assert result.events and not result.quarantined, result.quarantined
+
+    def gunzip() -> object:
+        return unwrap(body, headers, limits)
+
+    def parse() -> object:
+        return cfx_json.loads(text)
+
+    def envelope_and_map() -> object:
+        doc = cfx_json.loads(text)
+        env = codec._envelope(doc, 0, text, True, None, headers, None)
+        return map_envelope(env, topic=topic, source_hint=None, received=received)
+
+    def decode() -> object:
+        return codec.decode(body, headers, topic)
+
+    out = {
+        "bytes_gz": float(len(body)),
+        "bytes_json": float(len(text)),
+        "events": float(len(result.events)),
+        "gunzip": _best_us(gunzip, repeat, number),
+        "parse": _best_us(parse, repeat, number),
+        "parse+map": _best_us(envelope_and_map, repeat, number),
+        "decode": _best_us(decode, repeat, number),
+    }
+    out["map"] = out["parse+map"] - out["parse"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=7, help="batches; the best one counts")
+    parser.add_argument("--number", type=int, default=200, help="decodes per batch")
+    parser.add_argument("--sample", action="append", help=f"sample name (default: {', '.join(DEFAULT_SAMPLES)})")
+    parser.add_argument("--profile", action="store_true", help="cProfile decode of the first sample")
+    args = parser.parse_args()
+    samples = args.sample or list(DEFAULT_SAMPLES)
+
+    print(f"best of {args.repeat} x {args.number}, µs per message")
+    print(f"{'sample':<22}{'gz KB':>7}{'JSON KB':>8}{'events':>7}{'gunzip':>9}{'parse':>9}{'map':>9}{'decode':>9}")
+    for name in samples:
+        r = bench_sample(name, args.repeat, args.number)
+        print(
+            f"{name:<22}{r['bytes_gz'] / 1024:>7.1f}{r['bytes_json'] / 1024:>8.1f}{r['events']:>7.0f}"
+            f"{r['gunzip']:>9.1f}{r['parse']:>9.1f}{r['map']:>9.1f}{r['decode']:>9.1f}"
+        )
+
+    if args.profile:
+        body, headers, topic = _wire_message(samples[0])
+        codec = CFXCodec()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(args.number * 5):
+            codec.decode(body, headers, topic)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+
+
+if __name__ == "__main__":
+    main()

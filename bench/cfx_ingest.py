@@ -1,0 +1,325 @@
+"""CFX ingest: raw aio-pika consume+ack vs CFXTransport → codec → mapping → AsyncEventBus → no-op handler.
+
+One run publishes N realistic gzipped UnitsTested envelopes (unique serial and UniqueID each, SDK routing key)
+to a fresh topic exchange bound to two queues, so both consumers get the very same messages; it then drains
+queue A with a bare aio-pika consumer that only acks, and queue B with the full pipeline (ack after the bus
+accepted, i.e. after the no-op handler ran). Both use the same prefetch. Prints both rates and the ratio.
+
+    python bench/cfx_ingest.py [--count 20000] [--prefetch 128] [--profile] [--url amqp://guest:guest@127.0.0.1/]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import cProfile
+import gzip
+import io
+import json
+import pstats
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from pywats_cfx import CFXCodec
+from pywats_cfx.transport import (
+    AMQPConfig,
+    CFXConfig,
+    CFXTransport,
+    EndpointConfig,
+    build_envelope,
+    encode_envelope,
+)
+from pywats_events import AsyncEventBus, Codec, DecodeResult, Event, EventMetadata, EventType
+
+UNITS_TESTED = "CFX.Production.TestAndInspection.UnitsTested"
+HANDLE = "Acme.ICT3000.SN42"
+
+
+def _sample_envelope() -> dict[str, Any]:
+    """The bundled ICT sample when the package ships it, else an SDK-style 2-up ICT panel."""
+    try:
+        from importlib.resources import files
+
+        text = files("pywats_cfx").joinpath("samples/units_tested_ict.json").read_text("utf-8")
+        doc = json.loads(text)
+        if "MessageBody" in doc:
+            return dict(doc)
+        return build_envelope(UNITS_TESTED, doc, HANDLE)
+    except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError):
+        pass
+
+    def numeric(name: str, value: float, lo: float, hi: float, unit: str) -> dict[str, Any]:
+        return {
+            "$type": "CFX.Structures.NumericMeasurement, CFX",
+            "UniqueIdentifier": str(uuid.uuid4()),
+            "MeasurementName": name,
+            "TimeRecorded": "2026-11-27T10:15:31.512+01:00",
+            "Sequence": 0,
+            "Result": "Passed",
+            "CRDs": name.split("_")[-1],
+            "MeasuredValue": {
+                "Value": value,
+                "ValueUnits": unit,
+                "ExpectedValue": (lo + hi) / 2,
+                "ExpectedValueUnits": unit,
+                "MinimumAcceptableValue": lo,
+                "MaximumAcceptableValue": hi,
+            },
+        }
+
+    def unit(position: int) -> dict[str, Any]:
+        tests = []
+        for i, (part, lo, hi, unit_name) in enumerate(
+            [
+                ("R", 9.5, 10.5, "kOhm"),
+                ("C", 90.0, 110.0, "nF"),
+                ("D", 0.55, 0.75, "V"),
+                ("R", 0.9, 1.1, "kOhm"),
+            ]
+            * 3
+        ):
+            ref = f"{part}{i + 1}"
+            tests.append(
+                {
+                    "UniqueIdentifier": str(uuid.uuid4()),
+                    "TestName": f"CHECK_{ref}",
+                    "TestStartTime": "2026-11-27T10:15:31.1+01:00",
+                    "TestEndTime": "2026-11-27T10:15:31.6+01:00",
+                    "TestConditions": [],
+                    "Result": "Passed",
+                    "SymptomsFound": [],
+                    "DefectsFound": [],
+                    "Measurements": [numeric(f"MEAS_{ref}", (lo + hi) / 2 * 1.01, lo, hi, unit_name)],
+                }
+            )
+        return {
+            "UnitIdentifier": "PANEL0001",
+            "UnitPositionNumber": position,
+            "OverallResult": "Passed",
+            "Tests": tests,
+        }
+
+    body = {
+        "TransactionId": str(uuid.uuid4()),
+        "TestMethod": "ICT",
+        "Tester": {"OperatorIdentifier": "BADGE489499", "ActorType": "Human", "LastName": "Smith"},
+        "RecipeName": "PCB-4711 ICT",
+        "RecipeRevision": "C",
+        "TestStartTime": "2026-11-27T10:15:30.0+01:00",
+        "TestEndTime": "2026-11-27T10:15:42.7+01:00",
+        "TestedUnits": [unit(1), unit(2)],
+    }
+    return build_envelope(UNITS_TESTED, body, HANDLE)
+
+
+class _EnvelopeOnlyCodec:
+    """Diagnostic: one event per message without CFX decoding, to isolate transport + bus cost."""
+
+    def decode(self, body: bytes, headers: Any = None, topic: str | None = None) -> DecodeResult:
+        message_id = str((headers or {}).get("message-id"))
+        meta = EventMetadata(causation_id=message_id, source_topic=topic, ordering_key=message_id)
+        return DecodeResult(events=[Event(event_type=EventType.TEST_RESULT, payload={}, metadata=meta)])
+
+
+def _messages(count: int) -> list[aio_pika.Message]:
+    template = _sample_envelope()
+    routing = f"{template.get('Source') or HANDLE}.{template['MessageName']}"
+    out = []
+    for i in range(count):
+        env = copy.deepcopy(template)
+        env["UniqueID"] = str(uuid.uuid4())
+        for u in env["MessageBody"].get("TestedUnits") or []:
+            u["UnitIdentifier"] = f"PCB{i:07d}-{u.get('UnitPositionNumber', 1)}"
+        encoded = encode_envelope(env, compress=True)
+        kwargs = encoded.message_kwargs()
+        out.append(aio_pika.Message(**kwargs, delivery_mode=aio_pika.DeliveryMode.PERSISTENT))
+    assert routing
+    return out
+
+
+async def _publish(url: str, exchange_name: str, messages: list[aio_pika.Message], routing_key: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(exchange_name, ensure=False)
+        batch = 500
+        for start in range(0, len(messages), batch):
+            await asyncio.gather(
+                *(exchange.publish(m, routing_key=routing_key) for m in messages[start : start + batch])
+            )
+
+
+async def _raw(url: str, queue_name: str, count: int, prefetch: int) -> tuple[float, float]:
+    """Returns (messages per second, CPU microseconds of this process per message)."""
+    done = asyncio.Event()
+    cpu = [0.0]
+    seen = 0
+    started = 0.0
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        nonlocal seen, started
+        if seen == 0:
+            started = time.perf_counter()
+            cpu[0] = time.process_time()
+        await message.ack()
+        seen += 1
+        if seen >= count:
+            done.set()
+
+    connection = await aio_pika.connect_robust(url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.get_queue(queue_name, ensure=True)
+        await queue.consume(on_message)
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        cpu_us = (time.process_time() - cpu[0]) / count * 1e6
+    return count / elapsed, cpu_us
+
+
+async def _pipeline(
+    url: str,
+    exchange: str,
+    queue_name: str,
+    count: int,
+    prefetch: int,
+    profile: cProfile.Profile | None,
+    codec: Codec | None = None,
+) -> tuple[float, float, CFXTransport]:
+    handled = 0
+
+    async def noop(event: Event) -> None:
+        nonlocal handled
+        handled += 1
+
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    config = CFXConfig(
+        amqp=AMQPConfig(
+            url=url,
+            exchange=exchange,
+            queue=queue_name,
+            declare_exchange=False,
+            passive_queue=True,
+            prefetch_count=prefetch,
+        ),
+        endpoint=EndpointConfig(cfx_handle=f"//Bench/WATS/{parts.hostname}"),
+    )
+    transport = CFXTransport(config, codec=codec or CFXCodec())
+    bus = AsyncEventBus(max_in_flight=max(prefetch * 4, 1000), max_concurrency=64)
+    bus.subscribe(noop, [EventType.TEST_RESULT])
+    bus.register_transport(transport)
+    await bus.start()
+    # Timed from the first delivery, like the raw consumer.
+    while transport.stats.received == 0:  # noqa: ASYNC110 - polling keeps the measured path untouched
+        await asyncio.sleep(0.0005)
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    if profile is not None:
+        profile.enable()
+    while transport.stats.acked < count:  # noqa: ASYNC110
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    cpu_us = (time.process_time() - cpu0) / count * 1e6
+    if profile is not None:
+        profile.disable()
+    await bus.stop()
+    return count / elapsed, cpu_us, transport
+
+
+def _codec_only(messages: list[aio_pika.Message], routing_key: str) -> tuple[float, float]:
+    codec = CFXCodec()
+    headers = {"content-encoding": "gzip"}
+    sample = messages[: min(2000, len(messages))]
+    started, cpu0 = time.perf_counter(), time.process_time()
+    for m in sample:
+        codec.decode(m.body, headers, routing_key)
+    return len(sample) / (time.perf_counter() - started), (time.process_time() - cpu0) / len(sample) * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--prefetch", type=int, default=128)
+    parser.add_argument("--profile", action="store_true", help="cProfile the pipeline phase")
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    exchange_name, raw_q, pipe_q = f"bench.cfx.{run}", f"bench.raw.{run}", f"bench.pipeline.{run}"
+    bare_q = f"bench.bare.{run}"
+    queues = (raw_q, pipe_q, bare_q)
+    template = _sample_envelope()
+    routing_key = f"{template.get('Source') or HANDLE}.{template['MessageName']}"
+    print(f"building {args.count} gzipped {template['MessageName']} envelopes ...")
+    messages = _messages(args.count)
+    size = sum(len(m.body) for m in messages) / len(messages)
+    raw_size = len(gzip.decompress(messages[0].body))
+    print(f"  {size:.0f} bytes gzipped on average ({raw_size} bytes JSON)")
+
+    connection = await aio_pika.connect(args.url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            exchange_name, aio_pika.ExchangeType.TOPIC, auto_delete=False
+        )
+        for name in queues:
+            queue = await channel.declare_queue(name, durable=True)
+            await queue.bind(exchange, routing_key=f"#.{template['MessageName']}")
+        try:
+            started = time.perf_counter()
+            await _publish(args.url, exchange_name, messages, routing_key)
+            print(f"published to {len(queues)} queues in {time.perf_counter() - started:.1f} s")
+
+            raw_rate, raw_cpu = await _raw(args.url, raw_q, args.count, args.prefetch)
+            print(
+                f"(a) raw aio-pika consume+ack           : {raw_rate:8.0f} msg/s  {raw_cpu:7.0f} us CPU/msg"
+            )
+            profile = cProfile.Profile() if args.profile else None
+            pipe_rate, pipe_cpu, transport = await _pipeline(
+                args.url, exchange_name, pipe_q, args.count, args.prefetch, profile
+            )
+            print(
+                f"(b) CFXTransport→codec→bus→handler+ack : {pipe_rate:8.0f} msg/s  {pipe_cpu:7.0f} us CPU/msg"
+            )
+            print(
+                f"ratio (b)/(a) = {pipe_rate / raw_rate:.2f} by wall clock, "
+                f"{raw_cpu / pipe_cpu:.2f} by CPU time"
+                "   (target >= 0.75)"
+            )
+            bare_rate, bare_cpu, _ = await _pipeline(
+                args.url, exchange_name, bare_q, args.count, args.prefetch, None, _EnvelopeOnlyCodec()
+            )
+            label = "    same pipeline, CFX codec stubbed out"
+            print(
+                f"{label}: {bare_rate:8.0f} msg/s  {bare_cpu:7.0f} us CPU/msg"
+                f" (ratio {bare_rate / raw_rate:.2f} wall, {raw_cpu / bare_cpu:.2f} CPU)"
+            )
+            codec_rate, codec_cpu = _codec_only(messages, routing_key)
+            print(
+                f"    CFX codec alone (decode+map)        : {codec_rate:8.0f} msg/s  "
+                f"{codec_cpu:7.0f} us CPU/msg"
+            )
+            print(f"    transport stats: {transport.stats}")
+            if profile is not None:
+                out = io.StringIO()
+                pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
+                print(out.getvalue())
+        finally:
+            channel = await connection.channel()
+            for name in queues:
+                await channel.queue_delete(name)
+            await channel.exchange_delete(exchange_name)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

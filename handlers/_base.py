@@ -1,0 +1,57 @@
+"""What every WATS handler shares: a sink, the configuration, a resolver, and event helpers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pywats_events import BaseHandler, Event
+
+from .config import WatsHandlersConfig
+from .resolution import Resolver
+from .wats._request import RequestSink, WatsRequest, WatsResponse
+
+__all__ = ["WatsHandler", "message_id_of", "station_of"]
+
+log = logging.getLogger("handlers")
+
+
+def station_of(event: Event, payload: Any) -> str | None:
+    """The sender's handle: the payload's `station`, else the event source."""
+    return getattr(payload, "station", None) or event.metadata.source
+
+
+def message_id_of(event: Event, payload: Any) -> str:
+    """The source message id (CFX UniqueID); stable across redeliveries of the same message."""
+    return str(getattr(payload, "message_id", None) or event.metadata.causation_id or event.metadata.event_id)
+
+
+class WatsHandler(BaseHandler):
+    """Base of the WATS handlers. Sink errors (`WatsTransientError` / `WatsPermanentError`) and
+    `ResolutionError` propagate on purpose: the bus retries or defers transient ones and dead-letters
+    permanent ones with the message."""
+
+    def __init__(
+        self,
+        sink: RequestSink,
+        config: WatsHandlersConfig | None = None,
+        resolver: Resolver | None = None,
+        *,
+        owns_sink: bool = False,
+    ) -> None:
+        self.sink = sink
+        #: close the sink in `on_stop` (the factory hands out a shared, reference-counted sink)
+        self.owns_sink = owns_sink
+        self.config = config or WatsHandlersConfig()
+        self.resolver = resolver or Resolver(self.config, sink)
+
+    async def send(self, request: WatsRequest) -> WatsResponse:
+        log.debug("%s %s %s %s", self.name, request.method, request.path, request.params)
+        return await self.sink.send(request)
+
+    async def on_start(self) -> None:
+        await self.resolver.load_processes()
+
+    async def on_stop(self) -> None:
+        if self.owns_sink:
+            await self.sink.aclose()

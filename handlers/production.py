@@ -1,0 +1,148 @@
+"""`ProductionHandler`: unit existence, process and phase in WATS production, and assembly relations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pywats_events import Event, EventType
+from pywats_events.payloads import (
+    MaterialInstalledEvent,
+    UnitDisqualifiedEvent,
+    WorkCompletedEvent,
+    WorkResult,
+    WorkStartedEvent,
+)
+
+from ._base import WatsHandler, station_of
+from ._exceptions import ResolutionError, WatsPermanentError
+from .wats import requests
+
+__all__ = ["ProductionHandler"]
+
+log = logging.getLogger(__name__)
+
+
+class ProductionHandler(WatsHandler):
+    """WORK_STARTED → unit exists (created when missing), phase `phases.work_started`, process set;
+    WORK_COMPLETED → phase per `phases` (Finalized at a `last_operation` station, Production repair on
+    failure); UNIT_DISQUALIFIED → Scrapped with the reason as comment; MATERIAL_INSTALLED → serialized
+    components attached as child units (skipped when WATS already lists them, so redelivery is harmless)."""
+
+    @property
+    def event_types(self) -> Iterable[EventType | str]:
+        return [
+            EventType.WORK_STARTED,
+            EventType.WORK_COMPLETED,
+            EventType.UNIT_DISQUALIFIED,
+            EventType.MATERIAL_INSTALLED,
+        ]
+
+    async def handle(self, event: Event) -> None:
+        kind = event.event_type
+        if kind == EventType.WORK_STARTED:
+            await self._work_started(event, WorkStartedEvent.model_validate(event.payload))
+        elif kind == EventType.WORK_COMPLETED:
+            await self._work_completed(event, WorkCompletedEvent.model_validate(event.payload))
+        elif kind == EventType.UNIT_DISQUALIFIED:
+            await self._disqualified(event, UnitDisqualifiedEvent.model_validate(event.payload))
+        elif kind == EventType.MATERIAL_INSTALLED:
+            await self._material_installed(event, MaterialInstalledEvent.model_validate(event.payload))
+
+    async def _work_started(self, event: Event, p: WorkStartedEvent) -> None:
+        station = station_of(event, p)
+        # resolve everything first so an unresolvable event changes nothing in WATS
+        pn, rev = await self.resolver.part(p.unit_serial, station=station, recipe=p.recipe)
+        code = await self.resolver.process_code(station=station, recipe=p.recipe, test_operation=False)
+        await self._ensure_unit(p.unit_serial, pn, rev, self.resolver.location(station))
+        if self.config.phases.work_started is not None:
+            await self.send(requests.set_unit_phase(p.unit_serial, pn, self.config.phases.work_started))
+        await self.send(requests.set_unit_process(p.unit_serial, pn, code))
+
+    async def _ensure_unit(self, serial: str, pn: str, rev: str, location: str | None) -> None:
+        if self.resolver.can_read:
+            try:
+                await self.send(requests.get_unit(serial, pn))
+                return
+            except WatsPermanentError as exc:
+                if exc.status != 404:
+                    raise
+        try:
+            await self.send(requests.create_unit(serial, pn, rev, current_location=location))
+        except WatsPermanentError as exc:
+            if exc.status != 409:  # created meanwhile (e.g. an earlier attempt whose answer was lost)
+                raise
+
+    def _completed_phase(self, station: str | None, p: WorkCompletedEvent) -> int | None:
+        phases = self.config.phases
+        failed_status = (p.unit_status or "").strip().lower() in {"failed", "fail", "failure"}
+        if p.result is WorkResult.FAILED or failed_status:
+            return phases.failed
+        if p.result is WorkResult.ABORTED:
+            return phases.aborted
+        if p.result is WorkResult.COMPLETED:
+            if self.resolver.station(station).last_operation:
+                return phases.last_operation_completed
+            return phases.completed
+        return None
+
+    async def _work_completed(self, event: Event, p: WorkCompletedEvent) -> None:
+        station = station_of(event, p)
+        phase = self._completed_phase(station, p)
+        if phase is None:
+            return
+        pn, _ = await self.resolver.part(p.unit_serial, station=station)
+        comment = f"Work {p.result.value.lower()} at {self.resolver.machine_name(station)}"
+        await self.send(requests.set_unit_phase(p.unit_serial, pn, phase, comment))
+
+    async def _disqualified(self, event: Event, p: UnitDisqualifiedEvent) -> None:
+        phase = self.config.phases.disqualified
+        if phase is None:
+            return
+        station = station_of(event, p)
+        pn, _ = await self.resolver.part(p.unit_serial, station=station)
+        reason = "; ".join(x for x in (p.reason, p.comments) if x) or "Disqualified"
+        await self.send(requests.set_unit_phase(p.unit_serial, pn, phase, reason[:500]))
+
+    async def _material_installed(self, event: Event, p: MaterialInstalledEvent) -> None:
+        # serial → part number; a component naming the material's own serial inherits its part number
+        children: dict[str, str | None] = {}
+        if p.serialized and p.material_serial:
+            children[p.material_serial] = p.part_number
+        for component in p.components:
+            if component.serial:
+                inherited = p.part_number if component.serial == p.material_serial else None
+                known = children.get(component.serial)
+                children[component.serial] = component.part_number or known or inherited
+        missing = [sn for sn, pn in children.items() if not pn]
+        if missing:
+            raise ResolutionError(f"serialized material {', '.join(missing)} has no part number")
+        if not children:
+            log.debug("material on %s is not serialized; no child units", p.unit_serial)
+            return
+        station = station_of(event, p)
+        pn, _ = await self.resolver.part(p.unit_serial, station=station)
+        relations = [requests.add_child_unit(p.unit_serial, pn, sn, str(cpn)) for sn, cpn in children.items()]
+        existing = await self._children_of(p.unit_serial, pn)
+        for relation in relations:
+            child = (relation.params["childSerialNumber"], relation.params["childPartNumber"])
+            if child not in existing:
+                await self.send(relation)
+
+    async def _children_of(self, serial: str, pn: str) -> set[tuple[str, str]]:
+        """Child units WATS already lists for the parent (AddChildUnit is refused for a repeat)."""
+        if not self.resolver.can_read:
+            return set()
+        try:
+            response = await self.send(requests.get_unit(serial, pn))
+        except WatsPermanentError as exc:
+            if exc.status == 404:
+                raise ResolutionError(f"parent unit {serial!r} / {pn!r} does not exist in WATS") from exc
+            raise
+        body = response.json if isinstance(response.json, dict) else {}
+        subs = body.get("subUnits") or body.get("SubUnits") or []
+        return {
+            (str(s.get("serialNumber")), str(s.get("partNumber")))
+            for s in subs
+            if isinstance(s, dict) and s.get("serialNumber")
+        }

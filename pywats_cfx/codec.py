@@ -1,0 +1,341 @@
+"""`CFXCodec`: bytes from a broker → CFX envelopes → domain events; never raises.
+
+Steps: peel framing/compression/BOM (`_wire`), parse JSON once with canonical key spelling (`_json`), split a
+batch array into envelopes, accept a bare MessageBody when a name is known (``$type``, caller, headers or
+topic), then map (`mapping`). Whatever fails at any step becomes a `QuarantineRecord` with the raw bytes and
+a reason; the rest of a batch still yields its events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pywats_events import DecodeResult, Event
+from pywats_events.transports._base import QuarantineRecord
+
+from . import _json
+from . import models as _models  # noqa: F401 - registers the models' field spellings with the parser
+from ._envelope import CFXEnvelope
+from ._values import is_naive_datetime, parse_datetime, parse_str, type_name
+from ._wire import DecodeLimits, WireError, unwrap
+from .mapping import MappingError, map_envelope
+
+__all__ = [
+    "CFXCodec",
+    "CFXDecodeError",
+    "DecodeLimits",
+    "DecodedMessage",
+    "TopicParser",
+    "message_name_from_topic",
+    "regex_topic_parser",
+]
+
+_ENVELOPE_KEYS = frozenset(
+    ("MessageName", "Version", "TimeStamp", "UniqueID", "Source", "Target", "RequestID")
+)
+_ID_NS = uuid.UUID("0b5e2f4e-7f0c-4f55-a3b6-1f2d8c9e0a11")
+
+#: maps a topic / routing key to (message name, sender handle); either may be None
+TopicParser = Callable[[str], tuple[str | None, str | None]]
+
+_CFX_NAME = re.compile(r"(?:^|[./])(CFX\.[A-Za-z0-9_.]*[A-Za-z0-9_])$")
+
+
+def message_name_from_topic(topic: str) -> tuple[str | None, str | None]:
+    """SDK routing keys ``<handle>.<MessageName>`` and topics ending in a CFX name (``line1/CFX.Heartbeat``).
+
+    The message name is the ``CFX.``-rooted tail of the last path segment; the handle is what precedes it.
+    """
+    segment = topic.rsplit("/", 1)[-1]
+    idx = segment.rfind(".CFX.")
+    if idx >= 0:
+        return segment[idx + 1 :], segment[:idx] or None
+    if segment.startswith("CFX."):
+        m = _CFX_NAME.search(segment)
+        return (m.group(1) if m else None), None
+    return None, None
+
+
+class CFXDecodeError(ValueError):
+    """Raised by `CFXCodec.decode_strict` (the explorer's path); `decode` never raises."""
+
+
+@dataclass(slots=True)
+class DecodedMessage:
+    """One envelope and the events it produced."""
+
+    envelope: CFXEnvelope
+    events: list[Event] = field(default_factory=list)
+
+
+def _header(headers: Mapping[str, Any] | None, *names: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower().replace("_", "-") in names:
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _safe_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return dict(headers) if headers else {}
+    except Exception:  # a broken mapping must not cost us the quarantine record
+        return {}
+
+
+class CFXCodec:
+    """The CFX codec for `pywats_events` transports (`Codec` protocol).
+
+    `topic_parser` extracts (message name, handle) from a topic or routing key; the default understands SDK
+    routing keys and topics ending in a CFX message name; pass your own for site-specific MQTT layouts
+    (see `regex_topic_parser`). `default_message_name` names bare bodies arriving with no other clue.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: DecodeLimits | None = None,
+        topic_parser: TopicParser | None = None,
+        default_message_name: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.limits = limits or DecodeLimits()
+        self.topic_parser: TopicParser = topic_parser or message_name_from_topic
+        self.default_message_name = default_message_name
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+
+    # ------------------------------------------------------------------ Codec protocol
+
+    def decode(
+        self, body: bytes, headers: Mapping[str, Any] | None = None, topic: str | None = None
+    ) -> DecodeResult:
+        """Events for every decodable envelope, a `QuarantineRecord` for every part that is not.
+        Never raises."""
+        try:
+            messages, quarantined = self.decode_messages(body, headers, topic)
+            return DecodeResult(events=[e for m in messages for e in m.events], quarantined=quarantined)
+        except BaseException as exc:  # the contract: nothing escapes into the consumer loop
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            return DecodeResult(
+                quarantined=[self._record(body, f"internal decoder error: {exc!r}", headers, topic)]
+            )
+
+    # ------------------------------------------------------------------ richer API
+
+    def decode_messages(
+        self,
+        body: bytes,
+        headers: Mapping[str, Any] | None = None,
+        topic: str | None = None,
+        *,
+        message_name: str | None = None,
+    ) -> tuple[list[DecodedMessage], list[QuarantineRecord]]:
+        """Envelopes with their events, plus quarantine records. `message_name` names a bare body."""
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            return [], [self._record(b"", f"body is {type(body).__name__}, not bytes", headers, topic)]
+        body = bytes(body)
+        try:
+            text, _notes = unwrap(body, headers, self.limits)
+        except WireError as exc:
+            return [], [self._record(body, str(exc), headers, topic)]
+        if not text.strip():
+            return [], [self._record(body, "empty message body", headers, topic)]
+        try:
+            doc = _json.loads(text)
+        except UnicodeDecodeError as exc:
+            return [], [
+                self._record(
+                    body, f"body is not UTF-8 text: {exc.reason} at byte {exc.start}", headers, topic
+                )
+            ]
+        except json.JSONDecodeError as exc:
+            return [], [
+                self._record(
+                    body, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", headers, topic
+                )
+            ]
+        except (ValueError, RecursionError) as exc:
+            return [], [self._record(body, f"invalid JSON: {exc}", headers, topic)]
+
+        topic_name, topic_handle = (None, None)
+        if topic:
+            try:
+                topic_name, topic_handle = self.topic_parser(topic)
+            except Exception:  # a faulty custom parser degrades to "no topic hint"
+                topic_name, topic_handle = None, None
+        handle_hint = _header(headers, "cfx-handle") or topic_handle
+        received = self._clock()
+
+        messages: list[DecodedMessage] = []
+        quarantined: list[QuarantineRecord] = []
+        if isinstance(doc, list):
+            if not doc:
+                return [], [
+                    self._record(body, "empty JSON array (a batch without envelopes)", headers, topic)
+                ]
+            if len(doc) > self.limits.max_batch:
+                reason = f"batch of {len(doc)} envelopes exceeds the limit of {self.limits.max_batch}"
+                return [], [self._record(body, reason, headers, topic)]
+            items = doc
+            single = False
+        else:
+            items = [doc]
+            single = True
+        for index, item in enumerate(items):
+            raw_item = body if single else None
+            try:
+                env = self._envelope(item, index, text, single, message_name, headers, topic_name)
+                events = map_envelope(env, topic=topic, source_hint=handle_hint, received=received)
+            except CFXDecodeError as exc:
+                quarantined.append(
+                    self._record(
+                        self._item_bytes(item, raw_item), self._where(exc, index, single), headers, topic
+                    )
+                )
+                continue
+            except MappingError as exc:
+                quarantined.append(
+                    self._record(
+                        self._item_bytes(item, raw_item), self._where(exc, index, single), headers, topic
+                    )
+                )
+                continue
+            messages.append(DecodedMessage(env, events))
+        return messages, quarantined
+
+    def decode_strict(
+        self,
+        body: bytes,
+        headers: Mapping[str, Any] | None = None,
+        topic: str | None = None,
+        *,
+        message_name: str | None = None,
+    ) -> list[DecodedMessage]:
+        """Like `decode_messages` but raises `CFXDecodeError` if any part had to be quarantined."""
+        messages, quarantined = self.decode_messages(body, headers, topic, message_name=message_name)
+        if quarantined:
+            raise CFXDecodeError("; ".join(q.reason for q in quarantined))
+        return messages
+
+    # ------------------------------------------------------------------ internals
+
+    def _envelope(
+        self,
+        item: Any,
+        index: int,
+        text: bytes,
+        single: bool,
+        message_name: str | None,
+        headers: Mapping[str, Any] | None,
+        topic_name: str | None,
+    ) -> CFXEnvelope:
+        if not isinstance(item, dict):
+            raise CFXDecodeError(
+                f"expected a JSON object (envelope or MessageBody), got {type(item).__name__}"
+            )
+        is_envelope = "MessageBody" in item or "MessageName" in item
+        if is_envelope:
+            body = item.get("MessageBody")
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                raise CFXDecodeError(f"MessageBody must be an object, got {type(body).__name__}")
+            name = parse_str(item.get("MessageName")) or type_name(body.get("$type"))
+            if not name:
+                raise CFXDecodeError("envelope without MessageName and without a $type in its MessageBody")
+            ts_raw = item.get("TimeStamp")
+            uid = parse_str(item.get("UniqueID"))
+            env = CFXEnvelope(
+                message_name=name,
+                body=body,
+                version=parse_str(item.get("Version")),
+                timestamp=parse_datetime(ts_raw),
+                timestamp_assumed_utc=is_naive_datetime(ts_raw),
+                unique_id=uid,
+                source=parse_str(item.get("Source")),
+                target=parse_str(item.get("Target")),
+                request_id=parse_str(item.get("RequestID")),
+                extra={k: v for k, v in item.items() if k not in _ENVELOPE_KEYS and k != "MessageBody"},
+            )
+        else:
+            name = (
+                message_name
+                or type_name(item.get("$type"))
+                or self._name_from_headers(headers)
+                or topic_name
+                or self.default_message_name
+            )
+            if not name:
+                raise CFXDecodeError(
+                    "bare MessageBody without a message name (no $type, no cfx-message header, "
+                    "no CFX name in the topic, none given by the caller)"
+                )
+            env = CFXEnvelope(message_name=name, body=item, bare=True)
+        if not env.unique_id:
+            # No UniqueID on the wire: derive one from the content so a redelivery maps to the same ids.
+            digest = hashlib.blake2b(text, digest_size=16).hexdigest()
+            env.unique_id = str(uuid.uuid5(_ID_NS, f"{digest}/{index}"))
+            env.derived_id = True
+        return env
+
+    @staticmethod
+    def _name_from_headers(headers: Mapping[str, Any] | None) -> str | None:
+        name = _header(headers, "cfx-message")
+        if name:
+            return name
+        kind = _header(headers, "type", "message-type")
+        if kind and kind.startswith("CFX."):
+            return kind
+        return None
+
+    @staticmethod
+    def _item_bytes(item: Any, raw: bytes | None) -> bytes:
+        if raw is not None:
+            return raw
+        try:
+            return json.dumps(item, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError):
+            return repr(item).encode("utf-8", "replace")
+
+    @staticmethod
+    def _where(exc: Exception, index: int, single: bool) -> str:
+        return str(exc) if single else f"batch item {index}: {exc}"
+
+    @staticmethod
+    def _record(
+        raw: bytes, reason: str, headers: Mapping[str, Any] | None, topic: str | None
+    ) -> QuarantineRecord:
+        return QuarantineRecord(
+            raw=raw,
+            reason=reason,
+            headers=_safe_headers(headers),
+            source=_header(headers, "cfx-handle"),
+            topic=topic,
+        )
+
+
+def regex_topic_parser(pattern: str | re.Pattern[str]) -> TopicParser:
+    """A `TopicParser` from a regex with named groups ``name`` and optionally ``handle``,
+    e.g. ``r"^plant/(?P<handle>[^/]+)/(?P<name>[^/]+)$"`` for MQTT layouts."""
+    rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+
+    def parse(topic: str) -> tuple[str | None, str | None]:
+        m = rx.search(topic)
+        if m is None:
+            return None, None
+        groups = m.groupdict()
+        return groups.get("name") or None, groups.get("handle") or None
+
+    return parse

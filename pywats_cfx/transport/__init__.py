@@ -1,0 +1,16 @@
+"""CFX over AMQP: `CFXTransport` and its configuration."""
+
+from .amqp import CFXTransport, TransportStats
+from .config import AMQPConfig, CFXConfig, EndpointConfig
+from .envelope import build_envelope, encode_envelope, routing_key_for
+
+__all__ = [
+    "AMQPConfig",
+    "CFXConfig",
+    "CFXTransport",
+    "EndpointConfig",
+    "TransportStats",
+    "build_envelope",
+    "encode_envelope",
+    "routing_key_for",
+]

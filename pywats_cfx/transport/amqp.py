@@ -1,0 +1,471 @@
+"""`CFXTransport`: CFX messages from RabbitMQ (AMQP 0-9-1 via aio-pika) into the event bus.
+
+Delivery guarantees, in the order a message meets them:
+
+* The queue is durable and consumption is prefetch-bounded; aio-pika starts one task per delivery in
+  delivery order, and each task calls `context.submit` before its first suspension, so the bus sees
+  messages in broker order (per-unit ordering is kept).
+* A message is acknowledged only after `submit` returned, i.e. the bus accepted its events. A crash or
+  a lost connection before that leaves it unacked: the broker redelivers it and downstream de-duplicates
+  by the CFX UniqueID.
+* Undecodable input is quarantined (raw bytes + reason) and then rejected to the dead-letter exchange, so a
+  poison message never blocks the queue and is never silently dropped.
+* The connection is robust: after a broker restart or a cut connection aio-pika re-declares the topology and
+  re-attaches the consumer; the transport reports DISCONNECTED / CONNECTED to the bus meanwhile.
+* Credentials are never logged: only the redacted broker URL appears in logs, errors and `repr`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult
+from pywats_events.transports import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
+
+from .config import CFXConfig, ConnectionParameters
+from .envelope import build_envelope, encode_envelope
+
+__all__ = ["CFXTransport", "TransportStats"]
+
+log = logging.getLogger("pywats_cfx.transport")
+
+#: pause before handing a message back after the bus refused it for a reason other than stopping
+_REQUEUE_BACKOFF = 1.0
+
+
+@dataclass
+class TransportStats:
+    """Counters for monitoring and tests (monotonic since start)."""
+
+    received: int = 0
+    acked: int = 0
+    dead_lettered: int = 0
+    requeued: int = 0
+    quarantined: int = 0
+    ack_failures: int = 0
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+def _timespan(seconds: float) -> str:
+    """.NET TimeSpan text for HeartbeatFrequency (`00:01:00`)."""
+    delta = timedelta(seconds=seconds)
+    hours, rest = divmod(int(delta.total_seconds()), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def delivery_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The AMQP properties and application headers the codec may use, under their AMQP names."""
+    headers: dict[str, Any] = {str(key): _text(value) for key, value in (message.headers or {}).items()}
+    properties = {
+        "content-encoding": message.content_encoding,
+        "content-type": message.content_type,
+        "type": message.type,
+        "message-id": message.message_id,
+        "correlation-id": message.correlation_id,
+        "reply-to": message.reply_to,
+        "app-id": message.app_id,
+        "exchange": message.exchange,
+        "routing-key": message.routing_key,
+    }
+    headers.update({key: value for key, value in properties.items() if value is not None})
+    headers["redelivered"] = bool(message.redelivered)
+    return headers
+
+
+class CFXTransport(BaseTransport):
+    """Consumes CFX traffic from a RabbitMQ topic exchange; see the module docstring for guarantees.
+
+    Example::
+
+        transport = CFXTransport(CFXConfig(amqp=AMQPConfig(host="cfx-broker.factory.local"),
+                                           endpoint=EndpointConfig(cfx_handle="//Company/WATS/Station1")))
+        bus.register_transport(transport)
+    """
+
+    name = "cfx-amqp"
+
+    def __init__(
+        self,
+        config: CFXConfig,
+        codec: Codec | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self._codec = codec
+        self._environ = environ
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._publish_exchange: AbstractExchange | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._started = False
+        self.stats = TransportStats()
+
+    def __repr__(self) -> str:
+        url = self.config.amqp.redacted_url(self._environ)
+        return f"<CFXTransport {url} queue={self.config.amqp.queue!r} {self.state.value}>"
+
+    @property
+    def codec(self) -> Codec:
+        if self._codec is None:
+            # Imported late: the codec pulls in models and mapping, which a transport-only user may not need.
+            from pywats_cfx.codec import CFXCodec
+
+            self._codec = CFXCodec()
+        return self._codec
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self, context: TransportContext) -> None:
+        """Connect, declare the topology and start consuming. Raises `ConnectionError` (redacted) if the
+        broker cannot be reached at all; later outages are bridged by reconnecting."""
+        if self._started:
+            raise BusStateError("CFXTransport already started")
+        _ = self.codec  # fail early on a missing codec, not on the first message
+        self._context = context
+        self._stopping = False
+        self._set_state(ConnectionState.CONNECTING)
+        amqp = self.config.amqp
+        try:
+            params = amqp.connection_parameters(self._environ)
+        except ConfigurationError:
+            self._set_state(ConnectionState.DISCONNECTED, "configuration error")
+            raise
+        try:
+            connection = await self._connect(params)
+        except ConfigurationError:
+            self._set_state(ConnectionState.DISCONNECTED, "configuration error")
+            raise
+        except Exception as exc:
+            detail = _scrub(f"{type(exc).__name__}: {exc}", params.password)
+            self._set_state(ConnectionState.DISCONNECTED, detail)
+            raise ConnectionError(f"cannot connect to {params.display_url}: {detail}") from None
+        self._connection = connection
+        try:
+            await self._declare_and_consume(connection)
+            if self.config.endpoint.announce or self.config.endpoint.heartbeat_interval:
+                await self._open_publisher(connection)
+        except Exception as exc:
+            detail = _scrub(f"{type(exc).__name__}: {exc}", params.password)
+            with contextlib.suppress(Exception):
+                await connection.close()
+            self._connection = None
+            self._set_state(ConnectionState.DISCONNECTED, detail)
+            raise ConnectionError(
+                f"cannot set up queue {amqp.queue!r} on {params.display_url}: {detail}"
+            ) from None
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        self._started = True
+        self._set_state(ConnectionState.CONNECTED, params.display_url)
+        log.info("consuming %s from %s (bindings %s)", amqp.queue, params.display_url, amqp.bindings())
+        if self.config.endpoint.announce:
+            await self._publish_cfx("CFX.EndpointConnected", self._endpoint_connected_body())
+        if self.config.endpoint.heartbeat_interval:
+            self._heartbeat_task = asyncio.create_task(
+                self._heartbeat_loop(self.config.endpoint.heartbeat_interval), name="cfx-heartbeat"
+            )
+
+    async def stop(self) -> None:
+        """Stop consuming, let in-flight deliveries finish (up to `drain_timeout`), close. Anything not
+        acknowledged by then stays with the broker and is redelivered. Idempotent."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            self._heartbeat_task = None
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=5)
+        if self._inflight:
+            _done, pending = await asyncio.wait(set(self._inflight), timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "%d deliveries still in flight at stop; the broker will redeliver them", len(pending)
+                )
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self.config.endpoint.announce and self._connection is not None and not self._connection.is_closed:
+            await self._publish_cfx(
+                "CFX.EndpointShuttingDown", {"CFXHandle": self.config.endpoint.cfx_handle}
+            )
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        self._connection = self._channel = self._queue = None
+        self._publish_exchange = None
+        self._consumer_tag = None
+        self._started = False
+        self._set_state(ConnectionState.CLOSED)
+
+    # -- connection -----------------------------------------------------------------------------------
+
+    async def _connect(self, params: ConnectionParameters) -> AbstractRobustConnection:
+        amqp = self.config.amqp
+        client_properties: dict[str, Any] = {"product": "pywats-events"}
+        client_properties["connection_name"] = amqp.connection_name or f"pywats-events {amqp.queue}"
+        return await aio_pika.connect_robust(
+            host=params.host,
+            port=params.port,
+            login=params.login,
+            password=params.password,
+            virtualhost=params.virtualhost,
+            ssl=params.ssl,
+            ssl_context=amqp.ssl_context(self._environ),
+            timeout=amqp.connect_timeout,
+            client_properties=client_properties,
+            heartbeat=amqp.heartbeat,
+            reconnect_interval=amqp.reconnect_interval,
+        )
+
+    async def _declare_and_consume(self, connection: AbstractRobustConnection) -> None:
+        """Declared on a robust channel, so aio-pika replays all of it after a reconnect."""
+        amqp = self.config.amqp
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=amqp.prefetch_count)
+        self._channel = channel
+        if amqp.passive_queue:
+            queue = await channel.declare_queue(amqp.queue, passive=True)
+        else:
+            arguments: dict[str, Any] = {"x-queue-type": amqp.queue_type}
+            if amqp.single_active_consumer:
+                arguments["x-single-active-consumer"] = True
+            dlq_name = amqp.dead_letter_queue_name()
+            if amqp.dead_letter_exchange is not None and dlq_name is not None:
+                dlx = await channel.declare_exchange(
+                    amqp.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+                )
+                dlq = await channel.declare_queue(
+                    dlq_name, durable=True, arguments={"x-queue-type": amqp.queue_type}
+                )
+                await dlq.bind(dlx, routing_key=amqp.queue)
+                arguments["x-dead-letter-exchange"] = amqp.dead_letter_exchange
+                arguments["x-dead-letter-routing-key"] = amqp.queue
+            exchange = await self._exchange(channel, amqp.exchange, declare=amqp.declare_exchange)
+            queue = await channel.declare_queue(amqp.queue, durable=True, arguments=arguments)
+            for pattern in amqp.bindings():
+                await queue.bind(exchange, routing_key=pattern)
+        self._queue = queue
+        self._consumer_tag = await queue.consume(self._on_message)
+
+    @staticmethod
+    async def _exchange(channel: AbstractChannel, name: str, *, declare: bool) -> AbstractExchange:
+        if declare and not name.startswith("amq."):
+            return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+        return await channel.get_exchange(name, ensure=True)
+
+    def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
+        if self._stopping:
+            return
+        detail = "connection lost" if exc is None else f"connection lost: {type(exc).__name__}"
+        log.warning(
+            "%s: %s; reconnecting every %.1f s",
+            self.config.amqp.redacted_url(self._environ),
+            detail,
+            self.config.amqp.reconnect_interval,
+        )
+        self._set_state(ConnectionState.DISCONNECTED, detail)
+
+    def _on_reconnected(self, _sender: Any) -> None:
+        if self._stopping:
+            return
+        log.info("%s: reconnected, consumer re-attached", self.config.amqp.redacted_url(self._environ))
+        self._set_state(ConnectionState.CONNECTED, "reconnected")
+
+    # -- consuming ------------------------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        """One delivery. Never raises: every outcome ends in ack, reject (to the DLX) or requeue."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await self._process(message)
+        except asyncio.CancelledError:
+            raise  # stop() gave up waiting: left unacked, the broker redelivers
+        except Exception:
+            log.exception("unexpected error handling delivery %s; requeued", message.message_id)
+            await self._settle(message, "requeue")
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        self.stats.received += 1
+        headers = delivery_headers(message)
+        topic = message.routing_key
+        if self._is_own_announcement(headers):
+            await self._settle(message, "ack")
+            return
+        body = message.body
+        try:
+            result = self.codec.decode(body, headers, topic)
+        except Exception as exc:  # the contract says never, but a bug must not cost the message
+            result = DecodeResult(
+                quarantined=[
+                    QuarantineRecord(
+                        raw=body,
+                        reason=f"codec raised {type(exc).__name__}: {exc}",
+                        headers=headers,
+                        source=self.name,
+                        topic=topic,
+                    )
+                ]
+            )
+        context = self._context
+        assert context is not None
+        if result.events:
+            # First await of this task: keeps submit order == delivery order.
+            try:
+                await context.submit(result.events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not accepted: hand it back. While we stop, at once (the next consumer gets it);
+                # otherwise after a pause, so a bus that keeps refusing does not cause a redelivery storm.
+                if not self._stopping:
+                    log.warning(
+                        "bus refused delivery %s (%s: %s); requeued after %.1f s",
+                        message.message_id,
+                        type(exc).__name__,
+                        exc,
+                        _REQUEUE_BACKOFF,
+                    )
+                    await asyncio.sleep(_REQUEUE_BACKOFF)
+                await self._settle(message, "requeue")
+                return
+        if not result.quarantined:
+            await self._settle(message, "ack")
+            return
+        stored = True
+        for record in result.quarantined:
+            self.stats.quarantined += 1
+            try:
+                await context.quarantine(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("quarantine failed for delivery %s", message.message_id)
+                stored = False
+        if stored or self.config.amqp.dead_letter_exchange is not None:
+            log.warning(
+                "undecodable delivery %s on %r dead-lettered: %s",
+                message.message_id,
+                topic,
+                "; ".join(r.reason for r in result.quarantined)[:500],
+            )
+            await self._settle(message, "dead-letter")
+        else:
+            # Neither quarantine nor a DLX could keep it: hand it back rather than lose it.
+            await asyncio.sleep(_REQUEUE_BACKOFF)
+            await self._settle(message, "requeue")
+
+    async def _settle(self, message: AbstractIncomingMessage, outcome: str) -> None:
+        """ack / reject to DLX / requeue; a dead channel means the broker will redeliver anyway."""
+        try:
+            if outcome == "ack":
+                await message.ack()
+                self.stats.acked += 1
+            elif outcome == "dead-letter":
+                await message.reject(requeue=False)
+                self.stats.dead_lettered += 1
+            else:
+                await message.nack(requeue=True)
+                self.stats.requeued += 1
+        except Exception as exc:
+            self.stats.ack_failures += 1
+            log.info(
+                "could not %s delivery %s (%s); the broker will redeliver it",
+                outcome,
+                message.message_id,
+                type(exc).__name__,
+            )
+
+    def _is_own_announcement(self, headers: Mapping[str, Any]) -> bool:
+        """Our own EndpointConnected / Heartbeat coming back through a `#` binding is not traffic."""
+        if not (self.config.endpoint.announce or self.config.endpoint.heartbeat_interval):
+            return False
+        return headers.get("cfx-handle") == self.config.endpoint.cfx_handle and headers.get(
+            "cfx-message"
+        ) in ("CFX.EndpointConnected", "CFX.Heartbeat", "CFX.EndpointShuttingDown")
+
+    # -- publishing as an endpoint --------------------------------------------------------------------
+
+    async def _open_publisher(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        name = self.config.endpoint.publish_exchange or self.config.amqp.exchange
+        declare = self.config.amqp.declare_exchange and name != self.config.amqp.exchange
+        self._publish_exchange = await self._exchange(channel, name, declare=declare)
+
+    def _endpoint_connected_body(self) -> dict[str, Any]:
+        endpoint = self.config.endpoint
+        return {
+            "CFXHandle": endpoint.cfx_handle,
+            "RequestNetworkUri": endpoint.request_uri,
+            "RequestTargetAddress": endpoint.request_target_address,
+        }
+
+    async def _publish_cfx(self, message_name: str, body: Mapping[str, Any]) -> bool:
+        """Best effort: an announcement that cannot be sent is logged, never fatal."""
+        if self._publish_exchange is None:
+            return False
+        envelope = build_envelope(message_name, body, self.config.endpoint.cfx_handle)
+        outgoing = encode_envelope(envelope, compress=self.config.endpoint.compress)
+        try:
+            await self._publish_exchange.publish(
+                aio_pika.Message(**outgoing.message_kwargs()), routing_key=outgoing.routing_key, timeout=10
+            )
+        except Exception as exc:
+            log.warning("could not publish %s: %s", message_name, type(exc).__name__)
+            return False
+        return True
+
+    async def _heartbeat_loop(self, interval: float) -> None:
+        body = {"CFXHandle": self.config.endpoint.cfx_handle, "HeartbeatFrequency": _timespan(interval)}
+        while True:
+            if self.is_connected:
+                await self._publish_cfx("CFX.Heartbeat", body)
+            await asyncio.sleep(interval)
+
+    async def publish_envelope(self, message_name: str, body: Mapping[str, Any]) -> bool:
+        """Publish one CFX message as this endpoint (needs `announce` or `heartbeat_interval` configured)."""
+        return await self._publish_cfx(message_name, body)
+
+
+def _scrub(text: str, secret: str) -> str:
+    """Remove a secret from library error text before it reaches a log or an exception."""
+    if secret and len(secret) >= 3:
+        text = text.replace(secret, "******")
+    return text

@@ -1,0 +1,877 @@
+"""`AsyncEventBus`: the asyncio engine that accepts events and runs handlers under their policies.
+
+Design (why it is fast and bounded):
+
+* Work is spread over `max_concurrency` *lanes* by `hash(event.ordering_key())`. Each lane is a deque plus
+  one worker task that handles its events strictly in order, so events with the same key keep their order and
+  different keys run concurrently. No task per event; a worker drains its whole deque per wakeup.
+* `max_in_flight` bounds accepted-but-unfinished events across all lanes. A producer that finds no room waits
+  in one FIFO line; its event is put into its lane at the moment room frees (so FIFO holds even while
+  waiting) and producers are woken in batches (below a low-water mark), not one per finished event.
+* With a `journal`, accepted means appended: a feeder task reads pending entries back in sequence order,
+  only as far as there is room, and records per-handler progress so a restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._dispatch import DONE, Subscription, system_event
+from ._event import Event, EventType
+from ._exceptions import BusOverloaded, BusStateError, ConfigurationError
+from ._handlers import BaseHandler, FunctionHandler, HandleResult
+from ._observer import HOOK_NAMES, BusObserver, overrides
+from .journal._protocol import Journal
+from .policies import DeadLetterQueue, ErrorPolicy, RetryPolicy
+from .policies._dead_letter import DeadLetterStore
+from .transports._base import BaseTransport, ConnectionState, QuarantineRecord
+
+__all__ = ["DEFAULT_RETRY_POLICY", "AsyncEventBus", "BusState", "StopReport"]
+
+log = logging.getLogger("pywats_events.bus")
+
+#: used for handlers that bring no retry policy of their own
+DEFAULT_RETRY_POLICY = RetryPolicy(max_retries=2, initial_delay=0.2, max_delay=30.0)
+
+_SYSTEM_SLACK = 1024  # system events may exceed max_in_flight by this much (they must never block a lane)
+
+
+class BusState(str, enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass
+class StopReport:
+    """What `stop()` left behind. `not_handled` events were accepted but not finished by every handler;
+    with a journal they stay in it (`journal_pending` incomplete entries) and resume on the next start."""
+
+    handled: int = 0
+    not_handled: list[Event] = field(default_factory=list)
+    timed_out: bool = False
+    journal_pending: int | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.not_handled and not self.journal_pending
+
+
+class _Ack:
+    """Counts down the events of one `submit` call; the future resolves when all are finished."""
+
+    __slots__ = ("future", "remaining")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.remaining = 0
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+class _Waiter:
+    __slots__ = ("ack", "cancelled", "event", "future", "subs")
+
+    def __init__(
+        self,
+        event: Event,
+        subs: tuple[Subscription, ...],
+        ack: _Ack | None,
+        future: asyncio.Future[None] | None,
+    ) -> None:
+        self.event = event
+        self.subs = subs
+        self.ack = ack
+        self.future = future
+        self.cancelled = False
+
+
+# (event, subscriptions still to run, submit-ack or None, journal seq or 0)
+_Item = tuple[Event, tuple[Subscription, ...], "_Ack | None", int]
+
+
+class _Lane:
+    __slots__ = ("q", "task", "wakeup")
+
+    def __init__(self) -> None:
+        self.q: deque[_Item] = deque()
+        self.wakeup: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class _Context:
+    """The `TransportContext` the bus hands to its transports (also usable directly: `bus.context`)."""
+
+    def __init__(self, bus: AsyncEventBus) -> None:
+        self._bus = bus
+
+    async def submit(self, events: Sequence[Event]) -> None:
+        await self._bus._submit(events)
+
+    async def quarantine(self, record: QuarantineRecord) -> None:
+        await self._bus._quarantine(record)
+
+    def connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str = "") -> None:
+        self._bus._connection_changed(transport, state, detail)
+
+
+class AsyncEventBus:
+    """The asyncio event bus.
+
+    >>> async with AsyncEventBus() as bus:          # doctest: +SKIP
+    ...     bus.subscribe(MyHandler())                 # before start (async with starts on enter)
+    ...     await bus.publish(Event(event_type=EventType.TEST_RESULT, payload={...}))
+
+    Args:
+        max_in_flight: accepted but unfinished events (backpressure above this).
+        max_concurrency: number of ordering lanes, i.e. how many keys are handled at once.
+        journal: durable `Journal`; accepted then means "appended" and work resumes after a restart.
+        dead_letter_queue: where handlers without their own `ErrorPolicy` queue give-ups
+            (default: an in-memory `DeadLetterQueue(10_000)`).
+        retry_policy: for handlers that bring none (default `DEFAULT_RETRY_POLICY`).
+        quarantine_store: object with `async add(record)` for undecodable input (default: log only).
+        executor_workers: threads for synchronous handlers (default: min(32, max_concurrency)).
+        journal_cache: how many just-appended events are kept to avoid reading them back from the journal.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = 10_000,
+        max_concurrency: int = 64,
+        journal: Journal | None = None,
+        dead_letter_queue: DeadLetterStore | None = None,
+        retry_policy: RetryPolicy | None = None,
+        quarantine_store: Any | None = None,
+        executor_workers: int | None = None,
+        journal_cache: int | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight", "must be >= 1")
+        if max_concurrency < 1:
+            raise ConfigurationError("max_concurrency", "must be >= 1")
+        self.max_in_flight = max_in_flight
+        self.max_concurrency = max_concurrency
+        self.journal = journal
+        self.dead_letter_queue: DeadLetterStore = (
+            dead_letter_queue if dead_letter_queue is not None else DeadLetterQueue(10_000)
+        )
+        self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
+        self.quarantine_store = quarantine_store
+        self._executor_workers = executor_workers or min(32, max_concurrency)
+        self._journal_cache_size = journal_cache or max_in_flight
+
+        self._state = BusState.NEW
+        self._subs: list[Subscription] = []
+        self._routes: dict[Any, tuple[Subscription, ...]] = {}
+        self._transports: list[BaseTransport] = []
+        self._observers: list[BusObserver] = []
+        self._hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOK_NAMES}
+        self.context = _Context(self)
+
+        self._lanes: list[_Lane] = []
+        self._nlanes = max_concurrency
+        self._inflight = 0
+        self._low_water = max(0, max_in_flight - max(1, max_in_flight // 4))
+        self._waiters: deque[_Waiter] = deque()
+        self._handled = 0
+        self._drain_future: asyncio.Future[None] | None = None
+        #: publish may go straight into a lane (running, no journal)
+        self._direct = False
+        #: finished events must wake someone (journal feeder, stop() waiting for the drain)
+        self._signal_finish = False
+        self._accepted_hooks: list[Callable[..., Any]] = self._hooks["on_accepted"]
+        self._overflow_tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._loop_thread: int | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._started_handlers: list[Subscription] = []
+
+        # journal feeding
+        self._feeder: asyncio.Task[None] | None = None
+        self._feed_signal: asyncio.Event | None = None
+        self._cache: deque[tuple[int, Event]] = deque()
+        self._cache_overflow = True
+        self._cache_drops = 0
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def state(self) -> BusState:
+        return self._state
+
+    @property
+    def in_flight(self) -> int:
+        """Accepted events not yet finished by every handler."""
+        return self._inflight
+
+    @property
+    def handlers(self) -> list[BaseHandler]:
+        return [s.handler for s in self._subs]
+
+    def subscribe(
+        self,
+        handler_or_function: BaseHandler | Callable[[Event], HandleResult],
+        event_types: Iterable[EventType | str] | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        error_policy: ErrorPolicy | None = None,
+        name: str | None = None,
+    ) -> BaseHandler:
+        """Register a handler (a `BaseHandler`, an `@handler` function or a plain function plus
+        `event_types`). Policies given here win over the handler's class attributes. Returns the handler."""
+        if self._state not in (BusState.NEW, BusState.STOPPED):
+            raise BusStateError("subscribe() before start()")
+        h: BaseHandler
+        if isinstance(handler_or_function, BaseHandler):
+            h = handler_or_function
+            if event_types is not None:
+                if isinstance(h, FunctionHandler):
+                    h = FunctionHandler(
+                        h._func,
+                        event_types,
+                        name=name or h.name,
+                        retry_policy=h.retry_policy,
+                        error_policy=h.error_policy,
+                    )
+                else:
+                    raise ConfigurationError("event_types", "a BaseHandler declares its own event_types")
+        elif callable(handler_or_function):
+            if event_types is None:
+                raise ConfigurationError("event_types", "a plain function needs event_types=[...]")
+            h = FunctionHandler(handler_or_function, event_types, name=name)
+        else:
+            raise TypeError(f"not a handler: {handler_or_function!r}")
+        retry = retry_policy or h.retry_policy or self.retry_policy
+        ep = error_policy or h.error_policy
+        dlq = (
+            ep.dead_letter_queue
+            if ep is not None and ep.dead_letter_queue is not None
+            else self.dead_letter_queue
+        )
+        breaker = ep.circuit_breaker if ep is not None else None
+        if breaker is not None:
+            breaker.add_listener(self._breaker_changed)
+        sub = Subscription(h, self._unique_name(name or h.name), retry, dlq, breaker)
+        if not sub.event_types:
+            raise ConfigurationError("event_types", f"{sub.name} subscribes to no event type")
+        self._subs.append(sub)
+        self._routes.clear()
+        return h
+
+    def _unique_name(self, base: str) -> str:
+        taken = {s.name for s in self._subs}
+        if base not in taken:
+            return base
+        n = 2
+        while f"{base}#{n}" in taken:
+            n += 1
+        return f"{base}#{n}"
+
+    def register_transport(self, transport: BaseTransport) -> BaseTransport:
+        """Started after the handlers' `on_start`, stopped first on `stop()`."""
+        if self._state not in (BusState.NEW, BusState.STOPPED):
+            raise BusStateError("register_transport() before start()")
+        self._transports.append(transport)
+        return transport
+
+    def add_observer(self, observer: BusObserver) -> None:
+        self._observers.append(observer)
+        for hook in HOOK_NAMES:
+            if overrides(observer, hook):
+                self._hooks[hook].append(getattr(observer, hook))
+        self._refresh_fast_paths()
+
+    def _refresh_fast_paths(self) -> None:
+        timed = bool(self._hooks["on_handled"])
+        for s in self._subs:
+            s.fast = not timed
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> AsyncEventBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._state in (BusState.RUNNING, BusState.STARTING):
+            await self.stop()
+
+    async def start(self) -> None:
+        """Open the journal, run handlers' `on_start`, start lanes, resume the journal, start transports."""
+        if self._state not in (BusState.NEW, BusState.STOPPED):
+            raise BusStateError(f"cannot start a bus that is {self._state.value}")
+        self._state = BusState.STARTING
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._executor = ThreadPoolExecutor(self._executor_workers, thread_name_prefix="pywats-handler")
+        self._routes.clear()
+        self._refresh_fast_paths()
+        self._inflight = 0
+        self._handled = 0
+        try:
+            if self.journal is not None:
+                await self.journal.open()
+            self._started_handlers = []
+            for sub in self._subs:
+                await self._call_hook(sub.handler.on_start)
+                self._started_handlers.append(sub)
+            self._lanes = [_Lane() for _ in range(self._nlanes)]
+            for i, lane in enumerate(self._lanes):
+                lane.task = asyncio.create_task(self._run_lane(lane), name=f"pywats-lane-{i}")
+            if self.journal is not None:
+                self._feed_signal = asyncio.Event()
+                self._cache.clear()
+                self._cache_overflow = True  # resume: read what the journal holds first
+                self._feeder = asyncio.create_task(self._feed(), name="pywats-journal-feeder")
+            self._state = BusState.RUNNING
+            self._direct = self.journal is None
+            self._signal_finish = self.journal is not None
+            for t in self._transports:
+                await t.start(self.context)
+        except BaseException:
+            await self._shutdown(0.0, StopReport())
+            raise
+
+    async def stop(self, timeout: float = 10.0) -> StopReport:
+        """Stop transports, let accepted work finish (up to `timeout` seconds), then run handlers' `on_stop`.
+
+        Returns a `StopReport` listing what was accepted but not finished (kept in the journal if any)."""
+        if self._state is BusState.NEW or self._state is BusState.STOPPED:
+            return StopReport()
+        if self._state is BusState.STOPPING:
+            raise BusStateError("stop() already in progress")
+        report = StopReport()
+        return await self._shutdown(timeout, report)
+
+    async def _shutdown(self, timeout: float, report: StopReport) -> StopReport:
+        self._state = BusState.STOPPING
+        self._direct = False
+        self._signal_finish = True
+        for t in reversed(self._transports):
+            try:
+                await t.stop()
+            except Exception:
+                log.exception("transport %s failed to stop", t.name)
+        if self._feeder is not None:
+            self._feeder.cancel()
+            await asyncio.gather(self._feeder, return_exceptions=True)
+            self._feeder = None
+        # drain
+        if self._inflight or self._waiters:
+            self._drain_future = self._loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drain_future), timeout)
+            except asyncio.TimeoutError:
+                report.timed_out = True
+            self._drain_future = None
+        for task in list(self._overflow_tasks):
+            task.cancel()
+        # stop the lanes; whatever is left was not handled
+        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *self._overflow_tasks, return_exceptions=True)
+        gone = BusStateError("bus stopped before the event was handled")
+        for lane in self._lanes:
+            for event, _subs, ack, _seq in lane.q:
+                report.not_handled.append(event)
+                if ack is not None:
+                    ack.fail(gone)
+            lane.q.clear()
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.cancelled:
+                report.not_handled.append(w.event)
+                if w.ack is not None:
+                    w.ack.fail(gone)
+                if w.future is not None and not w.future.done():
+                    w.future.set_exception(gone)
+        self._inflight = 0
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            try:  # let sync handlers that are mid-call finish before their on_stop
+                await asyncio.wait_for(
+                    asyncio.to_thread(executor.shutdown, True, cancel_futures=True), max(timeout, 1.0)
+                )
+            except asyncio.TimeoutError:
+                log.warning("a synchronous handler is still running after stop(); on_stop runs anyway")
+        for sub in reversed(self._started_handlers):
+            await self._call_hook(sub.handler.on_stop)
+        self._started_handlers = []
+        if self.journal is not None:
+            try:
+                report.journal_pending = await self.journal.depth()
+            except Exception:
+                log.exception("journal depth failed")
+            try:
+                await self.journal.close()
+            except Exception:
+                log.exception("journal close failed")
+        report.handled = self._handled
+        self._lanes = []
+        self._state = BusState.STOPPED
+        if report.not_handled:
+            log.warning(
+                "bus stopped with %d event(s) not handled%s",
+                len(report.not_handled),
+                " (kept in the journal)" if self.journal is not None else "",
+            )
+        return report
+
+    async def _call_hook(self, hook: Callable[[], HandleResult]) -> None:
+        try:
+            result = hook()
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                await result
+        except Exception:
+            log.exception("handler hook %r raised", hook)
+
+    # ------------------------------------------------------------------ publishing
+    def _route(self, event: Event) -> tuple[Subscription, ...]:
+        key = event.event_type
+        subs = self._routes.get(key)
+        if subs is not None:
+            return subs
+        name = event.type_name
+        system = name.startswith("system.")
+        subs = tuple(s for s in self._subs if name in s.event_types or (not system and "*" in s.event_types))
+        if len(self._routes) < 10_000:
+            self._routes[key] = subs
+        return subs
+
+    def _targeted(self, event: Event, handler: str | None) -> tuple[Subscription, ...]:
+        if handler is None:
+            return self._route(event)
+        for s in self._subs:
+            if s.name == handler:
+                return (s,)
+        raise ConfigurationError("handler", f"no subscribed handler named {handler!r}")
+
+    def _check_open(self) -> None:
+        if self._state is not BusState.RUNNING and self._state is not BusState.STOPPING:
+            raise BusStateError(f"bus is {self._state.value}; call start() first")
+
+    async def publish(
+        self, event: Event, *, handler: str | None = None, timeout: float | None = None
+    ) -> None:
+        """Accept `event`; waits while the bus is full (backpressure). With a journal, returns once it is
+        durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
+        `timeout` bounds the wait for room (then `BusOverloaded`)."""
+        # hot path: running, no journal, known route, room and nobody waiting → straight into its lane
+        if handler is None and self._direct:
+            subs = self._routes.get(event.event_type)
+            if subs is not None and self._inflight < self.max_in_flight and not self._waiters:
+                if subs:
+                    self._inflight += 1
+                    lane = self._lanes[hash(event.ordering_key()) % self._nlanes]
+                    lane.q.append((event, subs, None, 0))
+                    wakeup = lane.wakeup
+                    if wakeup is not None:
+                        lane.wakeup = None
+                        wakeup.set_result(None)
+                    if self._accepted_hooks:
+                        for hook in self._accepted_hooks:
+                            _safe(hook, event)
+                return
+        if self._state is not BusState.RUNNING:
+            self._check_open()
+        if handler is not None:
+            await self._deliver_now(event, self._targeted(event, handler))
+            return
+        if self.journal is not None:
+            await self._submit((event,))
+            return
+        subs = self._route(event)
+        if not subs:
+            return
+        if self._inflight < self.max_in_flight and not self._waiters:
+            self._inflight += 1
+            self._enqueue(event, subs, None, 0)
+            return
+        waiter = _Waiter(event, subs, None, self._loop.create_future())
+        self._waiters.append(waiter)
+        try:
+            if timeout is None:
+                await waiter.future  # type: ignore[misc]
+            else:
+                await asyncio.wait_for(asyncio.shield(waiter.future), timeout)  # type: ignore[arg-type]
+        except (asyncio.CancelledError, asyncio.TimeoutError) as exc:
+            if (
+                waiter.future is not None
+                and waiter.future.done()
+                and not waiter.future.cancelled()
+                and waiter.future.exception() is None
+            ):
+                return  # it made it into a lane after all: accepted
+            waiter.cancelled = True
+            if isinstance(exc, asyncio.TimeoutError):
+                raise BusOverloaded(f"no room for event {event.id} within {timeout}s") from None
+            raise
+
+    def publish_nowait(self, event: Event) -> None:
+        """Accept `event` without waiting; for code running on the bus loop that cannot await (a sync
+        call from inside a handler). Without room the event waits in line in a task; raises
+        `BusOverloaded` if more than `max_in_flight` such events are already waiting."""
+        self._check_open()
+        if self.journal is None and self._inflight < self.max_in_flight and not self._waiters:
+            subs = self._route(event)
+            if subs:
+                self._inflight += 1
+                self._enqueue(event, subs, None, 0)
+            return
+        if len(self._overflow_tasks) >= self.max_in_flight:
+            raise BusOverloaded("bus full and too many events waiting for room")
+        task = self._loop.create_task(self.publish(event))
+        self._overflow_tasks.add(task)
+        task.add_done_callback(self._overflow_done)
+
+    def _publish_from_thread(self, event: Event, done: concurrent.futures.Future[None]) -> None:
+        """Loop-side half of a blocking publish from another thread: resolves `done` once accepted."""
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            if self._direct:
+                subs = self._route(event)
+                if self._inflight < self.max_in_flight and not self._waiters:
+                    if subs:
+                        self._inflight += 1
+                        self._enqueue(event, subs, None, 0)
+                    done.set_result(None)
+                    return
+            task = self._loop.create_task(self.publish(event))
+        except BaseException as exc:
+            done.set_exception(exc)
+            return
+        task.add_done_callback(lambda t: _copy_outcome(t, done))
+
+    def _overflow_done(self, task: asyncio.Task[None]) -> None:
+        self._overflow_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("queued publish failed: %r", task.exception())
+
+    async def _deliver_now(self, event: Event, subs: tuple[Subscription, ...]) -> None:
+        ack = _Ack(self._loop.create_future())
+        self._place(event, subs, ack)
+        await ack.future
+
+    def _place(self, event: Event, subs: tuple[Subscription, ...], ack: _Ack | None) -> None:
+        """Into a lane if there is room and nobody waits, else at the end of the waiting line."""
+        if ack is not None:
+            ack.remaining += 1
+        if self._inflight < self.max_in_flight and not self._waiters:
+            self._inflight += 1
+            self._enqueue(event, subs, ack, 0)
+        else:
+            self._waiters.append(_Waiter(event, subs, ack, None))
+
+    def _enqueue(self, event: Event, subs: tuple[Subscription, ...], ack: _Ack | None, seq: int) -> None:
+        lane = self._lanes[hash(event.ordering_key()) % self._nlanes]
+        lane.q.append((event, subs, ack, seq))
+        wakeup = lane.wakeup
+        if wakeup is not None:
+            lane.wakeup = None
+            wakeup.set_result(None)
+        hooks = self._hooks["on_accepted"]
+        if hooks and seq == 0:
+            for hook in hooks:
+                _safe(hook, event)
+
+    async def _submit(self, events: Sequence[Event]) -> None:
+        self._check_open()
+        if not events:
+            return
+        journal = self.journal
+        if journal is not None:
+            seqs = await journal.append(events)
+            cache = self._cache
+            for seq, event in zip(seqs, events, strict=True):
+                if len(cache) < self._journal_cache_size:
+                    cache.append((seq, event))
+                else:
+                    self._cache_overflow = True
+                    self._cache_drops += 1
+            hooks = self._hooks["on_accepted"]
+            for event in events:
+                for hook in hooks:
+                    _safe(hook, event)
+            if self._feed_signal is not None:
+                self._feed_signal.set()
+            return
+        ack = _Ack(self._loop.create_future())
+        for event in events:
+            subs = self._route(event)
+            if subs:
+                self._place(event, subs, ack)
+        if ack.remaining == 0:
+            return
+        try:
+            await ack.future
+        except asyncio.CancelledError:
+            # not accepted: take our not-yet-placed events out of the line (placed ones still run)
+            for w in self._waiters:
+                if w.ack is ack:
+                    w.cancelled = True
+            raise
+
+    # ------------------------------------------------------------------ running
+    async def _run_lane(self, lane: _Lane) -> None:
+        q = lane.q
+        loop = asyncio.get_running_loop()
+        finished = self._finished
+        journal = self.journal
+        while True:
+            if not q:
+                lane.wakeup = fut = loop.create_future()
+                await fut
+                continue
+            event, subs, ack, seq = q[0]
+            for sub in subs:
+                breaker = sub.breaker
+                if sub.fast and (breaker is None or not breaker._circuits):
+                    # nothing to ask or time: call inline; policies step in only on failure
+                    try:
+                        if sub.is_async:
+                            await sub.call(event)
+                        else:
+                            await sub.invoke(self, event)
+                        outcome = DONE
+                    except Exception as exc:
+                        try:
+                            outcome = await sub.deliver(self, event, exc)
+                        except Exception as bug:
+                            log.exception("recovery of %s in %s failed", event.id, sub.name)
+                            outcome = await sub.give_up(self, event, bug)
+                else:
+                    try:
+                        outcome = await sub.deliver(self, event)
+                    except Exception as exc:  # a bug in a hook (e.g. breaker_key) must not kill the lane
+                        log.exception("delivery of %s to %s failed outside the handler", event.id, sub.name)
+                        outcome = await sub.give_up(self, event, exc)
+                if seq and journal is not None:
+                    try:
+                        await journal.mark_handled(seq, sub.name, outcome)
+                    except Exception:
+                        log.exception("journal.mark_handled failed for seq %d", seq)
+            q.popleft()
+            if seq and journal is not None:
+                try:
+                    await journal.mark_complete(seq)
+                except Exception:
+                    log.exception("journal.mark_complete failed for seq %d", seq)
+            self._handled += 1
+            self._inflight -= 1
+            if ack is not None or self._waiters or self._signal_finish:
+                finished(ack)
+
+    def _finished(self, ack: _Ack | None) -> None:
+        """Bookkeeping after an event left its lane (counters already updated by the lane)."""
+        if ack is not None:
+            ack.remaining -= 1
+            if ack.remaining == 0 and not ack.future.done():
+                ack.future.set_result(None)
+        if self._inflight <= self._low_water:
+            if self._waiters:
+                self._refill()
+            if self._feed_signal is not None:
+                self._feed_signal.set()
+        if self._drain_future is not None and self._inflight == 0 and not self._waiters:
+            if not self._drain_future.done():
+                self._drain_future.set_result(None)
+
+    def _refill(self) -> None:
+        waiters = self._waiters
+        while waiters and self._inflight < self.max_in_flight:
+            w = waiters.popleft()
+            if w.cancelled:
+                continue
+            self._inflight += 1
+            self._enqueue(w.event, w.subs, w.ack, 0)
+            if w.future is not None and not w.future.done():
+                w.future.set_result(None)
+
+    async def _feed(self) -> None:
+        """Journal → lanes, in seq order, never more than there is room for."""
+        journal = self.journal
+        signal = self._feed_signal
+        assert journal is not None and signal is not None
+        last = 0
+        while True:
+            signal.clear()
+            room = self.max_in_flight - self._inflight
+            if room <= 0:
+                await signal.wait()
+                continue
+            batch: list[tuple[int, Event, frozenset[str]]] = []
+            if self._cache_overflow:
+                drops = self._cache_drops
+                try:
+                    entries = await journal.read_pending(last, room)
+                except Exception:
+                    log.exception("journal.read_pending failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                batch = [(e.seq, e.event, e.handled) for e in entries]
+                if len(entries) < room and drops == self._cache_drops:
+                    self._cache_overflow = False
+            else:
+                cache = self._cache
+                while cache and len(batch) < room:
+                    seq, event = cache.popleft()
+                    if seq > last:
+                        batch.append((seq, event, frozenset()))
+            if not batch:
+                if self._cache_overflow or self._cache:
+                    continue
+                await signal.wait()
+                continue
+            for seq, event, handled in batch:
+                if seq <= last:
+                    continue
+                last = seq
+                subs = self._route(event)
+                if handled:
+                    subs = tuple(s for s in subs if s.name not in handled)
+                if not subs:
+                    try:
+                        await journal.mark_complete(seq)
+                    except Exception:
+                        log.exception("journal.mark_complete failed for seq %d", seq)
+                    continue
+                self._inflight += 1
+                self._enqueue(event, subs, None, seq)
+            # drop cached copies we have now fed from the journal
+            while self._cache and self._cache[0][0] <= last:
+                self._cache.popleft()
+
+    # ------------------------------------------------------------------ system events, observers
+    def _notify(self, hook: str, *args: Any) -> None:
+        for fn in self._hooks[hook]:
+            _safe(fn, *args)
+
+    def _breaker_changed(self, key: str, state: Any) -> None:
+        self._notify("on_breaker_change", key, state)
+
+    def _emit_system(self, event: Event) -> None:
+        """Queue a bus-generated event without ever waiting (a lane must not block on itself)."""
+        if self._state is not BusState.RUNNING and self._state is not BusState.STOPPING:
+            return
+        subs = self._route(event)
+        if not subs:
+            return
+        if self._inflight >= self.max_in_flight + _SYSTEM_SLACK:
+            log.warning("bus overloaded: system event %s not delivered: %s", event.type_name, event.payload)
+            return
+        self._inflight += 1
+        self._enqueue(event, subs, None, 0)
+
+    def _emit_handler_error(self, event: Event, handler: str, error: BaseException, attempt: int) -> None:
+        if event.type_name.startswith("system."):
+            return  # never report failures of system-event handlers as new system events
+        if not self._routes.get(EventType.HANDLER_ERROR, True):
+            return
+        self._emit_system(
+            system_event(
+                EventType.HANDLER_ERROR,
+                {
+                    "handler": handler,
+                    "event_id": event.id,
+                    "event_type": event.type_name,
+                    "error": str(error) or repr(error),
+                    "error_type": type(error).__qualname__,
+                    "attempt": attempt,
+                },
+                event,
+                f"system:{event.ordering_key()}",
+            )
+        )
+
+    def _emit_dead_letter(
+        self, event: Event, handler: str, error: BaseException, attempts: int, entry_id: str
+    ) -> None:
+        if event.type_name.startswith("system."):
+            return
+        self._emit_system(
+            system_event(
+                EventType.EVENT_DEAD_LETTER,
+                {
+                    "handler": handler,
+                    "event_id": event.id,
+                    "event_type": event.type_name,
+                    "error": str(error) or repr(error),
+                    "error_type": type(error).__qualname__,
+                    "attempts": attempts,
+                    "entry_id": entry_id,
+                },
+                event,
+                f"system:{event.ordering_key()}",
+            )
+        )
+
+    def _connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self._connection_changed_here, transport, state, detail)
+        else:
+            self._connection_changed_here(transport, state, detail)
+
+    def _connection_changed_here(self, transport: BaseTransport, state: ConnectionState, detail: str) -> None:
+        if state is ConnectionState.CONNECTED:
+            etype = EventType.TRANSPORT_CONNECTED
+        elif state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
+            etype = EventType.TRANSPORT_DISCONNECTED
+        else:
+            return
+        log.info("transport %s %s %s", transport.name, state.value, detail)
+        self._emit_system(
+            system_event(
+                etype,
+                {"transport": transport.name, "state": state.value, "detail": detail},
+                None,
+                f"transport:{transport.name}",
+            )
+        )
+
+    async def _quarantine(self, record: QuarantineRecord) -> None:
+        store = self.quarantine_store
+        if store is not None:
+            await store.add(record)
+        else:
+            log.warning(
+                "quarantined input from %s (topic %s): %s; %d bytes: %r",
+                record.source,
+                record.topic,
+                record.reason,
+                len(record.raw),
+                record.raw[:200],
+            )
+        self._notify("on_quarantine", record)
+
+
+def _copy_outcome(task: asyncio.Task[None], done: concurrent.futures.Future[None]) -> None:
+    if task.cancelled():
+        done.set_exception(BusStateError("publish cancelled: bus stopping"))
+    elif task.exception() is not None:
+        done.set_exception(task.exception())
+    else:
+        done.set_result(None)
+
+
+def _safe(hook: Callable[..., Any], *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("observer hook %r raised", hook)

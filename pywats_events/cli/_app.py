@@ -1,0 +1,527 @@
+"""`pywats-events`: the listener command line (typer for parsing and help, rich for tables and progress)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .._exceptions import ConfigurationError
+from ..config import Settings, load_settings
+from ..logging_setup import configure_logging, redact
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="pywats-events",
+    help="Factory listener: CFX / MQTT traffic → events → WATS. Try `pywats-events run` on the samples.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Dead-letter queue: events a handler gave up on.", no_args_is_help=True)
+outbox_app = typer.Typer(help="WATS outbox: requests stored for store-and-forward.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Quarantine: input that could not be decoded.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(quarantine_app, name="quarantine")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Journal, DLQ, quarantine, outbox and status live here.")
+]
+
+
+def _fail_config(exc: ConfigurationError) -> typer.Exit:
+    err.print(f"[bold red]configuration error[/]: {redact(str(exc))}")
+    return typer.Exit(2)
+
+
+def _settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config, overrides=overrides)
+    except ConfigurationError as exc:
+        raise _fail_config(exc) from None
+
+
+def _put(d: dict[str, Any], dotted: str, value: Any) -> None:
+    if value is None:
+        return
+    section, _, key = dotted.partition(".")
+    d.setdefault(section, {})[key] = value
+
+
+def _base_overrides(data_dir: Path | None) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    _put(o, "listener.data_dir", data_dir)
+    return o
+
+
+# ---------------------------------------------------------------------------------------------- run
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    replay: Annotated[
+        list[Path] | None,
+        typer.Option("--replay", help="File, directory or JSON-lines capture (repeatable)."),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="Replay rate in messages/s (0 = full speed).")] = None,
+    amqp: Annotated[
+        str | None, typer.Option("--amqp", help="RabbitMQ URL, e.g. amqp://user:pw@host/vhost.")
+    ] = None,
+    exchange: Annotated[str | None, typer.Option(help="AMQP exchange CFX endpoints publish to.")] = None,
+    queue: Annotated[str | None, typer.Option(help="AMQP queue to consume.")] = None,
+    binding: Annotated[list[str] | None, typer.Option(help="AMQP routing-key pattern (repeatable).")] = None,
+    mqtt: Annotated[
+        str | None, typer.Option("--mqtt", help="MQTT broker URL, e.g. mqtt://host:1883.")
+    ] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="MQTT topic filter (repeatable).")] = None,
+    wats_url: Annotated[str | None, typer.Option(help="WATS server; token from WATS_AUTH_TOKEN.")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the WATS token.")] = None,
+    outbox: Annotated[Path | None, typer.Option(help="Directory of the local WATS outbox.")] = None,
+    max_messages: Annotated[int | None, typer.Option(help="Stop after N inbound messages.")] = None,
+    idle_exit: Annotated[float | None, typer.Option(help="Stop after S seconds without input.")] = None,
+    drain_timeout: Annotated[float | None, typer.Option(help="Seconds to drain on stop.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /healthz /readyz /metrics here.")] = None,
+    log_json: Annotated[bool | None, typer.Option("--log-json/--log-text", help="JSON log lines.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    no_journal: Annotated[
+        bool, typer.Option("--no-journal", help="Run without the durable journal.")
+    ] = False,
+) -> None:
+    """Run the listener. With no options: replay the bundled CFX samples into the local outbox and exit."""
+    o = _base_overrides(data_dir)
+    _put(o, "replay.paths", replay or None)
+    _put(o, "replay.rate", rate)
+    _put(o, "amqp.url", amqp)
+    _put(o, "amqp.exchange", exchange)
+    _put(o, "amqp.queue", queue)
+    _put(o, "amqp.bindings", binding or None)
+    _put(o, "mqtt.url", mqtt)
+    _put(o, "mqtt.topics", topic or None)
+    _put(o, "wats.url", wats_url)
+    _put(o, "wats.token_file", token_file)
+    _put(o, "wats.outbox", outbox)
+    _put(o, "listener.max_messages", max_messages)
+    _put(o, "listener.idle_exit", idle_exit)
+    _put(o, "listener.drain_timeout", drain_timeout)
+    _put(o, "listener.metrics_port", metrics_port)
+    _put(o, "listener.log_json", log_json)
+    _put(o, "listener.log_level", log_level)
+    if no_journal:
+        _put(o, "journal.enabled", False)
+    settings = _settings(config, o)
+    configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
+    from ._listener import Listener
+
+    live: Live | None = None
+    if settings.listener.progress and err.is_terminal:
+        live = Live(Text(""), console=err, refresh_per_second=4, transient=True)
+
+    def progress(listener: Listener) -> None:
+        if live is not None:
+            live.update(_progress_line(listener))
+
+    listener = Listener(settings, progress=progress)
+    try:
+        if live is not None:
+            live.start()
+        summary = asyncio.run(listener.run())
+    except ConfigurationError as exc:
+        raise _fail_config(exc) from None
+    except ConnectionError as exc:
+        err.print(f"[bold red]cannot start[/]: {redact(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        if live is not None:
+            live.stop()
+    _print_summary(summary)
+
+
+def _progress_line(listener: Any) -> Text:
+    s = listener.stats
+    return Text.assemble(
+        ("● ", "green"),
+        f"messages {s.received}  events {s.accepted}  handled {s.handled}  "
+        f"quarantined {s.quarantined}  retries {s.retries}  dead letters {s.dead_letters}  "
+        f"journal {listener.journal_depth}",
+    )
+
+
+def _print_summary(summary: Any) -> None:
+    st = summary.stats
+    table = Table(title="pywats-events run summary", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("messages received", str(st["received"]))
+    table.add_row("messages decoded", str(st["decoded"]))
+    table.add_row("messages quarantined", str(st["quarantined"]))
+    table.add_row("events accepted", str(st["accepted"]))
+    for et, n in sorted(st["events_by_type"].items()):
+        table.add_row(f"  event {et}", str(n))
+    table.add_row("handler completions", str(st["handled"]))
+    for ep, n in sorted(st["requests_by_endpoint"].items()):
+        table.add_row(f"  WATS {ep}", str(n))
+    for status, n in sorted(st["requests_by_status"].items()):
+        table.add_row(f"  WATS status {status}", str(n))
+    table.add_row("retries", str(st["retries"]))
+    table.add_row("deferred (outage)", str(st["deferred"]))
+    table.add_row("failures (dead letters)", str(st["dead_letters"]))
+    table.add_row("journal depth (unfinished)", str(summary.journal_depth))
+    table.add_row("DLQ size", str(summary.dlq_size))
+    table.add_row("quarantine size", str(summary.quarantine_size))
+    out.print(table)
+    for key, value in summary.facts.items():
+        out.print(f"{key}: {redact(value)}")
+    out.print(
+        f"stopped: {summary.stopped_by or 'error'} after {summary.elapsed:.1f}s; drained: {summary.drained}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- dlq
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail_config(ConfigurationError(name, f"not an ISO date/time: {value!r}")) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _dlq(settings: Settings) -> Any:
+    from ..policies import SqliteDeadLetterQueue
+
+    return SqliteDeadLetterQueue(settings.dlq_path)
+
+
+def _dlq_select(
+    settings: Settings,
+    handler: str | None,
+    event_type: str | None,
+    error: str | None,
+    since: str | None,
+    until: str | None,
+) -> list[Any]:
+    t_since, t_until = _parse_time(since, "--since"), _parse_time(until, "--until")
+    entries = _dlq(settings).get_entries(handler=handler, event_type=event_type, since=t_since)
+    if error:
+        needle = error.lower()
+        entries = [e for e in entries if needle in e.error.lower() or needle in e.error_type.lower()]
+    if t_until is not None:
+        entries = [e for e in entries if e.last_failure <= t_until]
+    return entries
+
+
+HandlerOpt = Annotated[str | None, typer.Option(help="Only entries of this handler.")]
+TypeOpt = Annotated[str | None, typer.Option("--event-type", help="Only this event type, e.g. test.result.")]
+ErrorOpt = Annotated[str | None, typer.Option(help="Only entries whose error (type or text) contains this.")]
+SinceOpt = Annotated[str | None, typer.Option(help="Last failure at or after (ISO time).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Last failure at or before (ISO time).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    handler: HandlerOpt = None,
+    event_type: TypeOpt = None,
+    error: ErrorOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List dead letters."""
+    settings = _settings(config, _base_overrides(data_dir))
+    entries = _dlq_select(settings, handler, event_type, error, since, until)
+    if as_json:
+        for e in entries:
+            out.print_json(data=_dlq_dict(e, full=False), indent=None)
+        return
+    table = Table(title=f"dead letters ({len(entries)})")
+    for col in ("id", "last failure", "handler", "event type", "attempts", "error"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            e.id,
+            e.last_failure.isoformat(timespec="seconds"),
+            e.handler,
+            e.event.type_name,
+            str(e.attempts),
+            redact(f"{e.error_type}: {e.error}")[:120],
+        )
+    out.print(table)
+
+
+def _dlq_dict(e: Any, *, full: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": e.id,
+        "handler": e.handler,
+        "event_type": e.event.type_name,
+        "event_id": e.event.id,
+        "error_type": e.error_type,
+        "error": redact(e.error),
+        "attempts": e.attempts,
+        "first_failure": e.first_failure.isoformat(),
+        "last_failure": e.last_failure.isoformat(),
+    }
+    if full:
+        d["event"] = json.loads(e.event.to_json())
+    return d
+
+
+@dlq_app.command("show")
+def dlq_show(entry_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Show one dead letter with its event."""
+    settings = _settings(config, _base_overrides(data_dir))
+    entry = _dlq(settings).get(entry_id)
+    if entry is None:
+        err.print(f"no dead letter {entry_id!r}")
+        raise typer.Exit(1)
+    out.print_json(data=_dlq_dict(entry, full=True))
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    handler: HandlerOpt = None,
+    event_type: TypeOpt = None,
+    error: ErrorOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete dead letters (all, or those matching the filters)."""
+    settings = _settings(config, _base_overrides(data_dir))
+    entries = _dlq_select(settings, handler, event_type, error, since, until)
+    if not entries:
+        out.print("nothing to purge")
+        return
+    if not yes and not typer.confirm(f"delete {len(entries)} dead letters?"):
+        raise typer.Exit(1)
+    dlq = _dlq(settings)
+    removed = sum(1 for e in entries if dlq.remove(e.id))
+    out.print(f"purged {removed} dead letters")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    handler: HandlerOpt = None,
+    event_type: TypeOpt = None,
+    error: ErrorOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    entry_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Replay only this entry (repeatable).")
+    ] = None,
+) -> None:
+    """Hand dead letters back to the handler that failed them (through the journal, like new work)."""
+    settings = _settings(config, _base_overrides(data_dir))
+    configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
+    entries = _dlq_select(settings, handler, event_type, error, since, until)
+    if entry_id:
+        wanted = set(entry_id)
+        entries = [e for e in entries if e.id in wanted]
+    if not entries:
+        out.print("nothing to replay")
+        return
+    from ._listener import replay_dead_letters
+
+    try:
+        done, left = asyncio.run(replay_dead_letters(settings, [e.id for e in entries]))
+    except ConfigurationError as exc:
+        raise _fail_config(exc) from None
+    out.print(f"replayed {done} dead letters; {left} now in the DLQ")
+
+
+# ---------------------------------------------------------------------------------------------- outbox
+def _outbox(settings: Settings, directory: Path | None) -> Any:
+    from handlers.wats.outbox import Outbox
+
+    from ._builtin import outbox_file
+
+    path = outbox_file(directory or settings.outbox_path)
+    if not path.exists():
+        err.print(f"no outbox at {path}")
+        raise typer.Exit(1)
+    return Outbox(path)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    outbox: Annotated[Path | None, typer.Option(help="Outbox directory.")] = None,
+    state: Annotated[str | None, typer.Option(help="pending, sending, sent or failed.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored WATS requests (`--json`: one object per line with method, path, params, json)."""
+    settings = _settings(config, _base_overrides(data_dir))
+    box = _outbox(settings, outbox)
+    try:
+        entries = box.list(limit, state=state) if state else box.list(limit)
+    finally:
+        box.close()
+    if as_json:
+        for e in entries:
+            sys.stdout.write(
+                json.dumps({"method": e.method, "path": e.path, "params": e.params, "json": e.json}) + "\n"
+            )
+        return
+    table = Table(title=f"outbox {box.path} ({len(entries)})")
+    for col in ("id", "state", "method", "path", "operation", "attempts", "error"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            str(e.id), e.state, e.method, e.path, e.operation, str(e.attempts), (e.error or "")[:80]
+        )
+    out.print(table)
+
+
+@outbox_app.command("push")
+def outbox_push(
+    wats_url: Annotated[str, typer.Option(help="WATS server to push to; token from WATS_AUTH_TOKEN.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    outbox: Annotated[Path | None, typer.Option(help="Outbox directory.")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the WATS token.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Push at most this many.")] = None,
+) -> None:
+    """Send stored requests to a WATS server, oldest first, each once."""
+    o = _base_overrides(data_dir)
+    _put(o, "wats.url", wats_url)
+    _put(o, "wats.token_file", token_file)
+    settings = _settings(config, o)
+    box = _outbox(settings, outbox)
+
+    async def push() -> Any:
+        from handlers.wats.sender import HttpSender
+
+        token = settings.wats.resolved_token()
+        if not token:
+            raise ConfigurationError("wats.token", "no WATS token: set WATS_AUTH_TOKEN or --token-file")
+        async with HttpSender(settings.wats.url, token, timeout=settings.wats.timeout) as sender:
+            return await box.push(sender, limit=limit)
+
+    try:
+        result = asyncio.run(push())
+    except ConfigurationError as exc:
+        raise _fail_config(exc) from None
+    finally:
+        box.close()
+    out.print(f"sent {result.sent}, failed {result.failed}, pending {result.pending}")
+    if result.stopped:
+        err.print(f"stopped early: {redact(result.stopped)}")
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------- status
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Journal depth, breaker states, DLQ and quarantine size (from the stores and the running listener)."""
+    from .status import collect_status
+
+    settings = _settings(config, _base_overrides(data_dir))
+    data = collect_status(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        return
+    table = Table(title=f"pywats-events status ({settings.listener.data_dir})", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------- quarantine
+@quarantine_app.command("list")
+def quarantine_list(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    reason: Annotated[str | None, typer.Option(help="Only reasons containing this text.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List quarantined input (reason, size, topic, time)."""
+    from ..quarantine import SqliteQuarantine
+
+    settings = _settings(config, _base_overrides(data_dir))
+    items = SqliteQuarantine(settings.quarantine_path).list(limit=limit, reason=reason)
+    if as_json:
+        for q in items:
+            sys.stdout.write(
+                json.dumps({"id": q.id, "at": q.at, "reason": q.reason, "topic": q.topic, "size": q.size})
+                + "\n"
+            )
+        return
+    table = Table(title=f"quarantine ({len(items)})")
+    for col in ("id", "time", "size", "topic", "reason"):
+        table.add_column(col)
+    for q in items:
+        when = datetime.fromtimestamp(q.at, timezone.utc).isoformat(timespec="seconds")
+        table.add_row(str(q.id), when, str(q.size), q.topic or "", redact(q.reason)[:100])
+    out.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    item_id: int,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    raw: Annotated[Path | None, typer.Option(help="Write the raw bytes to this file.")] = None,
+) -> None:
+    """Show one quarantined message (headers, reason, the start of the raw bytes)."""
+    from ..quarantine import SqliteQuarantine
+
+    settings = _settings(config, _base_overrides(data_dir))
+    item = SqliteQuarantine(settings.quarantine_path).get(item_id)
+    if item is None:
+        err.print(f"no quarantined message {item_id}")
+        raise typer.Exit(1)
+    body = item.raw or b""
+    if raw is not None:
+        raw.write_bytes(body)
+    out.print_json(
+        data={
+            "id": item.id,
+            "at": item.at,
+            "reason": redact(item.reason),
+            "source": item.source,
+            "topic": item.topic,
+            "headers": item.headers,
+            "size": item.size,
+            "raw_head_b64": base64.b64encode(body[:512]).decode(),
+            "raw_head_text": body[:512].decode("utf-8", "replace"),
+        }
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,408 @@
+"""The listener: settings → codec, handlers, journal, DLQ, bus, transports; run until told to stop; drain.
+
+Transports are started here with a `ListenerContext` wrapping the bus context, so quarantined input lands
+in the quarantine store and connection changes feed readiness. Shutdown order: stop intake (transports),
+drain the bus within `drain_timeout` (unfinished work stays in the journal), then close sinks and stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import plugins
+from .._codec import Codec, DecodeResult
+from .._event import Event
+from ..config import Settings
+from ..health import HealthServer
+from ..journal import SqliteJournal
+from ..logging_setup import redact, register_secret
+from ..metrics import ListenerStats, MetricsObserver
+from ..quarantine import SqliteQuarantine
+from ..transports import BaseTransport, ConnectionState, QuarantineRecord
+
+__all__ = ["Listener", "RunSummary"]
+
+log = logging.getLogger("pywats_events.listener")
+
+
+class MeteredCodec:
+    """Counts inbound messages around any codec (received / decoded); never raises."""
+
+    def __init__(self, inner: Codec, metrics: MetricsObserver) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def decode(
+        self, body: bytes, headers: Mapping[str, Any] | None = None, topic: str | None = None
+    ) -> DecodeResult:
+        self.metrics.message_received()
+        try:
+            result = self.inner.decode(body, headers, topic)
+        except Exception as exc:
+            return DecodeResult(
+                [], [QuarantineRecord(body, f"codec raised {exc!r}", dict(headers or {}), None, topic)]
+            )
+        if result.events:
+            self.metrics.message_decoded()
+        return result
+
+
+class MeteredSink:
+    """Counts WATS requests by endpoint and status around any RequestSink."""
+
+    def __init__(self, inner: Any, metrics: MetricsObserver) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def send(self, request: Any) -> Any:
+        endpoint = f"{request.method.upper()} {request.path}"
+        try:
+            response = await self.inner.send(request)
+        except Exception as exc:
+            self.metrics.request_sent(endpoint, type(exc).__name__)
+            raise
+        self.metrics.request_sent(endpoint, str(getattr(response, "status", "ok")))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class ListenerContext:
+    """The context transports see: submit → bus, quarantine → store, connection changes → readiness."""
+
+    def __init__(self, bus: Any, store: SqliteQuarantine, metrics: MetricsObserver) -> None:
+        self.bus = bus
+        self.store = store
+        self.metrics = metrics
+        self.states: dict[str, ConnectionState] = {}
+
+    async def submit(self, events: Sequence[Event]) -> None:
+        await self.bus.context.submit(events)
+
+    async def quarantine(self, record: QuarantineRecord) -> None:
+        try:
+            await self.bus.context.quarantine(record)  # stores it (quarantine_store) and notifies observers
+        except Exception:
+            log.exception(
+                "could not store quarantined message (%d bytes): %s", len(record.raw), record.reason
+            )
+        log.warning(
+            "quarantined message from %s (%d bytes): %s",
+            record.topic or record.source or "?",
+            len(record.raw),
+            redact(record.reason[:300]),
+        )
+
+    def connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str = "") -> None:
+        self.states[transport.name] = state
+        log.debug("transport %s %s %s", transport.name, state.value, redact(detail))
+        with contextlib.suppress(Exception):
+            self.bus.context.connection_changed(transport, state, detail)
+
+
+@dataclass
+class RunSummary:
+    stats: dict[str, Any]
+    facts: dict[str, str]
+    journal_depth: int
+    dlq_size: int
+    quarantine_size: int
+    elapsed: float
+    stopped_by: str
+    drained: bool
+    report: Any = None
+
+
+@dataclass
+class _Parts:
+    bus: Any
+    journal: SqliteJournal | None
+    dlq: Any
+    quarantine: SqliteQuarantine
+    metrics: MetricsObserver
+    handlers: list[Any]
+    codec: Codec
+    cleanups: list[Any] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+class Listener:
+    """One run of `pywats-events run`. `progress(stats)` is called about 4 times a second while running."""
+
+    def __init__(self, settings: Settings, *, progress: Callable[[Listener], None] | None = None) -> None:
+        self.settings = settings
+        self.progress = progress
+        self.stats = ListenerStats()
+        self.metrics = MetricsObserver(self.stats)
+        self.transports: list[BaseTransport] = []
+        self.context: ListenerContext | None = None
+        self.parts: _Parts | None = None
+        self.health: HealthServer | None = None
+        self.stop_requested = asyncio.Event()
+        self.stopped_by = ""
+        self._journal_depth = 0
+        self._dlq_size = 0
+        for secret in (settings.amqp.url, settings.mqtt.url, settings.wats.token):
+            if secret is not None:
+                value = secret.get_secret_value()
+                register_secret(value)
+        with contextlib.suppress(Exception):
+            register_secret(settings.wats.resolved_token())
+
+    # ------------------------------------------------------------------ composition
+    def build_parts(self) -> _Parts:
+        """Codec, handlers, stores and the bus (not started). Raises ConfigurationError on bad settings."""
+        from .. import AsyncEventBus
+        from ..policies import SqliteDeadLetterQueue
+
+        s = self.settings
+        s.listener.data_dir.mkdir(parents=True, exist_ok=True)
+        name = s.listener.codec
+        codec: Codec = MeteredCodec(plugins.make_codec(name, dict(s.plugins.get(name, {}))), self.metrics)
+        facts: dict[str, str] = {}
+        cleanups: list[Any] = []
+        handler_objs: list[Any] = []
+        for hname in s.listener.handlers:
+            ctx = plugins.PluginContext(
+                name=hname,
+                settings=s,
+                options=dict(s.handlers.get(hname, {})),
+                codec=codec,
+                meter_sink=lambda sink: MeteredSink(sink, self.metrics),
+            )
+            handler_objs.extend(plugins.make_handlers(hname, ctx))
+            cleanups.extend(ctx.cleanups)
+            facts.update(ctx.facts)
+        journal = None
+        if s.journal.enabled:
+            journal = SqliteJournal(
+                s.journal_path,
+                max_entries=s.journal.max_entries,
+                max_bytes=s.journal.max_bytes,
+                retention=s.journal.retention,
+                synchronous=s.journal.synchronous,
+            )
+            facts["journal"] = str(s.journal_path)
+        dlq = SqliteDeadLetterQueue(s.dlq_path)
+        quarantine = SqliteQuarantine(s.quarantine_path)
+        bus = AsyncEventBus(
+            max_in_flight=s.bus.max_in_flight,
+            max_concurrency=s.bus.max_concurrency,
+            journal=journal,
+            dead_letter_queue=dlq,
+            quarantine_store=quarantine,
+        )
+        bus.add_observer(self.metrics)
+        for h in handler_objs:
+            bus.subscribe(h)
+        return _Parts(bus, journal, dlq, quarantine, self.metrics, handler_objs, codec, cleanups, facts)
+
+    def build_transports(self, parts: _Parts) -> list[BaseTransport]:
+        s = self.settings
+        out: list[BaseTransport] = []
+        for tname, setting in (("replay", "replay.paths"), ("amqp", "amqp.url"), ("mqtt", "mqtt.url")):
+            ctx = plugins.PluginContext(
+                name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
+            )
+            made = plugins.make_transports(tname, ctx, setting=setting)
+            out.extend(made)
+            if made:
+                parts.facts.update(ctx.facts)
+        for tname in s.listener.transports:
+            ctx = plugins.PluginContext(
+                name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
+            )
+            out.extend(plugins.make_transports(tname, ctx, setting="listener.transports"))
+            parts.facts.update(ctx.facts)
+        return out
+
+    # ------------------------------------------------------------------ running
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_requested.is_set():
+            self.stopped_by = reason
+            self.stop_requested.set()
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        states = {k: v.value for k, v in (self.context.states if self.context else {}).items()}
+        ok = self.parts is not None and not self.stop_requested.is_set()
+        if self.transports:
+            ok = ok and any(
+                t.state is ConnectionState.CONNECTED or isinstance(t, ReplayTransport)
+                for t in self.transports
+            )
+        return ok, {"transports": states}
+
+    def _refresh_gauges(self) -> None:
+        if self.parts is None:
+            return
+        if self.parts.journal is not None:
+            self._journal_depth = self.parts.journal.stats.pending
+        with contextlib.suppress(Exception):
+            self._dlq_size = len(self.parts.dlq)
+        self.metrics.journal_depth.set(self._journal_depth)
+        self.metrics.dlq_size.set(self._dlq_size)
+
+    @property
+    def journal_depth(self) -> int:
+        return self._journal_depth
+
+    @property
+    def dlq_size(self) -> int:
+        return self._dlq_size
+
+    def write_status(self, *, running: bool = True) -> None:
+        """A small JSON snapshot for `pywats-events status` (written atomically)."""
+        self._refresh_gauges()
+        data = {
+            "pid": os.getpid(),
+            "running": running,
+            "updated": time.time(),
+            "journal_depth": self._journal_depth,
+            "dlq_size": self._dlq_size,
+            "transports": {k: v.value for k, v in (self.context.states if self.context else {}).items()},
+            "facts": self.parts.facts if self.parts else {},
+            **self.stats.snapshot(),
+        }
+        path = self.settings.status_path
+        tmp = path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def _install_signals(self) -> list[signal.Signals]:
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_stop, sig.name)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / Windows
+                pass
+        return installed
+
+    async def _watch(self) -> None:
+        s = self.settings.listener
+        finite = [t for t in self.transports if isinstance(t, ReplayTransport)]
+        last_status = 0.0
+        while not self.stop_requested.is_set():
+            try:
+                await asyncio.wait_for(self.stop_requested.wait(), 0.25)
+                break
+            except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            if self.progress is not None:
+                self._refresh_gauges()
+                self.progress(self)
+            if now - last_status >= 2.0:
+                last_status = now
+                self.write_status()
+            if s.max_messages and self.stats.received >= s.max_messages:
+                self.request_stop(f"max-messages {s.max_messages}")
+            elif s.idle_exit and now - self.stats.last_input >= s.idle_exit:
+                self.request_stop(f"idle {s.idle_exit:g}s")
+            elif finite and len(finite) == len(self.transports) and all(t.finished.is_set() for t in finite):
+                self.request_stop("input finished")
+
+    async def run(self) -> RunSummary:
+        t0 = time.monotonic()
+        parts = self.build_parts()
+        self.parts = parts
+        self.transports = self.build_transports(parts)
+        self.context = ListenerContext(parts.bus, parts.quarantine, self.metrics)
+        installed = self._install_signals()
+        report: Any = None
+        drained = False
+        try:
+            await parts.bus.start()
+            if parts.journal is not None:
+                self._journal_depth = parts.journal.stats.pending
+            if self.settings.listener.metrics_port:
+                self.health = HealthServer(
+                    self.metrics.registry,
+                    self.ready,
+                    host=self.settings.listener.metrics_host,
+                    port=self.settings.listener.metrics_port,
+                    before_scrape=self._refresh_gauges,
+                )
+                await self.health.start()
+            for t in self.transports:
+                await t.start(self.context)
+            self.stats.last_input = time.monotonic()
+            self.write_status()
+            await self._watch()
+        finally:
+            log.info(
+                "stopping (%s): intake first, then draining up to %.0fs",
+                self.stopped_by or "error",
+                self.settings.listener.drain_timeout,
+            )
+            for t in self.transports:
+                try:
+                    await asyncio.wait_for(t.stop(), self.settings.listener.drain_timeout)
+                except Exception:
+                    log.exception("transport %s did not stop cleanly", t.name)
+            try:
+                report = await parts.bus.stop(timeout=self.settings.listener.drain_timeout)
+                drained = not report.timed_out
+                if report.timed_out:
+                    log.warning(
+                        "drain timeout: unfinished work stays in the journal and resumes on the next start"
+                    )
+            except Exception:
+                log.exception("bus did not stop cleanly")
+            for cleanup in parts.cleanups:
+                with contextlib.suppress(Exception):
+                    await cleanup()
+            if self.health is not None:
+                await self.health.stop()
+            self._refresh_gauges()
+            if parts.journal is not None:
+                with contextlib.suppress(Exception):
+                    self._journal_depth = await parts.journal.depth()
+                    await parts.journal.close()
+            self.write_status(running=False)
+            loop = asyncio.get_running_loop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        return RunSummary(
+            stats=self.stats.snapshot(),
+            facts=dict(parts.facts),
+            journal_depth=self._journal_depth,
+            dlq_size=self._dlq_size,
+            quarantine_size=parts.quarantine.count(),
+            elapsed=time.monotonic() - t0,
+            stopped_by=self.stopped_by,
+            drained=drained,
+            report=report,
+        )
+
+
+async def replay_dead_letters(settings: Settings, ids: list[str]) -> tuple[int, int]:
+    """Re-runs dead letters through the configured handlers; returns (replayed, DLQ size after)."""
+    listener = Listener(settings)
+    parts = listener.build_parts()
+    await parts.bus.start()
+    try:
+        done = await parts.dlq.areplay(parts.bus, ids)
+    finally:
+        await parts.bus.stop()
+        for cleanup in parts.cleanups:
+            with contextlib.suppress(Exception):
+                await cleanup()
+        if parts.journal is not None:
+            await parts.journal.close()
+    return done, len(parts.dlq)

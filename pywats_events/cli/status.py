@@ -1,0 +1,56 @@
+"""`pywats-events status`: what the stores say, plus the snapshot the running listener writes every 2 s."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from typing import Any
+
+from ..config import Settings
+
+__all__ = ["collect_status"]
+
+
+def _count(path: Any, sql: str) -> int | None:
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+        try:
+            return int(conn.execute(sql).fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    snap: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        snap = json.loads(settings.status_path.read_text(encoding="utf-8"))
+    running = bool(snap.get("running")) and _alive(int(snap.get("pid", 0)))
+    return {
+        "listener": "running" if running else "stopped",
+        "pid": snap.get("pid") if running else None,
+        "snapshot_age_s": round(time.time() - snap["updated"], 1) if "updated" in snap else None,
+        "journal_depth": _count(
+            settings.journal_path, "SELECT COUNT(*) FROM entries WHERE completed IS NULL"
+        ),
+        "dlq_size": _count(settings.dlq_path, "SELECT COUNT(*) FROM dead_letters"),
+        "quarantine_size": _count(settings.quarantine_path, "SELECT COUNT(*) FROM quarantine"),
+        "breakers": snap.get("breakers", {}),
+        "transports": snap.get("transports", {}),
+        "received": snap.get("received"),
+        "handled": snap.get("handled"),
+        "dead_letters_this_run": snap.get("dead_letters"),
+    }

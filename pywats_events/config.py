@@ -1,0 +1,265 @@
+"""Listener settings: defaults < TOML file < environment (PYWATS_EVENTS_<SECTION>_<FIELD>) < CLI options.
+
+Every setting has a dotted name (``amqp.url``); invalid values fail at start-up with a `ConfigurationError`
+naming that setting. Secrets are `SecretStr` so they never reach logs or `repr`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from ._exceptions import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ENV_PREFIX",
+    "AmqpSettings",
+    "BusSettings",
+    "JournalSettings",
+    "ListenerSettings",
+    "MqttSettings",
+    "ReplaySettings",
+    "Settings",
+    "WatsSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "PYWATS_EVENTS_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenerSettings(_Section):
+    #: where journal, DLQ, quarantine, outbox and the status snapshot live
+    data_dir: Path = Path("pywats-data")
+    #: stop after this many inbound messages (0 = no limit)
+    max_messages: int = Field(0, ge=0)
+    #: stop after this many seconds without input (0 = never)
+    idle_exit: float = Field(0.0, ge=0)
+    #: how long SIGINT/SIGTERM waits for in-flight work before exiting
+    drain_timeout: float = Field(30.0, gt=0)
+    log_json: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: /healthz, /readyz and /metrics (0 = off)
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    #: codec name (entry point group pywats_events.codecs)
+    codec: str = "cfx"
+    #: handler plugin names (entry point group pywats_events.handlers)
+    handlers: list[str] = Field(default_factory=lambda: ["wats"])
+    #: extra transport plugins to start (entry point group pywats_events.transports)
+    transports: list[str] = Field(default_factory=list)
+    #: live progress line on a terminal
+    progress: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class JournalSettings(_Section):
+    enabled: bool = True
+    path: Path | None = None
+    max_entries: int = Field(1_000_000, gt=0)
+    max_bytes: int = Field(1024**3, gt=0)
+    #: seconds completed entries are kept
+    retention: float = Field(3600.0, ge=0)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class BusSettings(_Section):
+    max_in_flight: int = Field(1000, gt=0)
+    max_concurrency: int = Field(32, gt=0)
+
+
+class ReplaySettings(_Section):
+    #: files, directories or JSON-lines captures; empty with no other input = bundled samples
+    paths: list[Path] = Field(default_factory=list)
+    #: messages per second (0 = as fast as accepted)
+    rate: float = Field(0.0, ge=0)
+    #: replay the bundled CFX samples when no input is configured
+    samples_by_default: bool = True
+
+
+class AmqpSettings(_Section):
+    url: SecretStr | None = None
+    exchange: str = "cfx"
+    exchange_type: Literal["topic", "direct", "fanout", "headers", "x-consistent-hash"] = "topic"
+    queue: str = "pywats-events"
+    bindings: list[str] = Field(default_factory=lambda: ["#"])
+    prefetch: int = Field(200, gt=0)
+    durable: bool = True
+
+
+class MqttSettings(_Section):
+    url: SecretStr | None = None
+    topics: list[str] = Field(default_factory=lambda: ["cfx/#"])
+    qos: int = Field(1, ge=0, le=2)
+    client_id: str | None = None
+
+
+class WatsSettings(_Section):
+    #: WATS server; empty = write requests into the local outbox
+    url: str | None = None
+    token: SecretStr | None = None
+    #: file holding the token (for systemd credentials / docker secrets)
+    token_file: Path | None = None
+    outbox: Path | None = None
+    timeout: float = Field(30.0, gt=0)
+    #: client-side request rate limit towards WATS (requests per minute)
+    rate_limit_per_minute: float = Field(500.0, gt=0)
+    max_connections: int = Field(20, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v or None
+
+    def resolved_token(self) -> str | None:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigurationError("wats.token_file", f"cannot read: {exc.strerror}") from exc
+        env = os.environ.get("WATS_AUTH_TOKEN")
+        return env or None
+
+
+class Settings(_Section):
+    listener: ListenerSettings = Field(default_factory=ListenerSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    wats: WatsSettings = Field(default_factory=WatsSettings)
+    #: options per handler plugin (``[handlers.wats]`` → the WATS handlers' own settings)
+    handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: options per codec/transport plugin (``[plugins.amqp]`` → extra AMQPConfig fields)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # derived paths
+    def path_for(self, name: str) -> Path:
+        return self.listener.data_dir / name
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal.path or self.path_for("journal.db")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.wats.outbox or self.path_for("outbox")
+
+    @property
+    def dlq_path(self) -> Path:
+        return self.path_for("dlq.db")
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.path_for("quarantine.db")
+
+    @property
+    def status_path(self) -> Path:
+        return self.path_for("status.json")
+
+    @property
+    def has_input(self) -> bool:
+        return bool(self.replay.paths or self.amqp.url or self.mqtt.url)
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+}
+
+
+def _env_value(raw: str, annotation: Any) -> Any:
+    """Lists from env: JSON array or comma-separated."""
+    text = str(annotation)
+    if text.startswith("list[") or "list[" in text:
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            return json.loads(stripped)
+        return [p.strip() for p in stripped.split(",") if p.strip()]
+    return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """PYWATS_EVENTS_AMQP_URL → {"amqp": {"url": ...}}; unknown PYWATS_EVENTS_* names are errors."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        rest = key[len(ENV_PREFIX) :].lower()
+        for section, model in _SECTIONS.items():
+            if rest.startswith(section + "_"):
+                name = rest[len(section) + 1 :]
+                if name not in model.model_fields:
+                    raise ConfigurationError(f"{section}.{name}", f"unknown setting (from environment {key})")
+                try:
+                    value = _env_value(raw, model.model_fields[name].annotation)
+                except json.JSONDecodeError as exc:
+                    raise ConfigurationError(f"{section}.{name}", f"invalid JSON list in {key}") from exc
+                out.setdefault(section, {})[name] = value
+                break
+        else:
+            raise ConfigurationError(rest.replace("_", ".", 1), f"unknown setting (from environment {key})")
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(result.get(k), Mapping):
+            result[k] = _merge(dict(result[k]), v)
+        else:
+            result[k] = v
+    return result
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "config"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Builds the settings; raises `ConfigurationError` naming the first bad setting."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError("--config", f"cannot read {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError("--config", f"{config_file} is not valid TOML: {exc}") from exc
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigurationError(_setting_name(err["loc"]), err["msg"]) from exc

@@ -1,0 +1,115 @@
+"""Logging for the listener: plain or JSON lines, event/correlation ids, credentials redacted everywhere.
+
+Redaction runs as a filter on the root handler, so every record (ours, aio-pika's, httpx's) passes through
+it: passwords in URLs, bearer/basic tokens, `token=` style parameters and any secret registered with
+`register_secret` (e.g. the WATS token read at start-up) are replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact", "register_secret"]
+
+_SECRETS: set[str] = set()
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # scheme://user:password@host → scheme://user:***@host
+    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?P<post>@)"), r"\g<pre>***\g<post>"),
+    (re.compile(r"(?i)(?P<pre>\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+"), r"\g<pre>***"),
+    (
+        re.compile(
+            r"(?i)(?P<pre>\b(?:token|password|passwd|secret|api[_-]?key|authorization)\b\s*[=:]\s*[\"']?)[^\s\"'&,;]+"
+        ),
+        r"\g<pre>***",
+    ),
+]
+
+
+def register_secret(value: str | None) -> None:
+    """Redact this exact value from all log output from now on (ignored if too short to be a secret)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Removes credentials from `text` (URLs with passwords, tokens, registered secrets)."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg = clean
+            record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+_CONTEXT_FIELDS = ("event_id", "correlation_id", "event_type", "handler", "transport", "seq")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, context ids when present, exception text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in _CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                data[name] = value
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        elif record.exc_info:
+            data["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(data, default=str)
+
+
+class _PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        ids = [
+            f"{n}={getattr(record, n)}" for n in ("event_id", "correlation_id") if getattr(record, n, None)
+        ]
+        return f"{text} [{' '.join(ids)}]" if ids else text
+
+
+def configure_logging(*, level: str = "INFO", json_lines: bool = False, stream: Any = None) -> None:
+    """Installs one stderr handler on the root logger (replacing earlier ones from this function)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_pywats", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._pywats = True  # type: ignore[attr-defined]
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else _PlainFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("aiormq", "aio_pika", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,151 @@
+"""Prometheus metrics and run statistics, fed by a `BusObserver` and by the listener's own hooks.
+
+`ListenerStats` keeps plain counters for the summary table and the status snapshot; `MetricsObserver`
+updates both those and a private Prometheus registry (so several listeners in one test process don't clash).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
+
+from ._observer import BusObserver
+
+if TYPE_CHECKING:
+    from ._event import Event
+    from .transports import QuarantineRecord
+
+__all__ = ["ListenerStats", "MetricsObserver", "breaker_value"]
+
+_BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def breaker_value(state: Any) -> int:
+    name = str(getattr(state, "value", state)).lower().replace("-", "_")
+    return _BREAKER_VALUES.get(name, 0)
+
+
+@dataclass
+class ListenerStats:
+    started: float = field(default_factory=time.time)
+    received: int = 0
+    decoded: int = 0
+    quarantined: int = 0
+    accepted: int = 0
+    handled: int = 0
+    retries: int = 0
+    deferred: int = 0
+    dead_letters: int = 0
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    requests_by_endpoint: Counter[str] = field(default_factory=Counter)
+    requests_by_status: Counter[str] = field(default_factory=Counter)
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    breakers: dict[str, str] = field(default_factory=dict)
+    last_input: float = field(default_factory=time.monotonic)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "received": self.received,
+            "decoded": self.decoded,
+            "quarantined": self.quarantined,
+            "accepted": self.accepted,
+            "handled": self.handled,
+            "retries": self.retries,
+            "deferred": self.deferred,
+            "dead_letters": self.dead_letters,
+            "events_by_type": dict(self.events_by_type),
+            "requests_by_endpoint": dict(self.requests_by_endpoint),
+            "requests_by_status": dict(self.requests_by_status),
+            "breakers": dict(self.breakers),
+        }
+
+
+class MetricsObserver(BusObserver):
+    """Counts what flows through the bus; `registry` is served on /metrics."""
+
+    def __init__(self, stats: ListenerStats | None = None, registry: CollectorRegistry | None = None) -> None:
+        self.stats = stats or ListenerStats()
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = PromCounter(
+            "pywats_messages_received", "Inbound messages from transports", registry=r
+        )
+        self.decoded = PromCounter(
+            "pywats_messages_decoded", "Inbound messages decoded into events", registry=r
+        )
+        self.quarantined = PromCounter("pywats_messages_quarantined", "Inbound input quarantined", registry=r)
+        self.events = PromCounter("pywats_events", "Events accepted by the bus", ["event_type"], registry=r)
+        self.latency = Histogram(
+            "pywats_handler_seconds",
+            "Handler duration of the successful attempt",
+            ["handler"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.retries = PromCounter("pywats_handler_retries", "Handler retries", ["handler"], registry=r)
+        self.deferrals = PromCounter(
+            "pywats_handler_deferred", "Events deferred by outage/breaker", ["handler"], registry=r
+        )
+        self.dead = PromCounter("pywats_dead_letters", "Events dead-lettered", ["handler"], registry=r)
+        self.breaker = Gauge(
+            "pywats_breaker_state", "Circuit breaker (0 closed, 1 half-open, 2 open)", ["key"], registry=r
+        )
+        self.dlq_size = Gauge("pywats_dlq_size", "Entries in the dead-letter queue", registry=r)
+        self.journal_depth = Gauge("pywats_journal_depth", "Incomplete journal entries", registry=r)
+        self.wats_requests = PromCounter(
+            "pywats_wats_requests", "WATS requests by outcome status", ["status", "endpoint"], registry=r
+        )
+
+    # --- transport side (called by the listener's codec pipeline)
+    def message_received(self) -> None:
+        self.stats.received += 1
+        self.stats.last_input = time.monotonic()
+        self.received.inc()
+
+    def message_decoded(self) -> None:
+        self.stats.decoded += 1
+        self.decoded.inc()
+
+    def request_sent(self, endpoint: str, status: str) -> None:
+        self.stats.requests_by_endpoint[endpoint] += 1
+        self.stats.requests_by_status[status] += 1
+        self.wats_requests.labels(status=status, endpoint=endpoint).inc()
+
+    # --- bus hooks
+    def on_accepted(self, event: Event) -> None:
+        self.stats.accepted += 1
+        self.stats.events_by_type[event.type_name] += 1
+        self.events.labels(event_type=event.type_name).inc()
+
+    def on_handled(self, event: Event, handler_name: str, seconds: float) -> None:
+        self.stats.handled += 1
+        self.latency.labels(handler=handler_name).observe(seconds)
+
+    def on_retry(
+        self, event: Event, handler_name: str, attempt: int, delay: float, error: BaseException
+    ) -> None:
+        self.stats.retries += 1
+        self.retries.labels(handler=handler_name).inc()
+
+    def on_deferred(self, event: Event, handler_name: str, delay: float, reason: str) -> None:
+        self.stats.deferred += 1
+        self.deferrals.labels(handler=handler_name).inc()
+
+    def on_dead_letter(self, event: Event, handler_name: str, error: BaseException) -> None:
+        self.stats.dead_letters += 1
+        self.dead.labels(handler=handler_name).inc()
+
+    def on_breaker_change(self, key: str, state: Any) -> None:
+        self.stats.breakers[key] = str(getattr(state, "value", state))
+        self.breaker.labels(key=key).set(breaker_value(state))
+
+    def on_quarantine(self, record: QuarantineRecord) -> None:
+        self.stats.quarantined += 1
+        self.stats.quarantine_reasons[record.reason.split(":")[0][:60]] += 1
+        self.quarantined.inc()

@@ -1,0 +1,156 @@
+"""Plugin discovery: transports, codecs and handlers found through entry points.
+
+Groups and what an entry point must name:
+
+``pywats_events.codecs``
+    A `Codec` class or factory; called with the options of ``[plugins.<name>]`` as keyword arguments.
+``pywats_events.transports``
+    ``factory(ctx: PluginContext) -> BaseTransport | list[BaseTransport] | None``. A `BaseTransport`
+    subclass also works: it is called with the options of ``[plugins.<name>]`` (plus ``codec=`` if
+    it takes one).
+``pywats_events.handlers``
+    ``factory(ctx: PluginContext) -> iterable of handlers`` (`BaseHandler` instances, or functions with an
+    ``event_types`` attribute). A `BaseHandler` subclass also works: it is instantiated with the
+    plugin options.
+
+Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._codec import Codec
+    from .config import Settings
+    from .transports import BaseTransport
+
+__all__ = [
+    "CODECS",
+    "HANDLERS",
+    "TRANSPORTS",
+    "PluginContext",
+    "available",
+    "load",
+]
+
+log = logging.getLogger("pywats_events.plugins")
+
+TRANSPORTS = "pywats_events.transports"
+CODECS = "pywats_events.codecs"
+HANDLERS = "pywats_events.handlers"
+
+#: first-party plugins, used when the installed distribution metadata does not declare them (a source
+#: checkout run without reinstalling). Entry points of the same name always win.
+_FIRST_PARTY: dict[str, dict[str, str]] = {
+    TRANSPORTS: {
+        "replay": "pywats_events.cli._builtin:replay_transport",
+        "amqp": "pywats_events.cli._builtin:amqp_transport",
+        "mqtt": "pywats_events.cli._builtin:mqtt_transport",
+    },
+    CODECS: {"cfx": "pywats_events.cli._builtin:cfx_codec"},
+    HANDLERS: {"wats": "pywats_events.cli._builtin:wats_handlers"},
+}
+
+
+@dataclass
+class PluginContext:
+    """What a factory gets: the whole configuration, its own options, shared resources and a cleanup hook."""
+
+    name: str
+    settings: Settings
+    options: dict[str, Any]
+    codec: Codec | None = None
+    #: wraps a WATS RequestSink so requests are counted in metrics (identity when metrics are off)
+    meter_sink: Callable[[Any], Any] = lambda sink: sink
+    #: async callables run at shutdown, after the bus drained (close sinks, connections)
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: free-form facts a plugin reports for the summary (e.g. {"outbox": "/path"})
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def available(group: str) -> dict[str, str]:
+    """name → target of every plugin in `group` (entry points over first-party defaults)."""
+    found = dict(_FIRST_PARTY.get(group, {}))
+    found.update({name: ep.value for name, ep in _entry_points(group).items()})
+    return found
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def load(group: str, name: str, *, setting: str) -> Any:
+    """The object behind plugin `name`; a `ConfigurationError` on `setting` if missing or broken."""
+    eps = _entry_points(group)
+    try:
+        if name in eps:
+            return eps[name].load()
+        if name in _FIRST_PARTY.get(group, {}):
+            return _import(_FIRST_PARTY[group][name])
+    except ImportError as exc:
+        raise ConfigurationError(setting, f"plugin {name!r} ({group}) cannot be imported: {exc}") from exc
+    known = ", ".join(sorted(available(group))) or "none installed"
+    raise ConfigurationError(setting, f"no plugin named {name!r} in {group} (available: {known})")
+
+
+def _accepts(obj: Any, param: str) -> bool:
+    try:
+        return param in inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def make_codec(name: str, options: dict[str, Any]) -> Codec:
+    obj = load(CODECS, name, setting="listener.codec")
+    try:
+        codec: Codec = obj(**options)
+        return codec
+    except TypeError as exc:
+        raise ConfigurationError(f"plugins.{name}", f"bad codec options: {exc}") from exc
+
+
+def make_transports(name: str, ctx: PluginContext, *, setting: str) -> list[BaseTransport]:
+    from .transports import BaseTransport
+
+    obj = load(TRANSPORTS, name, setting=setting)
+    if inspect.isclass(obj) and issubclass(obj, BaseTransport):
+        kwargs = dict(ctx.options)
+        if ctx.codec is not None and _accepts(obj, "codec"):
+            kwargs["codec"] = ctx.codec
+        made: Any = obj(**kwargs)
+    else:
+        made = obj(ctx)
+    if made is None:
+        return []
+    return list(made) if isinstance(made, (list, tuple)) else [made]
+
+
+def make_handlers(name: str, ctx: PluginContext) -> list[Any]:
+    from ._handlers import BaseHandler
+
+    obj = load(HANDLERS, name, setting="listener.handlers")
+    if inspect.isclass(obj) and issubclass(obj, BaseHandler):
+        return [obj(**ctx.options)]
+    made = obj(ctx)
+    if made is None:
+        return []
+    if isinstance(made, Iterable):
+        return list(made)
+    return [made]

@@ -1,0 +1,18 @@
+"""Failure policies: retry with backoff, circuit breaker, dead-letter queues and the `ErrorPolicy` bundle."""
+
+from ._circuit_breaker import CircuitBreaker, CircuitState
+from ._dead_letter import DeadLetterEntry, DeadLetterQueue, SqliteDeadLetterQueue
+from ._error import ErrorPolicy
+from ._retry import DEFAULT_TRANSIENT_ERRORS, FailureKind, RetryPolicy
+
+__all__ = [
+    "DEFAULT_TRANSIENT_ERRORS",
+    "CircuitBreaker",
+    "CircuitState",
+    "DeadLetterEntry",
+    "DeadLetterQueue",
+    "ErrorPolicy",
+    "FailureKind",
+    "RetryPolicy",
+    "SqliteDeadLetterQueue",
+]

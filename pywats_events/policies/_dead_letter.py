@@ -1,0 +1,339 @@
+"""Dead-letter queues: where events go that a handler can never process.
+
+`DeadLetterQueue` keeps entries in memory (bounded); `SqliteDeadLetterQueue` keeps them in a SQLite file so
+they survive restarts. Both share the same API: `add`, `get_entries(...)`, `get(id)`, `remove(id)`, `purge()`,
+and `replay(bus, ids=None)` / `await areplay(bus, ids=None)`, which hand each entry back to the one handler
+that failed it (other handlers never see the event twice). A full queue evicts its oldest entry
+with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._event import Event
+
+if TYPE_CHECKING:
+    from .._bus import AsyncEventBus
+    from .._facade import EventBus
+
+__all__ = ["DeadLetterEntry", "DeadLetterQueue", "DeadLetterStore", "SqliteDeadLetterQueue"]
+
+log = logging.getLogger("pywats_events.dlq")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """One event a handler gave up on, with why and how often it was tried."""
+
+    event: Event
+    handler: str
+    error: str
+    error_type: str
+    attempts: int = 1
+    first_failure: datetime = field(default_factory=_utcnow)
+    last_failure: datetime = field(default_factory=_utcnow)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class DeadLetterStore(Protocol):
+    """What the bus needs from a dead-letter queue (implement it to plug in your own store)."""
+
+    #: True if `add` does blocking I/O (the bus then calls it in a worker thread)
+    blocking: bool
+
+    def add(self, entry: DeadLetterEntry) -> None: ...
+
+
+class _DeadLetterBase:
+    blocking = False
+
+    def add(self, entry: DeadLetterEntry) -> None:
+        raise NotImplementedError
+
+    def get_entries(
+        self,
+        *,
+        handler: str | None = None,
+        event_type: str | None = None,
+        error_type: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetterEntry]:
+        raise NotImplementedError
+
+    def get(self, entry_id: str) -> DeadLetterEntry | None:
+        raise NotImplementedError
+
+    def remove(self, entry_id: str) -> bool:
+        raise NotImplementedError
+
+    def purge(self) -> int:
+        """Delete every entry; returns how many were deleted."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _selected(self, ids: Iterable[str] | None) -> list[DeadLetterEntry]:
+        if ids is None:
+            return self.get_entries()
+        found = [self.get(i) for i in ids]
+        return [e for e in found if e is not None]
+
+    async def areplay(self, bus: AsyncEventBus, ids: Iterable[str] | None = None) -> int:
+        """Re-publish entries (all, or `ids`) to the handler that failed them; removes each once the bus
+        accepted it (if it fails again it comes back as a new entry). Returns the number replayed."""
+        count = 0
+        for entry in self._selected(ids):
+            await bus.publish(_fresh_attempt(entry.event), handler=entry.handler)
+            self.remove(entry.id)
+            count += 1
+        return count
+
+    def replay(self, bus: EventBus | AsyncEventBus, ids: Iterable[str] | None = None) -> int:
+        """Blocking twin of `areplay` for the synchronous `EventBus`."""
+        from .._facade import EventBus
+
+        if not isinstance(bus, EventBus):
+            raise TypeError("replay() needs an EventBus; with AsyncEventBus use `await dlq.areplay(bus)`")
+        count = 0
+        for entry in self._selected(ids):
+            bus.publish(_fresh_attempt(entry.event), handler=entry.handler)
+            self.remove(entry.id)
+            count += 1
+        return count
+
+
+def _fresh_attempt(event: Event) -> Event:
+    return event.model_copy(update={"metadata": event.metadata.model_copy(update={"attempt": 0})})
+
+
+def _matches(
+    e: DeadLetterEntry,
+    handler: str | None,
+    event_type: str | None,
+    error_type: str | None,
+    since: datetime | None,
+) -> bool:
+    return (
+        (handler is None or e.handler == handler)
+        and (event_type is None or e.event.type_name == str(event_type))
+        and (error_type is None or e.error_type == error_type)
+        and (since is None or e.last_failure >= since)
+    )
+
+
+class DeadLetterQueue(_DeadLetterBase):
+    """In-memory dead-letter queue holding at most `max_size` entries (oldest evicted first).
+
+    >>> dlq = DeadLetterQueue(max_size=1000)
+    >>> for entry in dlq.get_entries():
+    ...     print(entry.event.id, entry.error)
+    """
+
+    def __init__(self, max_size: int = 1000) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be >= 1")
+        self.max_size = max_size
+        self._entries: OrderedDict[str, DeadLetterEntry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, entry: DeadLetterEntry) -> None:
+        with self._lock:
+            self._entries[entry.id] = entry
+            while len(self._entries) > self.max_size:
+                _, old = self._entries.popitem(last=False)
+                log.warning(
+                    "dead-letter queue full (%d): evicted entry %s (event %s, handler %s)",
+                    self.max_size,
+                    old.id,
+                    old.event.id,
+                    old.handler,
+                )
+
+    def get_entries(
+        self,
+        *,
+        handler: str | None = None,
+        event_type: str | None = None,
+        error_type: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetterEntry]:
+        with self._lock:
+            out = [e for e in self._entries.values() if _matches(e, handler, event_type, error_type, since)]
+        return out[:limit] if limit is not None else out
+
+    def get(self, entry_id: str) -> DeadLetterEntry | None:
+        with self._lock:
+            return self._entries.get(entry_id)
+
+    def remove(self, entry_id: str) -> bool:
+        with self._lock:
+            return self._entries.pop(entry_id, None) is not None
+
+    def purge(self) -> int:
+        with self._lock:
+            n = len(self._entries)
+            self._entries.clear()
+            return n
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"DeadLetterQueue(max_size={self.max_size}, entries={len(self._entries)})"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    event_json TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    error TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    first_failure TEXT NOT NULL,
+    last_failure TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_handler ON dead_letters(handler);
+"""
+
+_COLUMNS = "id, event_json, handler, error, error_type, attempts, first_failure, last_failure"
+
+
+class SqliteDeadLetterQueue(_DeadLetterBase):
+    """Dead-letter queue in a SQLite file: entries survive restarts and can be replayed later.
+
+    >>> dlq = SqliteDeadLetterQueue("dead_letters.db", max_size=100_000)
+    """
+
+    blocking = True
+
+    def __init__(self, path: str | Path, max_size: int = 100_000) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be >= 1")
+        self.path = Path(path)
+        self.max_size = max_size
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def add(self, entry: DeadLetterEntry) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT OR REPLACE INTO dead_letters (id, event_json, event_type, handler, error, "
+                    "error_type, attempts, first_failure, last_failure) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        entry.id,
+                        entry.event.to_json(),
+                        entry.event.type_name,
+                        entry.handler,
+                        entry.error,
+                        entry.error_type,
+                        entry.attempts,
+                        entry.first_failure.isoformat(),
+                        entry.last_failure.isoformat(),
+                    ),
+                )
+                (count,) = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+                excess = count - self.max_size
+                if excess > 0:
+                    log.warning(
+                        "dead-letter queue %s full (%d): evicting %d oldest", self.path, self.max_size, excess
+                    )
+                    db.execute(
+                        "DELETE FROM dead_letters WHERE pos IN "
+                        "(SELECT pos FROM dead_letters ORDER BY pos LIMIT ?)",
+                        (excess,),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _row(row: tuple[Any, ...]) -> DeadLetterEntry:
+        return DeadLetterEntry(
+            id=row[0],
+            event=Event.from_json(row[1]),
+            handler=row[2],
+            error=row[3],
+            error_type=row[4],
+            attempts=row[5],
+            first_failure=datetime.fromisoformat(row[6]),
+            last_failure=datetime.fromisoformat(row[7]),
+        )
+
+    def get_entries(
+        self,
+        *,
+        handler: str | None = None,
+        event_type: str | None = None,
+        error_type: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetterEntry]:
+        where, args = [], []
+        for col, val in (("handler", handler), ("event_type", event_type), ("error_type", error_type)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(str(val))
+        sql = f"SELECT {_COLUMNS} FROM dead_letters"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY pos"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        out = [self._row(r) for r in rows]
+        if since is not None:
+            out = [e for e in out if e.last_failure >= since]
+        return out[:limit] if limit is not None else out
+
+    def get(self, entry_id: str) -> DeadLetterEntry | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (entry_id,)
+            ).fetchone()
+        return self._row(row) if row else None
+
+    def remove(self, entry_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM dead_letters WHERE id = ?", (entry_id,)).rowcount > 0
+
+    def purge(self) -> int:
+        with self._lock:
+            return int(self._db.execute("DELETE FROM dead_letters").rowcount)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteDeadLetterQueue({str(self.path)!r}, max_size={self.max_size})"

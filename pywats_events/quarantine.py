@@ -1,0 +1,135 @@
+"""Quarantine store: undecodable input kept with its raw bytes and the reason, for later inspection.
+
+Writes are rare (bad input only) and small, so they run in a worker thread with one short transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .transports._base import QuarantineRecord
+
+__all__ = ["QuarantinedMessage", "SqliteQuarantine"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT,
+    topic TEXT,
+    headers TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    raw BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class QuarantinedMessage:
+    id: int
+    at: float
+    reason: str
+    source: str | None
+    topic: str | None
+    headers: dict[str, Any]
+    size: int
+    raw: bytes | None = None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class SqliteQuarantine:
+    """`add` from async code (the transport context); `list`/`get`/`count` are plain calls for the CLI."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=10.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+            conn.commit()
+        finally:
+            conn.close()
+
+    def add_sync(self, record: QuarantineRecord) -> int:
+        headers = json.dumps(_json_safe(dict(record.headers or {})))
+        with self._lock, self._connect() as conn:
+            cur = conn.execute(
+                "INSERT INTO quarantine(at, reason, source, topic, headers, size, raw)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    record.reason,
+                    record.source,
+                    record.topic,
+                    headers,
+                    len(record.raw),
+                    record.raw,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def add(self, record: QuarantineRecord) -> int:
+        return await asyncio.to_thread(self.add_sync, record)
+
+    def count(self) -> int:
+        with self._connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
+    def list(
+        self, *, limit: int = 100, since: float | None = None, reason: str | None = None
+    ) -> list[QuarantinedMessage]:
+        sql = "SELECT id, at, reason, source, topic, headers, size FROM quarantine WHERE 1=1"
+        args: list[Any] = []
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        if reason:
+            sql += " AND reason LIKE ?"
+            args.append(f"%{reason}%")
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        with self._connect() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def get(self, item_id: int) -> QuarantinedMessage | None:
+        with self._connect() as conn:
+            r = conn.execute(
+                "SELECT id, at, reason, source, topic, headers, size, raw FROM quarantine WHERE id = ?",
+                (item_id,),
+            ).fetchone()
+        if r is None:
+            return None
+        return QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], bytes(r[7]))
+
+    def purge(self) -> int:
+        with self._lock, self._connect() as conn:
+            return int(conn.execute("DELETE FROM quarantine").rowcount)

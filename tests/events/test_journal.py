@@ -1,0 +1,92 @@
+"""With a journal: accepted = appended; handlers' progress recorded; a restart resumes without re-running."""
+
+from __future__ import annotations
+
+import asyncio
+
+from _bus_helpers import make_event, wait_until
+
+from pywats_events import AsyncEventBus, BaseHandler, Event, EventType
+from pywats_events.journal import Journal
+from pywats_events.testing import MemoryJournal
+
+
+class Rec(BaseHandler):
+    event_types = [EventType.TEST_RESULT]  # type: ignore[assignment]
+
+    def __init__(self, name: str, gate: asyncio.Event | None = None) -> None:
+        self._name = name
+        self.gate = gate
+        self.seen: list[int] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def handle(self, event: Event) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.seen.append(event.payload["i"])
+
+
+def test_memory_journal_fits_the_protocol():
+    assert isinstance(MemoryJournal(), Journal)
+
+
+async def test_accepted_means_appended_and_resume_skips_finished_handlers():
+    journal = MemoryJournal()
+    gate = asyncio.Event()
+    a, b = Rec("a"), Rec("b", gate)
+    bus = AsyncEventBus(journal=journal, max_in_flight=8, max_concurrency=2)
+    bus.subscribe(a)
+    bus.subscribe(b)
+    await bus.start()
+    # submit returns once appended, even though handler b is stuck
+    await asyncio.wait_for(bus.context.submit([make_event("U", i) for i in range(30)]), 1)
+    assert len(journal.entries) == 30
+    await wait_until(lambda: len(a.seen) == 1)  # one key: a did event 0, b holds the lane
+    await asyncio.sleep(0.05)
+    assert bus.in_flight == 8  # memory bounded: only max_in_flight read from the journal
+    report = await bus.stop(timeout=0.05)
+    assert report.timed_out and report.journal_pending == 30 and len(report.not_handled) == 8
+
+    # "restart": same journal, fresh handlers; a already did event 0, b nothing
+    a2, b2 = Rec("a"), Rec("b")
+    bus2 = AsyncEventBus(journal=journal, max_in_flight=8, max_concurrency=2)
+    bus2.subscribe(a2)
+    bus2.subscribe(b2)
+    await bus2.start()
+    await wait_until(lambda: len(b2.seen) == 30)
+    report2 = await bus2.stop()
+    assert report2.clean and report2.journal_pending == 0
+    assert a.seen == [0] and a2.seen == list(range(1, 30))  # no re-run of what a already finished
+    assert b2.seen == list(range(30))  # in order per key
+
+
+async def test_live_events_come_from_the_cache_not_the_journal():
+    journal = MemoryJournal()
+    h = Rec("h")
+    bus = AsyncEventBus(journal=journal, max_in_flight=100)
+    bus.subscribe(h)
+    async with bus:
+        await wait_until(lambda: not bus._cache_overflow)
+        reads = journal.reads
+        for i in range(50):
+            await bus.publish(make_event("U", i))
+        await wait_until(lambda: len(h.seen) == 50)
+        assert journal.reads == reads  # nothing read back
+    assert h.seen == list(range(50)) and len(journal.completed) == 50
+
+
+async def test_cache_overflow_falls_back_to_reading_the_journal():
+    journal = MemoryJournal()
+    gate = asyncio.Event()
+    h = Rec("h", gate)
+    bus = AsyncEventBus(journal=journal, max_in_flight=4, max_concurrency=1, journal_cache=5)
+    bus.subscribe(h)
+    async with bus:
+        for i in range(40):
+            await bus.publish(make_event("U", i))
+        gate.set()
+        await wait_until(lambda: len(h.seen) == 40)
+    assert h.seen == list(range(40)) and journal.reads > 1

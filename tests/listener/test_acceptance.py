@@ -1,0 +1,233 @@
+"""Acceptance: the real `pywats-events run` process, real RabbitMQ, FakeWATS over HTTP.
+
+Each test owns its exchange/queue (uuid names, deleted afterwards) and its data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    UNITS_TESTED,
+    ListenerProcess,
+    amqp_toml,
+    clean_env,
+    publish,
+    units_tested,
+    wait_until,
+    wats_settings_toml,
+)
+
+from handlers.wats.fake import FakeWATS
+
+pytestmark = [pytest.mark.broker]
+
+TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
+
+
+@pytest.fixture
+def wats() -> Iterator[FakeWATS]:
+    with FakeWATS(token=TOKEN) as fake:
+        yield fake
+
+
+def _config(topology: tuple[str, str, str], wats: FakeWATS, **listener: Any) -> str:
+    exchange, queue, dlx = topology
+    lines = [
+        amqp_toml(exchange, queue, dlx),
+        "[wats]",
+        f'url = "{wats.url}"',
+        "rate_limit_per_minute = 600000",
+        "timeout = 5",
+        "[listener]",
+        "drain_timeout = 15",
+        *(f"{k} = {json.dumps(v)}" for k, v in listener.items()),
+        wats_settings_toml(),
+    ]
+    return "\n".join(lines)
+
+
+def _env() -> dict[str, str]:
+    return clean_env(WATS_AUTH_TOKEN=TOKEN)
+
+
+def _messages(n: int, units: int, run_id: str) -> tuple[list[bytes], dict[str, tuple[str, int]]]:
+    """n UnitsTested messages over `units` units; also message id → (unit, seq)."""
+    bodies, index = [], {}
+    for i in range(n):
+        unit = f"UT-{run_id}-{i % units:03d}"
+        uid, body = units_tested(i, unit, run_id)
+        bodies.append(body)
+        index[uid] = (unit, i)
+    return bodies, index
+
+
+def _message_id(report: dict[str, Any]) -> str | None:
+    for info in report.get("miscInfos") or []:
+        if info.get("description") == "Message id":
+            return str(info.get("text"))
+    return None
+
+
+def _delivered(wats: FakeWATS) -> set[str]:
+    return {mid for r in wats.reports.values() if (mid := _message_id(r))}
+
+
+def _order_kept(wats: FakeWATS, index: dict[str, tuple[str, int]]) -> None:
+    """Per unit, the first accepted submission of each report arrives in message order."""
+    seen: set[str] = set()
+    last: dict[str, int] = defaultdict(lambda: -1)
+    for rec in wats.requests:
+        if rec.method != "POST" or rec.path != "/api/Report/WSJF" or rec.status is None or rec.status >= 300:
+            continue
+        mid = _message_id(rec.json or {})
+        if mid is None or mid in seen or mid not in index:
+            continue
+        seen.add(mid)
+        unit, seq = index[mid]
+        assert seq > last[unit], f"unit {unit}: message {seq} reached WATS after {last[unit]}"
+        last[unit] = seq
+
+
+def _dead_letters(tmp: Path) -> int:
+    out = subprocess.run(
+        [*_cli(), "status", "--json"], cwd=tmp, env=clean_env(), capture_output=True, text=True, timeout=30
+    )
+    return int(json.loads(out.stdout)["dlq_size"] or 0)
+
+
+def _cli() -> list[str]:
+    from conftest import cli_path
+
+    return [cli_path()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_poison_input_is_quarantined_and_good_traffic_flows(
+    tmp_path: Path, topology: tuple[str, str, str], wats: FakeWATS
+) -> None:
+    listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
+    try:
+        good, index = _messages(60, 6, "poison")
+        bad = [
+            b"{not json at all",
+            json.dumps(
+                {"MessageName": UNITS_TESTED, "UniqueID": "x", "MessageBody": {"TestedUnits": "no"}}
+            ).encode(),
+            b"\xff\xfe\xfa\x00 not utf-8",
+            b'{"a":"' + b"x" * 20_000_000 + b'"}',
+            gzip.compress(b"{" + b" " * 100_000_000),
+            b"",
+        ]
+        unknown = json.dumps(
+            {"MessageName": "CFX.Vendor.Unheard.Of", "Version": "2.1", "UniqueID": "u-1", "MessageBody": {}}
+        ).encode()
+        stream: list[bytes] = []
+        for i, body in enumerate(good):
+            stream.append(body)
+            if i % 10 == 5:
+                stream.append(bad[(i // 10) % len(bad)])
+        stream.append(unknown)
+        asyncio.run(publish(topology[0], stream))
+        wait_until(lambda: len(_delivered(wats)) >= len(good), 60, what="good reports in FakeWATS")
+        wait_until(
+            lambda: listener.metric("pywats_messages_quarantined_total") >= len(bad), 20, what="quarantine"
+        )
+        assert listener.http("/healthz")[0] == 200
+        assert listener.proc is not None and listener.proc.poll() is None, "the listener keeps running"
+    finally:
+        assert listener.stop() == 0
+    assert _delivered(wats) == set(index)
+    q = subprocess.run(
+        [*_cli(), "quarantine", "list", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    items = [json.loads(x) for x in q.stdout.splitlines()]
+    assert len(items) == len(bad)
+    sizes = sorted(i["size"] for i in items)
+    assert sizes[0] == 0 and sizes[-1] >= 20_000_000, "raw bytes kept, including the empty and the huge body"
+    assert all(i["reason"] for i in items)
+    assert _dead_letters(tmp_path) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_kill_9_mid_stream_then_restart_loses_nothing(
+    tmp_path: Path, topology: tuple[str, str, str], wats: FakeWATS
+) -> None:
+    wats.latency = 0.01  # slow WATS down so the kill lands mid-stream
+    listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
+    bodies, index = _messages(2000, 40, "kill9")
+    asyncio.run(publish(topology[0], bodies))
+    wait_until(lambda: len(_delivered(wats)) >= 200, 60, interval=0.1, what="first reports")
+    listener.kill()
+    before = len(_delivered(wats))
+    assert before < 2000, "the kill must land mid-stream"
+    listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env())
+    listener.cfg.write_text(_config(topology, wats))
+    listener.start()
+    try:
+        wait_until(lambda: len(_delivered(wats)) >= 2000, 100, what="all 2000 reports after restart")
+    finally:
+        assert listener.stop() == 0
+    assert _delivered(wats) == set(index)
+    # duplicates only as overwrites of the same report id
+    assert len(wats.reports) == 2000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_wats_outage_of_60s_loses_and_dead_letters_nothing(
+    tmp_path: Path, topology: tuple[str, str, str], wats: FakeWATS
+) -> None:
+    listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
+    try:
+        bodies, index = _messages(2000, 50, "outage")
+        asyncio.run(publish(topology[0], bodies[:200]))
+        wait_until(lambda: len(_delivered(wats)) >= 100, 30, interval=0.1, what="traffic before the outage")
+        wats.inject("error", status=503, duration=60)
+        t_outage = time.monotonic()
+        asyncio.run(publish(topology[0], bodies[200:]))
+        # the broker messages are acknowledged (journaled) during the outage, not held
+        wait_until(
+            lambda: listener.metric("pywats_messages_received_total") >= 2000,
+            50,
+            what="all messages accepted",
+        )
+        assert time.monotonic() - t_outage < 60, "intake finished while WATS was still down"
+        wait_until(lambda: len(_delivered(wats)) >= 2000, 150, what="all reports after recovery")
+    finally:
+        assert listener.stop() == 0
+    assert _delivered(wats) == set(index)
+    _order_kept(wats, index)
+    assert _dead_letters(tmp_path) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_broker_restart_mid_stream(tmp_path: Path, topology: tuple[str, str, str], wats: FakeWATS) -> None:
+    wats.latency = 0.01
+    listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
+    try:
+        bodies, index = _messages(2000, 40, "restart")
+        asyncio.run(publish(topology[0], bodies))
+        wait_until(lambda: len(_delivered(wats)) >= 300, 60, interval=0.1, what="traffic before the restart")
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        time.sleep(3)
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=60)
+        wait_until(lambda: len(_delivered(wats)) >= 2000, 150, what="all 2000 reports after the restart")
+        assert listener.http("/readyz")[0] == 200, "consumer re-attached"
+    finally:
+        assert listener.stop(signal.SIGINT) == 0
+    assert _delivered(wats) == set(index)
+    assert len(wats.reports) == 2000

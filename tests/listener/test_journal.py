@@ -1,0 +1,142 @@
+"""SqliteJournal: the durable store behind "accepted"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pywats_events import Event, EventType
+from pywats_events.journal import Journal, SqliteJournal
+
+
+def _ev(i: int, unit: str = "U1") -> Event:
+    return Event(event_type=EventType.TEST_RESULT, payload={"unit_serial": unit, "i": i}, source="st")
+
+
+async def test_implements_protocol_and_appends_in_order(tmp_path: Path) -> None:
+    async with SqliteJournal(tmp_path / "j.db") as j:
+        assert isinstance(j, Journal)
+        seqs = await j.append([_ev(0), _ev(1)])
+        more = await j.append([_ev(2)])
+        assert seqs[0] < seqs[1] < more[0]
+        pending = await j.read_pending(0, 10)
+        assert [e.event.payload["i"] for e in pending] == [0, 1, 2]
+        assert pending[0].event.event_type is EventType.TEST_RESULT
+        assert await j.depth() == 3
+
+
+async def test_progress_and_completion_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with SqliteJournal(path) as j:
+        s = await j.append([_ev(i) for i in range(3)])
+        await j.mark_handled(s[0], "a", "done")
+        await j.mark_handled(s[0], "b", "dead_lettered")
+        await j.mark_complete(s[0])
+        await j.mark_handled(s[1], "a", "done")
+    async with SqliteJournal(path) as j:
+        assert await j.depth() == 2
+        pending = await j.read_pending(0, 10)
+        assert [p.seq for p in pending] == s[1:]
+        assert pending[0].handled == frozenset({"a"})
+        assert pending[1].handled == frozenset()
+        assert [p.seq for p in await j.read_pending(s[1], 10)] == [s[2]]
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+    async with SqliteJournal(tmp_path / "j.db") as j:
+        results = await asyncio.gather(*(j.append([_ev(i)]) for i in range(200)))
+        seqs = [r[0] for r in results]
+        assert seqs == sorted(seqs), "seqs follow call order"
+        assert j.stats.commits < 100, f"{j.stats.commits} commits for 200 concurrent appends"
+
+
+async def test_full_journal_applies_backpressure_not_loss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "pywats_events.journal")
+    async with SqliteJournal(tmp_path / "j.db", max_entries=10) as j:
+        seqs = [(await j.append([_ev(i)]))[0] for i in range(10)]
+        assert any("of its limit" in r.message for r in caplog.records), "warns as the limit nears"
+        blocked = asyncio.ensure_future(j.append([_ev(99)]))
+        await asyncio.sleep(0.2)
+        assert not blocked.done(), "append waits while the journal is full"
+        assert any("is full" in r.message for r in caplog.records)
+        await j.mark_complete(seqs[0])
+        new = await asyncio.wait_for(blocked, 5)
+        assert new[0] > seqs[-1]
+        assert await j.depth() == 10
+
+
+async def test_retention_prunes_completed_only(tmp_path: Path) -> None:
+    async with SqliteJournal(tmp_path / "j.db", retention=0) as j:
+        s = await j.append([_ev(i) for i in range(4)])
+        for seq in s[:3]:
+            await j.mark_complete(seq)
+        await j.flush()
+        await asyncio.sleep(0.01)
+        assert await j.prune() == 3
+        assert await j.counts() == {"pending": 1, "completed": 0}
+
+
+async def test_completed_entries_are_kept_within_retention(tmp_path: Path) -> None:
+    async with SqliteJournal(tmp_path / "j.db", retention=3600) as j:
+        s = await j.append([_ev(1)])
+        await j.mark_complete(s[0])
+        await j.flush()
+        assert await j.prune() == 0
+        assert await j.counts() == {"pending": 0, "completed": 1}
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pywats_events import Event
+    from pywats_events.journal import SqliteJournal
+
+    async def main():
+        j = SqliteJournal(sys.argv[1])
+        await j.open()
+        n = 0
+        while True:
+            await asyncio.gather(*(j.append([Event(event_type="test.result", payload={"i": n + k})])
+                                   for k in range(10)))
+            n += 10
+            print(n, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_appended_entries_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True, env={**os.environ}
+    )
+    assert proc.stdout is not None
+    acknowledged = 0
+    deadline = time.monotonic() + 15
+    while acknowledged < 500 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acknowledged = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(5)
+    assert acknowledged >= 500
+
+    async def check() -> set[int]:
+        async with SqliteJournal(path) as j:
+            return {e.event.payload["i"] for e in await j.read_pending(0, 1_000_000)}
+
+    seen = asyncio.run(check())
+    assert set(range(acknowledged)) <= seen

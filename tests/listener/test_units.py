@@ -1,0 +1,262 @@
+"""Settings, redaction, replay input, plugins, quarantine store, metrics and health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pywats_events import ConfigurationError, DecodeResult, Event, EventType
+from pywats_events.config import load_settings
+from pywats_events.health import HealthServer
+from pywats_events.logging_setup import JsonFormatter, RedactingFilter, redact, register_secret
+from pywats_events.metrics import MetricsObserver
+from pywats_events.plugins import CODECS, TRANSPORTS, available, load
+from pywats_events.quarantine import SqliteQuarantine
+from pywats_events.transports import QuarantineRecord
+from pywats_events.transports.replay import ReplayTransport, iter_messages
+
+# ------------------------------------------------------------------ settings
+
+
+def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[amqp]\nqueue = "from-file"\nexchange = "ex-file"\n[listener]\nidle_exit = 5\n')
+    s = load_settings(
+        cfg,
+        environ={"PYWATS_EVENTS_AMQP_QUEUE": "from-env", "PYWATS_EVENTS_AMQP_BINDINGS": "a.#, b.#"},
+        overrides={"listener": {"idle_exit": 1.5}},
+    )
+    assert s.amqp.queue == "from-env"
+    assert s.amqp.exchange == "ex-file"
+    assert s.amqp.bindings == ["a.#", "b.#"]
+    assert s.listener.idle_exit == 1.5
+    assert s.journal.enabled and s.amqp.prefetch == 200
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting"),
+    [
+        ({"PYWATS_EVENTS_JOURNAL_MAX_ENTRIES": "0"}, "journal.max_entries"),
+        ({"PYWATS_EVENTS_WATS_URL": "ftp://x"}, "wats.url"),
+        ({"PYWATS_EVENTS_AMQP_NOPE": "1"}, "amqp.nope"),
+        ({"PYWATS_EVENTS_LISTENER_LOG_LEVEL": "loud"}, "listener.log_level"),
+    ],
+)
+def test_invalid_settings_name_the_setting(environ: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(environ=environ)
+    assert err.value.setting == setting
+
+
+def test_secrets_do_not_show_in_settings_repr() -> None:
+    s = load_settings(
+        environ={"PYWATS_EVENTS_AMQP_URL": "amqp://u:topsecret@h/", "PYWATS_EVENTS_WATS_TOKEN": "tok123"}
+    )
+    assert "topsecret" not in repr(s) and "tok123" not in repr(s)
+    assert s.wats.resolved_token() == "tok123"
+
+
+def test_token_from_file(tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("filetoken\n")
+    s = load_settings(overrides={"wats": {"token_file": str(tmp_path / "t")}}, environ={})
+    assert s.wats.resolved_token() == "filetoken"
+
+
+# ------------------------------------------------------------------ redaction and logs
+
+
+def test_redact_urls_tokens_and_registered_secrets() -> None:
+    register_secret("Zm9vOmJhcg==")
+    text = (
+        "connect amqp://guest:hunter2@broker:5672/ failed; Authorization: Basic Zm9vOmJhcg== "
+        "token=abc.def&x=1 url=https://u:p%40ss@wats.example.com/api"
+    )
+    out = redact(text)
+    for secret in ("hunter2", "Zm9vOmJhcg==", "abc.def", "p%40ss"):
+        assert secret not in out
+    assert "amqp://guest:***@broker:5672/" in out
+
+
+def test_json_log_lines_carry_ids_and_are_redacted() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.listener.json")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning(
+            "cannot reach %s", "mqtt://user:pw123@host", extra={"event_id": "e1", "correlation_id": "c1"}
+        )
+    finally:
+        log.removeHandler(handler)
+    data = json.loads(stream.getvalue())
+    assert data["event_id"] == "e1" and data["correlation_id"] == "c1"
+    assert "pw123" not in data["message"] and data["level"] == "WARNING"
+
+
+# ------------------------------------------------------------------ replay
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.submitted: list[Event] = []
+        self.quarantined: list[QuarantineRecord] = []
+
+    async def submit(self, events: Sequence[Event]) -> None:
+        self.submitted.extend(events)
+
+    async def quarantine(self, record: QuarantineRecord) -> None:
+        self.quarantined.append(record)
+
+    def connection_changed(self, *args: object) -> None:
+        pass
+
+
+class _EchoCodec:
+    """bytes → one event carrying the text; 'bad' → quarantine."""
+
+    def decode(self, body: bytes, headers: object = None, topic: str | None = None) -> DecodeResult:
+        if body.startswith(b"bad"):
+            return DecodeResult([], [QuarantineRecord(body, "bad body", {}, None, topic)])
+        return DecodeResult(
+            [Event(event_type=EventType.PASSTHROUGH, payload={"t": body.decode(), "topic": topic})]
+        )
+
+
+def test_iter_messages_reads_dirs_files_and_jsonl(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.json").write_bytes(b"B")
+    (tmp_path / "d" / "a.json").write_bytes(b"A")
+    lines = tmp_path / "c.jsonl"
+    lines.write_text(
+        json.dumps(
+            {"body_b64": base64.b64encode(b"\x1f\x8b raw").decode(), "headers": {"h": 1}, "topic": "t/x"}
+        )
+        + "\n\n"
+        + json.dumps({"MessageName": "CFX.Heartbeat"})
+        + "\n"
+    )
+    msgs = list(iter_messages([tmp_path / "d", lines]))
+    assert [m.body for m in msgs[:2]] == [b"A", b"B"]
+    assert msgs[2].body == b"\x1f\x8b raw" and msgs[2].headers == {"h": 1} and msgs[2].topic == "t/x"
+    assert json.loads(msgs[3].body) == {"MessageName": "CFX.Heartbeat"}
+
+
+async def test_replay_transport_submits_in_order_and_quarantines(tmp_path: Path) -> None:
+    f = tmp_path / "in.jsonl"
+    f.write_text(
+        "\n".join(json.dumps({"body_b64": base64.b64encode(f"m{i}".encode()).decode()}) for i in range(50))
+    )
+    (tmp_path / "bad.txt").write_bytes(b"bad!")
+    ctx = _Recorder()
+    t = ReplayTransport(_EchoCodec(), paths=[f, tmp_path / "bad.txt"])
+    await t.start(ctx)
+    await asyncio.wait_for(t.finished.wait(), 5)
+    assert [e.payload["t"] for e in ctx.submitted] == [f"m{i}" for i in range(50)]
+    assert [q.raw for q in ctx.quarantined] == [b"bad!"]
+    await t.stop()
+
+
+async def test_replay_rate_limits() -> None:
+    from pywats_events.transports.replay import ReplayMessage
+
+    ctx = _Recorder()
+    t = ReplayTransport(_EchoCodec(), messages=[ReplayMessage(b"x")] * 6, rate=20)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await t.start(ctx)
+    await asyncio.wait_for(t.finished.wait(), 5)
+    assert loop.time() - t0 >= 0.2
+    assert len(ctx.submitted) == 6
+
+
+def test_missing_replay_source_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        ReplayTransport(_EchoCodec(), paths=[tmp_path / "nope"])
+
+
+# ------------------------------------------------------------------ plugins
+
+
+def test_first_party_plugins_are_available() -> None:
+    assert {"replay", "amqp", "mqtt"} <= set(available(TRANSPORTS))
+    assert "cfx" in available(CODECS)
+
+
+def test_unknown_plugin_names_the_setting() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load(CODECS, "does-not-exist", setting="listener.codec")
+    assert err.value.setting == "listener.codec" and "cfx" in str(err.value)
+
+
+# ------------------------------------------------------------------ quarantine store
+
+
+async def test_quarantine_store_keeps_raw_bytes(tmp_path: Path) -> None:
+    store = SqliteQuarantine(tmp_path / "q.db")
+    raw = bytes(range(256)) * 10
+    qid = await store.add(QuarantineRecord(raw, "not UTF-8", {"k": b"v"}, "src", "a/b"))
+    assert store.count() == 1
+    [item] = store.list()
+    assert item.reason == "not UTF-8" and item.topic == "a/b" and item.size == len(raw)
+    full = store.get(qid)
+    assert full is not None and full.raw == raw and full.headers == {"k": "v"}
+    assert store.list(reason="nothing like this") == []
+
+
+# ------------------------------------------------------------------ metrics and health
+
+
+async def test_health_and_metrics_endpoints() -> None:
+    obs = MetricsObserver()
+    ev = Event(event_type=EventType.TEST_RESULT, payload={}, source="s")
+    obs.message_received()
+    obs.on_accepted(ev)
+    obs.on_handled(ev, "ReportHandler", 0.02)
+    obs.on_breaker_change("wats", "open")
+    obs.request_sent("POST /api/Report/WSJF", "200")
+    ready = [False]
+    server = HealthServer(obs.registry, lambda: (ready[0], {"transports": {}}), port=0)
+    port = await server.start()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    try:
+        assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
+        assert (await asyncio.to_thread(get, "/readyz"))[0] == 503
+        ready[0] = True
+        assert (await asyncio.to_thread(get, "/readyz"))[0] == 200
+        status, text = await asyncio.to_thread(get, "/metrics")
+        assert status == 200
+        assert "pywats_messages_received_total 1.0" in text
+        assert 'pywats_events_total{event_type="test.result"} 1.0' in text
+        assert 'pywats_handler_seconds_bucket{handler="ReportHandler",le="0.025"} 1.0' in text
+        assert 'pywats_breaker_state{key="wats"} 2.0' in text
+        assert 'pywats_wats_requests_total{endpoint="POST /api/Report/WSJF",status="200"} 1.0' in text
+        assert (await asyncio.to_thread(get, "/nope"))[0] == 404
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("name", ["listener.toml", "offline-outbox.toml"])
+def test_sample_configurations_are_valid(name: str) -> None:
+    from handlers.config import WatsHandlersConfig
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "config" / name
+    settings = load_settings(path, environ={})
+    WatsHandlersConfig.model_validate(settings.handlers.get("wats", {}))
