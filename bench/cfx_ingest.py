@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import copy
 import cProfile
+import gc
 import gzip
 import io
 import json
@@ -252,8 +253,16 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--prefetch", type=int, default=128)
     parser.add_argument("--profile", action="store_true", help="cProfile the pipeline phase")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="raise the generation-0 GC threshold (e.g. 50000) to show what collector pauses cost",
+    )
     args = parser.parse_args()
 
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, 50, 100)
     run = uuid.uuid4().hex[:8]
     exchange_name, raw_q, pipe_q = f"bench.cfx.{run}", f"bench.raw.{run}", f"bench.pipeline.{run}"
     bare_q = f"bench.bare.{run}"
@@ -315,10 +324,13 @@ async def main() -> None:
                 pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
                 print(out.getvalue())
         finally:
-            channel = await connection.channel()
-            for name in queues:
-                await channel.queue_delete(name)
-            await channel.exchange_delete(exchange_name)
+            # A fresh connection: the setup one may have been closed by the broker during a long run.
+            cleanup = await aio_pika.connect(args.url)
+            async with cleanup:
+                channel = await cleanup.channel()
+                for name in queues:
+                    await channel.queue_delete(name)
+                await channel.exchange_delete(exchange_name)
 
 
 if __name__ == "__main__":

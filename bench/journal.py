@@ -1,8 +1,9 @@
 """Ingest rate with the durable journal on vs off, in one run.
 
-Many concurrent producers feed `bus.context.submit([event])` (what a transport does per broker message)
-into an `AsyncEventBus` with a no-op handler. With the journal, *accepted* means *committed*; group commit lets
-concurrent submits share one fsync, so the rate should stay within 2x of the journal-less bus.
+Many concurrent producers feed `bus.context.submit([event])` (what a transport does per broker
+message) into an `AsyncEventBus` with a no-op handler. With the journal, *accepted* means *committed*;
+group commit lets concurrent submits share one fsync, so the rate should stay within 2x of the
+journal-less bus.
 
     python bench/journal.py [--events 20000] [--producers 64] [--synchronous FULL]
 """

@@ -11,7 +11,8 @@ __all__ = ["CFXEnvelope", "short_message_name"]
 
 @dataclass(slots=True)
 class CFXEnvelope:
-    """One CFX message. `body` keeps every property of the MessageBody, keys in canonical spelling."""
+    """One CFX message. `body` keeps every property of the MessageBody; `CFXCodec.decode_messages` returns
+    it with every key in canonical spelling (the mapper copes with any spelling; ingest skips that step)."""
 
     message_name: str
     body: dict[str, Any]

@@ -1,7 +1,13 @@
-"""JSON text → Python objects with CFX property names in their canonical spelling.
+"""JSON text → Python objects, and CFX property names → their canonical spelling.
 
-The rewrite happens inside the parser (an ``object_hook``), so there is no second pass over the tree; an
-object whose keys are all canonical already (the usual case) costs one C-level subset check.
+`parse` keeps keys as sent: orjson does the common case several times faster than any Python-level hook could,
+and the stdlib decoder takes over for what orjson refuses but Newtonsoft writes or tolerates (NaN/Infinity
+literals, lone surrogates, integers beyond 64 bits), so the accepted input set and the error messages stay
+those of `json`. Key spelling is fixed afterwards, only where it is read: `canonical` for one object (the
+mapper, per object it touches), `canonicalize_tree` for a whole value handed on as-is.
+
+One difference from `json` remains: an integer literal beyond 64 bits (no CFX property has one) is read by
+orjson as the nearest float instead of an exact int.
 """
 
 from __future__ import annotations
@@ -9,17 +15,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from ._names import CANONICAL_NAMES, canonical_name
 
-__all__ = ["canonicalize_keys", "loads"]
+__all__ = ["canonical", "canonicalize_keys", "canonicalize_tree", "loads", "parse"]
 
 _issuperset = CANONICAL_NAMES.issuperset
-
-
-def _hook(obj: dict[str, Any]) -> dict[str, Any]:
-    if _issuperset(obj):
-        return obj
-    return canonicalize_keys(obj)
+_orjson_loads = orjson.loads
+_OrjsonError = orjson.JSONDecodeError
 
 
 def canonicalize_keys(obj: dict[str, Any]) -> dict[str, Any]:
@@ -34,16 +38,53 @@ def canonicalize_keys(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def canonical(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` itself when every key is a canonical name (one C-level check), else a canonical copy."""
+    return obj if _issuperset(obj) else canonicalize_keys(obj)
+
+
+def canonicalize_tree(value: Any) -> Any:
+    """`value` with every nested object's keys canonical. Objects are fixed in place (their containers are
+    updated), so the call is idempotent and shared references stay shared; returns the (possibly new) root."""
+    if type(value) is dict:
+        if not _issuperset(value):
+            value = canonicalize_keys(value)
+        for k, v in value.items():
+            tv = type(v)
+            if tv is dict or tv is list:
+                new = canonicalize_tree(v)
+                if new is not v:
+                    value[k] = new
+    elif type(value) is list:
+        for i, v in enumerate(value):
+            tv = type(v)
+            if tv is dict or tv is list:
+                new = canonicalize_tree(v)
+                if new is not v:
+                    value[i] = new
+    return value
+
+
 def _no_constant(_name: str) -> None:
     # NaN / Infinity literals (Newtonsoft can write them) carry no value: read them as null.
     return None
 
 
-_decoder = json.JSONDecoder(object_hook=_hook, parse_constant=_no_constant)
+_decoder = json.JSONDecoder(parse_constant=_no_constant)
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse JSON (str or UTF-8 bytes) with canonical CFX key spelling. Raises ValueError on bad input."""
+def parse(text: str | bytes) -> Any:
+    """Parse JSON (str or UTF-8 bytes), keys as sent. Raises ValueError (`json.JSONDecodeError`,
+    `UnicodeDecodeError`) or RecursionError on bad input."""
+    try:
+        return _orjson_loads(text)
+    except _OrjsonError:
+        pass
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     return _decoder.decode(text)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON with canonical CFX key spelling throughout."""
+    return canonicalize_tree(parse(text))

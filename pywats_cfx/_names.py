@@ -100,6 +100,7 @@ CANONICAL_NAMES: set[str] = set(
         "LotSize",
         "MaintenanceStatus",
         "Material",
+        "MaterialLocation",
         "MaterialPackage",
         "MaterialPackageIdentifiers",
         "Materials",

@@ -1,9 +1,12 @@
 """`CFXCodec`: bytes from a broker → CFX envelopes → domain events; never raises.
 
-Steps: peel framing/compression/BOM (`_wire`), parse JSON once with canonical key spelling (`_json`), split a
-batch array into envelopes, accept a bare MessageBody when a name is known (``$type``, caller, headers or
-topic), then map (`mapping`). Whatever fails at any step becomes a `QuarantineRecord` with the raw bytes and
-a reason; the rest of a batch still yields its events.
+Steps: peel framing/compression/BOM (`_wire`), parse JSON with keys as sent (`_json`), split a batch array
+into envelopes, accept a bare MessageBody when a name is known (``$type``, caller, headers or topic), then map
+(`mapping`, which fixes key spelling only on the objects it reads). Whatever fails at any step becomes a
+`QuarantineRecord` with the raw bytes and a reason; the rest of a batch still yields its events.
+
+`decode` (the ingest hot path) drops the envelopes once mapped; `decode_messages` returns them with every key
+of the body in canonical spelling.
 """
 
 from __future__ import annotations
@@ -123,7 +126,9 @@ class CFXCodec:
         """Events for every decodable envelope, a `QuarantineRecord` for every part that is not.
         Never raises."""
         try:
-            messages, quarantined = self.decode_messages(body, headers, topic)
+            messages, quarantined = self._decode(body, headers, topic, None, False)
+            if len(messages) == 1:
+                return DecodeResult(events=messages[0].events, quarantined=quarantined)
             return DecodeResult(events=[e for m in messages for e in m.events], quarantined=quarantined)
         except BaseException as exc:  # the contract: nothing escapes into the consumer loop
             if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
@@ -143,6 +148,16 @@ class CFXCodec:
         message_name: str | None = None,
     ) -> tuple[list[DecodedMessage], list[QuarantineRecord]]:
         """Envelopes with their events, plus quarantine records. `message_name` names a bare body."""
+        return self._decode(body, headers, topic, message_name, True)
+
+    def _decode(
+        self,
+        body: bytes,
+        headers: Mapping[str, Any] | None,
+        topic: str | None,
+        message_name: str | None,
+        canonical_envelopes: bool,
+    ) -> tuple[list[DecodedMessage], list[QuarantineRecord]]:
         if not isinstance(body, (bytes, bytearray, memoryview)):
             return [], [self._record(b"", f"body is {type(body).__name__}, not bytes", headers, topic)]
         body = bytes(body)
@@ -153,7 +168,7 @@ class CFXCodec:
         if not text.strip():
             return [], [self._record(body, "empty message body", headers, topic)]
         try:
-            doc = _json.loads(text)
+            doc = _json.parse(text)
         except UnicodeDecodeError as exc:
             return [], [
                 self._record(
@@ -212,6 +227,10 @@ class CFXCodec:
                     )
                 )
                 continue
+            if canonical_envelopes:
+                env.body = _json.canonicalize_tree(env.body)
+                if env.extra:  # its keys are the envelope's own (clash losers kept as sent)
+                    env.extra = {k: _json.canonicalize_tree(v) for k, v in env.extra.items()}
             messages.append(DecodedMessage(env, events))
         return messages, quarantined
 
@@ -245,6 +264,7 @@ class CFXCodec:
             raise CFXDecodeError(
                 f"expected a JSON object (envelope or MessageBody), got {type(item).__name__}"
             )
+        item = _json.canonical(item)
         is_envelope = "MessageBody" in item or "MessageName" in item
         if is_envelope:
             body = item.get("MessageBody")
@@ -252,6 +272,7 @@ class CFXCodec:
                 body = {}
             if not isinstance(body, dict):
                 raise CFXDecodeError(f"MessageBody must be an object, got {type(body).__name__}")
+            body = _json.canonical(body)
             name = parse_str(item.get("MessageName")) or type_name(body.get("$type"))
             if not name:
                 raise CFXDecodeError("envelope without MessageName and without a $type in its MessageBody")
@@ -305,8 +326,8 @@ class CFXCodec:
         if raw is not None:
             return raw
         try:
-            return json.dumps(item, ensure_ascii=False).encode("utf-8")
-        except (TypeError, ValueError):
+            return json.dumps(_json.canonicalize_tree(item), ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
             return repr(item).encode("utf-8", "replace")
 
     @staticmethod

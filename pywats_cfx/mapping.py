@@ -4,6 +4,8 @@ One event per unit where a message covers several units (a panel or carrier), so
 serial and per-unit ordering holds. Payloads are built directly in the JSON shape of the
 `pywats_events.payloads` models (what ``Model(...).model_dump(mode="json")`` yields, key for key) because
 this runs on the ingest hot path; consumers read them with ``TestResultEvent.model_validate(event.payload)``.
+The codec hands bodies over with keys as sent: test and inspection results fix key spelling per object they
+read (`canonical`, usually a no-op check), other messages canonicalize the whole body first (they are small).
 
 Conventions:
 - `metadata.timestamp` is the envelope TimeStamp (when it happened); a naive TimeStamp is taken as UTC and
@@ -26,12 +28,14 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from itertools import chain as _chain
 from operator import itemgetter
 from typing import Any
 
 from pywats_events import Event, EventMetadata, EventType
 
 from ._envelope import CFXEnvelope
+from ._json import canonical, canonicalize_tree
 from ._states import asset_state, state_name
 from ._values import parse_datetime, parse_float, parse_int, parse_resource_state, parse_str, type_name
 from ._values import parse_timespan as _timespan
@@ -159,8 +163,10 @@ def _designators(v: Any) -> list[str]:
         for item in v:
             if isinstance(item, str):
                 out.append(item)
-            elif isinstance(item, dict) and isinstance(item.get("ReferenceDesignator"), str):
-                out.append(item["ReferenceDesignator"])
+            elif isinstance(item, dict):
+                ref = canonical(item).get("ReferenceDesignator")
+                if isinstance(ref, str):
+                    out.append(ref)
         return out
     return []
 
@@ -168,6 +174,7 @@ def _designators(v: Any) -> list[str]:
 def _operator(v: Any) -> dict[str, Any] | None:
     if not isinstance(v, dict):
         return None
+    v = canonical(v)
     return {
         "operator_id": parse_str(v.get("OperatorIdentifier")),
         "name": parse_str(v.get("Name")),
@@ -185,11 +192,6 @@ _MEAS_BASE_KEYS = frozenset(
 )
 
 
-def _f(v: Any) -> float | None:
-    # inline fast path for the common case (a finite JSON float); `v - v == 0.0` is False for inf/nan
-    return v if type(v) is float and v - v == 0.0 else parse_float(v)
-
-
 def _s(v: Any) -> str | None:
     return v if type(v) is str and v else parse_str(v)
 
@@ -205,20 +207,79 @@ _NUMERIC_VALUE_KEYS = (
     "MaximumAcceptableValueUnits",
 )
 _NUMERIC_VALUE = itemgetter(*_NUMERIC_VALUE_KEYS)
+#: every property of a NumericMeasurement as the SDK writes it (nulls included), in one C-level fetch
+_SDK_NUMERIC_KEYS = (
+    "$type",
+    "MeasuredValue",
+    "UniqueIdentifier",
+    "MeasurementName",
+    "TimeRecorded",
+    "Sequence",
+    "Result",
+    "CRDs",
+)
+_SDK_NUMERIC = itemgetter(*_SDK_NUMERIC_KEYS)
+#: ``$type`` values known to name a NumericMeasurement → full type name (filled as they are met; bounded)
+_NUMERIC_TYPES: dict[str, str] = {}
+
+
+def _sdk_numeric(m: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """The SDK-shaped NumericMeasurement fast path, None when `m` has any other shape.
+
+    An object holding exactly the 8 (resp. 8 NumericValue) canonical keys is canonical, so no key-spelling
+    check is needed; the output is the one `_measurement` builds, key for key.
+    """
+    try:
+        tname, mv, uid, name, ts, seq, res, crds = _SDK_NUMERIC(m)
+        full_type = _NUMERIC_TYPES.get(tname)
+        if full_type is None or len(m) != 8 or type(mv) is not dict or len(mv) != 8:
+            return None
+        v, units, ev, expected_units, low, low_units, high, high_units = _NUMERIC_VALUE(mv)
+    except (KeyError, TypeError):  # TypeError: not an object, or an unhashable $type
+        return None
+    result = _STEP_RESULTS.get(res) if type(res) is str else None
+    if type(uid) is not str or not uid:
+        uid = parse_str(uid)
+    if type(name) is not str or not name:
+        name = _s(name) or _s(crds) or uid or f"NumericMeasurement_{index + 1}"
+    return {
+        "name": name,
+        "kind": "numeric",
+        "value": v if type(v) is float and v - v == 0.0 else parse_float(v),
+        "units": units if type(units) is str and units else parse_str(units),
+        "expected_value": ev if type(ev) is float and ev - ev == 0.0 else _num_or_raw(ev),
+        "expected_units": expected_units
+        if type(expected_units) is str and expected_units
+        else parse_str(expected_units),
+        "low_limit": low if type(low) is float and low - low == 0.0 else parse_float(low),
+        "low_limit_units": low_units if type(low_units) is str and low_units else parse_str(low_units),
+        "high_limit": high if type(high) is float and high - high == 0.0 else parse_float(high),
+        "high_limit_units": high_units if type(high_units) is str and high_units else parse_str(high_units),
+        "result": result if result is not None else _step_result(res),
+        "sequence": seq if type(seq) is int else parse_int(seq),
+        "timestamp": (_DT_CACHE.get(ts) if type(ts) is str else None) or _dt(ts),
+        "component_designators": [] if crds is None else _designators(crds),
+        "measurement_id": uid,
+        "source_type": full_type,
+    }
 
 
 def _measurement(m: Any, index: int) -> dict[str, Any]:
-    if type(m) is not dict:
-        m = _obj(m, "Measurement")
+    """Any measurement shape (`_sdk_numeric` first: it is the common one)."""
+    m = canonical(_obj(m, "Measurement"))
     get = m.get
-    tname, short = _type(get("$type"))
+    raw_type = get("$type")
+    tname, short = _type(raw_type)
     value: Any = None
     units = expected = expected_units = low = low_units = high = high_units = None
     attributes: dict[str, Any] | None = None
     mv = get("MeasuredValue")
     if short == "NumericMeasurement" or (short is None and mv is not None):
         kind = "numeric"
+        if tname is not None and type(raw_type) is str and len(_NUMERIC_TYPES) < 64:
+            _NUMERIC_TYPES[raw_type] = tname
         if type(mv) is dict:
+            mv = canonical(mv)
             try:  # SDK senders write every NumericValue property: one C-level fetch
                 raw = _NUMERIC_VALUE(mv)
             except KeyError:
@@ -246,7 +307,7 @@ def _measurement(m: Any, index: int) -> dict[str, Any]:
         expected = _s(get("ExpectedValue"))
     else:
         kind = "other"
-        attributes = {k: v for k, v in m.items() if k not in _MEAS_BASE_KEYS}
+        attributes = {k: canonicalize_tree(v) for k, v in m.items() if k not in _MEAS_BASE_KEYS}
     crds = get("CRDs")
     uid = _s(get("UniqueIdentifier"))
     name = _s(get("MeasurementName")) or _s(crds) or uid or f"{short or 'Measurement'}_{index + 1}"
@@ -279,11 +340,11 @@ def _measurements(v: Any) -> list[dict[str, Any]]:
     if not v:
         if v is None or type(v) is list:
             return []
-    return [_measurement(m, i) for i, m in enumerate(_list(v, "Measurements"))]
+    return [_sdk_numeric(m, i) or _measurement(m, i) for i, m in enumerate(_list(v, "Measurements"))]
 
 
 def _symptom(s: Any) -> dict[str, Any]:
-    s = _obj(s, "Symptom")
+    s = canonical(_obj(s, "Symptom"))
     return {
         "code": parse_str(s.get("SymptomCode")),
         "category": parse_str(s.get("SymptomCategory")),
@@ -304,14 +365,16 @@ def _symptoms(v: Any) -> list[dict[str, Any]]:
 
 
 def _defect(d: Any) -> dict[str, Any]:
-    d = _obj(d, "Defect")
+    d = canonical(_obj(d, "Defect"))
     coi = d.get("ComponentOfInterest")
     out = {
         "code": parse_str(d.get("DefectCode")),
         "category": parse_str(d.get("DefectCategory")),
         "description": parse_str(d.get("Description")),
         "comments": parse_str(d.get("Comments")),
-        "component": parse_str(coi.get("ReferenceDesignator")) if isinstance(coi, dict) else parse_str(coi),
+        "component": parse_str(canonical(coi).get("ReferenceDesignator"))
+        if isinstance(coi, dict)
+        else parse_str(coi),
         "priority": parse_int(d.get("Priority")),
         "confidence": parse_float(d.get("ConfidenceLevel")),
         "verification": parse_str(d.get("Verification")),
@@ -333,7 +396,7 @@ def _defects(v: Any) -> list[dict[str, Any]]:
 
 
 def _condition(c: Any) -> dict[str, Any]:
-    c = _obj(c, "TestCondition")
+    c = canonical(_obj(c, "TestCondition"))
     short = _type(c.get("$type"))[1]
     return {
         "kind": short or parse_str(c.get("Kind")),
@@ -346,39 +409,104 @@ def _condition(c: Any) -> dict[str, Any]:
     }
 
 
+#: a Test / an Inspection as the SDK writes it (every property, nulls included): fetched in one C-level call;
+#: an object holding exactly these keys is canonical, so no key-spelling check is needed
+_SDK_TEST_KEYS = (
+    "UniqueIdentifier",
+    "TestName",
+    "TestStartTime",
+    "TestEndTime",
+    "TestProcedure",
+    "Comments",
+    "Result",
+    "Error",
+    "SymptomsFound",
+    "DefectsFound",
+    "Measurements",
+    "TestConditions",
+)
+_SDK_INSPECTION_KEYS = (
+    "UniqueIdentifier",
+    "InspectionName",
+    "InspectionStartTime",
+    "InspectionEndTime",
+    "TestProcedure",
+    "Comments",
+    "Result",
+    "Error",
+    "Symptoms",
+    "DefectsFound",
+    "Measurements",
+    "Verification",
+    "VerificationDetail",
+    "RefNo",
+)
+_SDK_TEST = itemgetter(*_SDK_TEST_KEYS)
+_SDK_INSPECTION = itemgetter(*_SDK_INSPECTION_KEYS)
+
+
 def _step(t: Any, index: int, inspection: bool) -> dict[str, Any]:
     if type(t) is not dict:
         t = _obj(t, "Inspection" if inspection else "Test")
-    get = t.get
+    keys, fetch = (_SDK_INSPECTION_KEYS, _SDK_INSPECTION) if inspection else (_SDK_TEST_KEYS, _SDK_TEST)
+    if len(t) == len(keys):
+        try:
+            values = fetch(t)
+            exact = True
+        except KeyError:
+            exact = False
+    else:
+        exact = False
+    if not exact:  # any other shape: canonical spelling, then read what is there
+        t = canonical(t)
+        values = tuple(map(t.get, keys))
     if inspection:
-        name = _s(get("InspectionName"))
-        start, end = get("InspectionStartTime"), get("InspectionEndTime")
-        symptoms = get("Symptoms")
-        ref_no = parse_int(get("RefNo"))
+        (
+            uid,
+            name,
+            start,
+            end,
+            procedure,
+            comments,
+            res,
+            error,
+            symptoms,
+            defects,
+            meas,
+            ver,
+            ver_detail,
+            ref,
+        ) = values
+        conditions = None if exact else t.get("TestConditions")
+        ref_no = parse_int(ref)
+        name = name if type(name) is str and name else _s(name)
         if not name:
             name = f"Inspection {ref_no}" if ref_no is not None else f"Inspection {index + 1}"
     else:
-        name = _s(get("TestName")) or f"Test {index + 1}"
-        start, end = get("TestStartTime"), get("TestEndTime")
-        symptoms = get("SymptomsFound")
-    conditions = get("TestConditions")
+        uid, name, start, end, procedure, comments, res, error, symptoms, defects, meas, conditions = values
+        ver = None if exact else t.get("Verification")
+        name = name if type(name) is str and name else (_s(name) or f"Test {index + 1}")
     out: dict[str, Any] = {
         "name": name,
-        "result": _step_result(get("Result")),
+        "result": _step_result(res),
         "start": None if start is None else _dt(start),
         "end": None if end is None else _dt(end),
-        "procedure": _s(get("TestProcedure")),
-        "comments": _s(get("Comments")),
-        "error": _s(get("Error")),
-        "measurements": _measurements(get("Measurements")),
-        "symptoms": _symptoms(symptoms),
-        "defects": _defects(get("DefectsFound")),
+        "procedure": procedure
+        if type(procedure) is str and procedure
+        else (None if procedure is None else parse_str(procedure)),
+        "comments": comments
+        if type(comments) is str and comments
+        else (None if comments is None else parse_str(comments)),
+        "error": error if type(error) is str and error else (None if error is None else parse_str(error)),
+        "measurements": [] if meas is None or meas == [] else _measurements(meas),
+        "symptoms": [] if symptoms is None or symptoms == [] else _symptoms(symptoms),
+        "defects": [] if defects is None or defects == [] else _defects(defects),
         "conditions": [_condition(c) for c in _list(conditions, "TestConditions")] if conditions else [],
-        "verification": _s(get("Verification")),
-        "step_id": _s(get("UniqueIdentifier")),
+        "verification": _s(ver),
+        "step_id": uid if type(uid) is str and uid else parse_str(uid),
     }
     if inspection:
-        out["verification_detail"] = _s(get("VerificationDetail"))
+        out["verification_detail"] = _s(ver_detail)
         out["ref_no"] = ref_no
     return out
 
@@ -402,21 +530,27 @@ def event_id(message_id: str, message_name: str, index: int) -> str:
 class _Ctx:
     """Per-message facts shared by all events of one envelope."""
 
-    __slots__ = ("env", "extras", "facts", "handle", "name", "topic", "ts", "ts_text", "txn", "uid")
+    __slots__ = ("body", "env", "extras", "facts", "handle", "name", "topic", "ts", "ts_text", "txn", "uid")
 
     def __init__(
-        self, env: CFXEnvelope, topic: str | None, source_hint: str | None, received: datetime | None
+        self,
+        env: CFXEnvelope,
+        body: dict[str, Any],
+        topic: str | None,
+        source_hint: str | None,
+        received: datetime | None,
     ):
         self.env = env
+        #: the MessageBody; its own keys are canonical (nested objects: see the module docstring)
+        self.body = body
         self.name = env.message_name
         self.uid = env.unique_id
-        body = env.body
         self.handle = env.source or source_hint or parse_str(body.get("CFXHandle"))
         txn = body.get("TransactionID")
         if txn is None:
             fault = body.get("Fault")
             if isinstance(fault, dict):
-                txn = fault.get("TransactionID")
+                txn = canonical(fault).get("TransactionID")
         self.txn = parse_str(txn)
         extras: dict[str, Any] = {"message_name": env.message_name, "cfx_version": env.version}
         ts = env.timestamp
@@ -470,21 +604,25 @@ def _unit_serial(u: dict[str, Any]) -> str:
     return parse_str(u.get("UnitIdentifier")) or ""
 
 
+_DEFECTS, _SYMPTOMS, _START, _END = (itemgetter(k) for k in ("defects", "symptoms", "start", "end"))
+
+
 def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
-    b = ctx.env.body
+    b = ctx.body
     units_key = "InspectedUnits" if inspection else "TestedUnits"
-    units = _list(b.get(units_key), units_key)
+    units = [canonical(u) if type(u) is dict else u for u in _list(b.get(units_key), units_key)]
     panel = b.get("InspectedPanel") if inspection else None
-    panel = panel if isinstance(panel, dict) else None
+    panel = canonical(panel) if isinstance(panel, dict) else None
     panel_serial = parse_str(panel.get("UnitIdentifier")) if panel else None
     shared = _shared_identifiers(units, "UnitIdentifier")
+    sampling = b.get("SamplingInformation")
     common = {
         "kind": "inspection" if inspection else "test",
         "method": parse_str(b.get("InspectionMethod" if inspection else "TestMethod")),
         "operator": _operator(b.get("Inspector" if inspection else "Tester")),
         "recipe": parse_str(b.get("RecipeName")),
         "recipe_revision": parse_str(b.get("RecipeRevision")),
-        "sampling": b.get("SamplingInformation") if isinstance(b.get("SamplingInformation"), dict) else None,
+        "sampling": canonicalize_tree(sampling) if isinstance(sampling, dict) else None,
     }
     event_type = EventType.INSPECTION_RESULT if inspection else EventType.TEST_RESULT
     records: list[tuple[dict[str, Any], bool]] = [(_obj(u, units_key[:-1]), False) for u in units]
@@ -497,10 +635,10 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
             _step(t, j, inspection)
             for j, t in enumerate(_list(u.get("Inspections" if inspection else "Tests"), "Tests"))
         ]
-        defects = [d for s in steps for d in s["defects"]]
-        symptoms = [s2 for s in steps for s2 in s["symptoms"]]
-        starts = [s["start"] for s in steps if s["start"]]
-        ends = [s["end"] for s in steps if s["end"]]
+        defects = list(_chain.from_iterable(map(_DEFECTS, steps)))
+        symptoms = list(_chain.from_iterable(map(_SYMPTOMS, steps)))
+        starts = list(filter(None, map(_START, steps)))
+        ends = list(filter(None, map(_END, steps)))
         payload = {
             **ctx.facts,
             "unit_serial": serial,
@@ -515,8 +653,8 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
             "operator": common["operator"],
             "recipe": common["recipe"],
             "recipe_revision": common["recipe_revision"],
-            "start": min(starts, key=_sort_key) if starts else None,
-            "end": max(ends, key=_sort_key) if ends else None,
+            "start": _earliest(starts) if starts else None,
+            "end": _latest(ends) if ends else None,
             "lane": parse_int(b.get("Lane")),
             "stage": _stage_name(b.get("Stage")),
             "sampling": common["sampling"],
@@ -547,15 +685,30 @@ def _sort_key(text: str) -> datetime:
     return key
 
 
+def _earliest(texts: list[str]) -> str:
+    try:  # all keys known already: C-level lookups
+        return min(texts, key=_KEY_CACHE.__getitem__)
+    except KeyError:
+        return min(texts, key=_sort_key)
+
+
+def _latest(texts: list[str]) -> str:
+    try:
+        return max(texts, key=_KEY_CACHE.__getitem__)
+    except KeyError:
+        return max(texts, key=_sort_key)
+
+
 def _stage_name(v: Any) -> str | None:
     if isinstance(v, dict):
+        v = canonical(v)
         return parse_str(v.get("StageName")) or parse_str(v.get("StageSequence"))
     return parse_str(v)
 
 
 def _per_unit(ctx: _Ctx) -> list[tuple[int, dict[str, Any] | None, str, str | None]]:
     """(index, unit, serial, panel) for messages with a `Units` list of UnitPosition, or the identifiers."""
-    b = ctx.env.body
+    b = ctx.body
     units = _list(b.get("Units"), "Units")
     primary = parse_str(b.get("PrimaryIdentifier")) or parse_str(b.get("HermesIdentifier"))
     if not units:
@@ -575,7 +728,7 @@ def _pos(u: dict[str, Any] | None) -> int | None:
 
 
 def _map_work_started(ctx: _Ctx) -> list[Event]:
-    b = ctx.env.body
+    b = ctx.body
     wo = _opt_obj(b.get("WorkOrderIdentifier"))
     events = []
     for i, u, serial, panel in _per_unit(ctx):
@@ -599,7 +752,7 @@ def _map_work_started(ctx: _Ctx) -> list[Event]:
 
 
 def _map_work_completed(ctx: _Ctx) -> list[Event]:
-    b = ctx.env.body
+    b = ctx.body
     raw = b.get("Result")
     result = _WORK_RESULTS.get(raw.lower(), "Completed") if isinstance(raw, str) else "Completed"
     events = []
@@ -629,7 +782,7 @@ def _map_work_completed(ctx: _Ctx) -> list[Event]:
 
 
 def _map_disqualified(ctx: _Ctx) -> list[Event]:
-    b = ctx.env.body
+    b = ctx.body
     events = []
     for i, u, serial, panel in _per_unit(ctx):
         payload = {
@@ -646,7 +799,7 @@ def _map_disqualified(ctx: _Ctx) -> list[Event]:
 
 def _map_moved(event_type: EventType) -> Callable[[_Ctx], list[Event]]:
     def mapper(ctx: _Ctx) -> list[Event]:
-        b = ctx.env.body
+        b = ctx.body
         units = []
         for u in _list(b.get("Units"), "Units"):
             u = _obj(u, "UnitPosition")
@@ -674,7 +827,7 @@ def _map_moved(event_type: EventType) -> Callable[[_Ctx], list[Event]]:
 
 
 def _map_installed(ctx: _Ctx) -> list[Event]:
-    b = ctx.env.body
+    b = ctx.body
     events = []
     for i, im in enumerate(_list(b.get("InstalledMaterials"), "InstalledMaterials")):
         im = _obj(im, "InstalledMaterial")
@@ -729,13 +882,13 @@ def _material_location(m: Any) -> dict[str, Any]:
 
 
 def _map_loaded(ctx: _Ctx) -> list[Event]:
-    materials = [_material_location(m) for m in _list(ctx.env.body.get("Materials"), "Materials")]
+    materials = [_material_location(m) for m in _list(ctx.body.get("Materials"), "Materials")]
     payload = {**ctx.facts, "materials": materials, "loaded": True}
     return [ctx.event(EventType.MATERIALS_LOADED, payload, 0, None)]
 
 
 def _map_unloaded(ctx: _Ctx) -> list[Event]:
-    ids = _list(ctx.env.body.get("MaterialPackageIdentifiers"), "MaterialPackageIdentifiers")
+    ids = _list(ctx.body.get("MaterialPackageIdentifiers"), "MaterialPackageIdentifiers")
     materials = [{"material_serial": parse_str(i)} for i in ids]
     payload = {**ctx.facts, "materials": materials, "loaded": False}
     return [ctx.event(EventType.MATERIALS_UNLOADED, payload, 0, None)]
@@ -766,13 +919,13 @@ def _fault_payload(ctx: _Ctx, fault: dict[str, Any]) -> dict[str, Any]:
 
 
 def _map_fault(ctx: _Ctx) -> list[Event]:
-    fault = _obj(ctx.env.body.get("Fault"), "Fault")
+    fault = _obj(ctx.body.get("Fault"), "Fault")
     return [ctx.event(EventType.ASSET_FAULT, _fault_payload(ctx, fault), 0, None)]
 
 
 def _map_fault_cleared(acknowledged: bool) -> Callable[[_Ctx], list[Event]]:
     def mapper(ctx: _Ctx) -> list[Event]:
-        b = ctx.env.body
+        b = ctx.body
         payload = {
             **ctx.facts,
             "fault_occurrence_id": parse_str(b.get("FaultOccurrenceId")),
@@ -786,7 +939,7 @@ def _map_fault_cleared(acknowledged: bool) -> Callable[[_Ctx], list[Event]]:
 
 
 def _map_state(ctx: _Ctx) -> list[Event]:
-    b = ctx.env.body
+    b = ctx.body
     old, new = parse_resource_state(b.get("OldState")), parse_resource_state(b.get("NewState"))
     if new is None:
         raise MappingError(f"StationStateChanged.NewState is not a ResourceState: {b.get('NewState')!r}")
@@ -808,7 +961,7 @@ def _map_state(ctx: _Ctx) -> list[Event]:
 
 def _map_endpoint(event_type: EventType) -> Callable[[_Ctx], list[Event]]:
     def mapper(ctx: _Ctx) -> list[Event]:
-        b = ctx.env.body
+        b = ctx.body
         freq = _timespan(b.get("HeartbeatFrequency"))
         payload = {
             **ctx.facts,
@@ -821,7 +974,7 @@ def _map_endpoint(event_type: EventType) -> Callable[[_Ctx], list[Event]]:
 
 
 def _map_passthrough(ctx: _Ctx) -> list[Event]:
-    return [ctx.event(EventType.PASSTHROUGH, {**ctx.facts, "body": ctx.env.body}, 0, None)]
+    return [ctx.event(EventType.PASSTHROUGH, {**ctx.facts, "body": ctx.body}, 0, None)]
 
 
 _MAPPERS: dict[str, tuple[EventType, Callable[[_Ctx], list[Event]]]] = {
@@ -864,6 +1017,11 @@ def event_type_for(message_name: str) -> EventType:
     return entry[0] if entry else EventType.PASSTHROUGH
 
 
+_PER_OBJECT = frozenset(
+    ("cfx.production.testandinspection.unitstested", "cfx.production.testandinspection.unitsinspected")
+)
+
+
 def map_envelope(
     env: CFXEnvelope,
     *,
@@ -871,16 +1029,24 @@ def map_envelope(
     source_hint: str | None = None,
     received: datetime | None = None,
 ) -> list[Event]:
-    """Domain events for one envelope. Raises `MappingError` when a mapped message is structurally broken."""
-    ctx = _Ctx(env, topic, source_hint, received)
-    entry = _BY_LOWER.get(env.message_name.lower())
-    if entry is None:
-        return _map_passthrough(ctx)
+    """Domain events for one envelope. Raises `MappingError` when a mapped message is structurally broken.
+
+    Keys may be spelled in any case. Except for test/inspection results, `env.body` is replaced by its
+    canonical-key form (parts of it travel in the payload as they are)."""
+    lname = env.message_name.lower()
+    entry = _BY_LOWER.get(lname)
     try:
+        if lname in _PER_OBJECT:
+            body = canonical(env.body)
+        else:  # small messages, and parts of the body travel in the payload as-is
+            body = env.body = canonicalize_tree(env.body)
+        ctx = _Ctx(env, body, topic, source_hint, received)
+        if entry is None:
+            return _map_passthrough(ctx)
         return entry[1](ctx)
     except MappingError as exc:
         raise MappingError(f"{env.message_name}: {exc}") from None
-    except (TypeError, AttributeError, ValueError) as exc:
+    except (TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise MappingError(
             f"{env.message_name}: unexpected structure ({type(exc).__name__}: {exc})"
         ) from None

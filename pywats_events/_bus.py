@@ -206,6 +206,9 @@ class AsyncEventBus:
         self._cache: deque[tuple[int, Event]] = deque()
         self._cache_overflow = True
         self._cache_drops = 0
+        self._next_ticket = 0
+        self._released_ticket = 0
+        self._appended: dict[int, list[tuple[int, Event]]] = {}
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -333,6 +336,8 @@ class AsyncEventBus:
             if self.journal is not None:
                 self._feed_signal = asyncio.Event()
                 self._cache.clear()
+                self._appended.clear()
+                self._next_ticket = self._released_ticket = 0
                 self._cache_overflow = True  # resume: read what the journal holds first
                 self._feeder = asyncio.create_task(self._feed(), name="pywats-journal-feeder")
             self._state = BusState.RUNNING
@@ -515,7 +520,7 @@ class AsyncEventBus:
                 and waiter.future.exception() is None
             ):
                 return  # it made it into a lane after all: accepted
-            waiter.cancelled = True
+            self._withdraw(lambda w: w is waiter)
             if isinstance(exc, asyncio.TimeoutError):
                 raise BusOverloaded(f"no room for event {event.id} within {timeout}s") from None
             raise
@@ -594,14 +599,18 @@ class AsyncEventBus:
             return
         journal = self.journal
         if journal is not None:
-            seqs = await journal.append(events)
-            cache = self._cache
-            for seq, event in zip(seqs, events, strict=True):
-                if len(cache) < self._journal_cache_size:
-                    cache.append((seq, event))
-                else:
-                    self._cache_overflow = True
-                    self._cache_drops += 1
+            # appends may resume out of call order (group commit); the cache must stay in seq order,
+            # so results are released to it in the order the calls were made
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            try:
+                seqs = await journal.append(events)
+            except BaseException:
+                self._appended[ticket] = []
+                self._release_appended()
+                raise
+            self._appended[ticket] = list(zip(seqs, events, strict=True))
+            self._release_appended()
             hooks = self._hooks["on_accepted"]
             for event in events:
                 for hook in hooks:
@@ -620,10 +629,28 @@ class AsyncEventBus:
             await ack.future
         except asyncio.CancelledError:
             # not accepted: take our not-yet-placed events out of the line (placed ones still run)
-            for w in self._waiters:
-                if w.ack is ack:
-                    w.cancelled = True
+            self._withdraw(lambda w: w.ack is ack)
             raise
+
+    def _withdraw(self, which: Callable[[_Waiter], bool]) -> None:
+        """Take waiters out of the line (their producer gave up) and let the ones behind them move up."""
+        for w in self._waiters:
+            if which(w):
+                w.cancelled = True
+        self._waiters = deque(w for w in self._waiters if not w.cancelled)
+        if self._waiters and self._inflight < self.max_in_flight:
+            self._refill()
+
+    def _release_appended(self) -> None:
+        cache = self._cache
+        while self._released_ticket in self._appended:
+            for item in self._appended.pop(self._released_ticket):
+                if len(cache) < self._journal_cache_size:
+                    cache.append(item)
+                else:
+                    self._cache_overflow = True
+                    self._cache_drops += 1
+            self._released_ticket += 1
 
     # ------------------------------------------------------------------ running
     async def _run_lane(self, lane: _Lane) -> None:

@@ -28,6 +28,7 @@ from ..logging_setup import redact, register_secret
 from ..metrics import ListenerStats, MetricsObserver
 from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
+from ..transports.replay import ReplayTransport
 
 __all__ = ["Listener", "RunSummary"]
 

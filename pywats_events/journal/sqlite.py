@@ -9,12 +9,14 @@ written with the next commit. At the size limit `append` waits for room (backpre
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -113,6 +115,7 @@ class SqliteJournal:
         self._closed = False
         self._last_prune = 0.0
         self._next_seq = 1
+        self._sizes = _SizeBook(1)
         self._wake_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -123,12 +126,16 @@ class SqliteJournal:
         self._room = asyncio.Condition()
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        ready: asyncio.Future[tuple[int, int, int]] = self._loop.create_future()
+        ready: asyncio.Future[tuple[list[tuple[int, int]], int]] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="pywats-journal", daemon=True)
         self._thread.start()
-        pending, pending_bytes, self._next_seq = await ready
+        unfinished, self._next_seq = await ready
+        self._sizes = _SizeBook(self._next_seq)
+        for seq, size in unfinished:
+            self._sizes.add(seq, size)
+        pending = len(unfinished)
         self.stats.pending = pending
-        self.stats.pending_bytes = pending_bytes
+        self.stats.pending_bytes = sum(size for _, size in unfinished)
         if pending:
             log.info("journal %s: %d unfinished entries to resume", self.path, pending)
 
@@ -156,16 +163,17 @@ class SqliteJournal:
     async def append(self, events: Sequence[Event]) -> list[int]:
         if not events:
             return []
-        now = time.time()
-        rows = [(0, e.id, e.type_name, data, now, len(data)) for e in events for data in (e.to_json(),)]
-        size = sum(r[5] for r in rows)
-        await self._reserve(len(rows), size)
+        datas = [e.to_json() for e in events]
+        sizes = [len(d) for d in datas]
+        await self._reserve(len(datas), sum(sizes))
         # seqs are handed out here, in call order; the worker only writes them
         first = self._next_seq
-        self._next_seq += len(rows)
-        rows = [(first + i, *r[1:]) for i, r in enumerate(rows)]
-        await self._submit("append", rows)
-        return [r[0] for r in rows]
+        self._next_seq += len(datas)
+        book = self._sizes
+        for i, size in enumerate(sizes):
+            book.add(first + i, size)
+        await self._submit("append", (first, datas))
+        return list(range(first, first + len(datas)))
 
     async def read_pending(self, after_seq: int, limit: int) -> list[JournalEntry]:
         rows: list[tuple[int, str, frozenset[str]]] = await self._submit("read", (after_seq, limit))
@@ -175,6 +183,9 @@ class SqliteJournal:
         self._post(_Op("handled", (seq, handler, outcome, time.time()), None))
 
     async def mark_complete(self, seq: int) -> None:
+        size = self._sizes.pop(seq)
+        if size:  # room is freed at once; the completion itself is committed with the next batch
+            self._released(1, size)
         self._post(_Op("complete", (seq, time.time()), None))
 
     async def depth(self) -> int:
@@ -268,10 +279,9 @@ class SqliteJournal:
                 s.pending_bytes,
             )
 
-    def _released(self, count: int, size: int, commits: int) -> None:
-        """Called on the loop after a commit that completed entries."""
+    def _released(self, count: int, size: int) -> None:
+        """Entries completed: room for waiting appends."""
         s = self.stats
-        s.commits += commits
         if count or size:
             s.pending = max(0, s.pending - count)
             s.pending_bytes = max(0, s.pending_bytes - size)
@@ -295,14 +305,14 @@ class SqliteJournal:
         conn.executescript(_SCHEMA)
         return conn
 
-    def _run(self, ready: asyncio.Future[tuple[int, int, int]]) -> None:
+    def _run(self, ready: asyncio.Future[tuple[list[tuple[int, int]], int]]) -> None:
         loop = self._loop
         assert loop is not None
         try:
             conn = self._connect()
-            row = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE completed IS NULL"
-            ).fetchone()
+            unfinished = conn.execute(
+                "SELECT seq, size FROM entries WHERE completed IS NULL ORDER BY seq"
+            ).fetchall()
             top = conn.execute(
                 "SELECT MAX(COALESCE((SELECT MAX(seq) FROM entries), 0),"
                 " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0))"
@@ -310,16 +320,21 @@ class SqliteJournal:
         except BaseException as exc:
             loop.call_soon_threadsafe(_set_exception, ready, exc)
             return
-        loop.call_soon_threadsafe(_set_result, ready, (int(row[0]), int(row[1]), int(top) + 1))
+        loop.call_soon_threadsafe(_set_result, ready, (unfinished, int(top) + 1))
+        marks = _Marks()
         try:
-            while True:
-                first = self._queue.get()
+            stop = False
+            while not stop:
+                try:
+                    first = self._queue.get(timeout=MARK_FLUSH_INTERVAL if marks else None)
+                except queue.Empty:
+                    marks.flush(conn)
+                    continue
                 if first is None:
                     break
                 if self.commit_window:
                     time.sleep(self.commit_window)
                 batch = list(first)
-                stop = False
                 while True:
                     try:
                         nxt = self._queue.get_nowait()
@@ -329,53 +344,52 @@ class SqliteJournal:
                         stop = True
                         break
                     batch.extend(nxt)
-                self._process(conn, batch)
-                if stop:
-                    break
-            # drain whatever arrived with the stop sentinel
+                self._process(conn, batch, marks)
+            # whatever arrived with the stop sentinel, then every buffered mark
             rest: list[_Op] = []
             while True:
                 try:
-                    op = self._queue.get_nowait()
+                    ops = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if op is not None:
-                    rest.extend(op)
-            if rest:
-                self._process(conn, rest)
+                if ops is not None:
+                    rest.extend(ops)
+            self._process(conn, rest, marks)
+            marks.flush(conn, force=True)
+        except BaseException:
+            log.exception("journal worker failed")
         finally:
             conn.close()
 
-    def _process(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+    def _process(self, conn: sqlite3.Connection, batch: list[_Op], marks: _Marks) -> None:
+        """Writes a batch with as few statements as possible: each SQLite call hands the GIL to the loop
+        and back, and a thread waiting for the GIL waits on the loop. Appends from one batch are one
+        INSERT, which in autocommit mode is its own transaction (one commit, one fsync). Marks are
+        buffered and written every `MARK_FLUSH_INTERVAL` seconds (best-effort progress), and always
+        before anything reads the table."""
         loop = self._loop
         assert loop is not None
         results: list[tuple[asyncio.Future[Any], Any]] = []
-        freed_count = 0
-        freed_bytes = 0
-        handled: list[tuple[int, str, str, float]] = []
-        complete: list[tuple[float, int]] = []
-        appends: list[tuple[int, str, str, str, float, int]] = []
+        appends: list[tuple[int, list[str]]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
             for op in batch:
                 kind = op.kind
                 if kind == "handled":
-                    handled.append(op.args)
+                    marks.handled.append(op.args)
                 elif kind == "complete":
-                    seq, at = op.args
-                    complete.append((at, seq))
+                    marks.complete.append(op.args[0])
                 elif kind == "append":
-                    appends.extend(op.args)
+                    first, datas = op.args
+                    if appends and appends[-1][0] + len(appends[-1][1]) == first:
+                        appends[-1][1].extend(datas)  # consecutive seqs: one statement
+                    else:
+                        appends.append((first, list(datas)))
                     assert op.future is not None
                     results.append((op.future, None))
                 else:
-                    # reads see every append and mark queued before them
                     _insert(conn, appends)
                     appends = []
-                    freed = self._apply_marks(conn, handled, complete)
-                    freed_count += freed[0]
-                    freed_bytes += freed[1]
-                    handled, complete = [], []
+                    marks.flush(conn, force=True)
                     value: Any = None
                     if kind == "read":
                         value = self._read(conn, *op.args)
@@ -389,67 +403,31 @@ class SqliteJournal:
                         value = {"pending": int(pending), "completed": int(done)}
                     if op.future is not None:
                         results.append((op.future, value))
-            _insert(conn, appends)
-            freed = self._apply_marks(conn, handled, complete)
-            freed_count += freed[0]
-            freed_bytes += freed[1]
-            now_m = time.monotonic()
-            if now_m - self._last_prune > 1.0:
-                self._last_prune = now_m
+            commits = _insert(conn, appends)
+            marks.flush(conn)
+            now = time.monotonic()
+            if now - self._last_prune > 1.0:
+                self._last_prune = now
                 self._prune(conn)
-            conn.execute("COMMIT")
         except BaseException as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            log.error("journal commit failed: %s", exc)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            log.error("journal write failed: %s", exc)
             failed = [op.future for op in batch if op.future is not None]
             loop.call_soon_threadsafe(_fail_all, failed, exc)
             return
-        # one wake-up of the loop per commit, not one per waiter
-        loop.call_soon_threadsafe(self._delivered, results, freed_count, freed_bytes)
+        if results or commits:
+            # one wake-up of the loop per commit, not one per waiter
+            loop.call_soon_threadsafe(self._delivered, results, commits)
 
-    def _delivered(self, results: list[tuple[asyncio.Future[Any], Any]], count: int, size: int) -> None:
+    def _delivered(self, results: list[tuple[asyncio.Future[Any], Any]], commits: int) -> None:
+        self.stats.commits += commits
         for fut, value in results:
             if not fut.done():
                 fut.set_result(value)
-        self._released(count, size, 1)
-
-    @staticmethod
-    def _apply_marks(
-        conn: sqlite3.Connection,
-        handled: list[tuple[int, str, str, float]],
-        complete: list[tuple[float, int]],
-    ) -> tuple[int, int]:
-        """Few statements per commit: every row-level step hands the GIL back and forth with the loop."""
-        if handled:
-            done = {seq for _, seq in complete}
-            rows = [h for h in handled if h[0] not in done]  # progress of a completed entry is moot
-            for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
-                conn.execute(
-                    "INSERT OR REPLACE INTO handled(seq, handler, outcome, at) VALUES "
-                    + ",".join(["(?,?,?,?)"] * len(chunk)),
-                    [v for row in chunk for v in row],
-                )
-        count = 0
-        size = 0
-        if complete:
-            at = complete[-1][0]
-            for chunk in _chunks(sorted({seq for _, seq in complete}), _ROWS_PER_STATEMENT * 4):
-                marks = ",".join("?" * len(chunk))
-                n, b = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries"
-                    f" WHERE completed IS NULL AND seq IN ({marks})",
-                    chunk,
-                ).fetchone()
-                conn.execute(
-                    f"UPDATE entries SET completed=? WHERE completed IS NULL AND seq IN ({marks})",
-                    [at, *chunk],
-                )
-                count += int(n)
-                size += int(b)
-        return count, size
 
     def _read(
         self, conn: sqlite3.Connection, after_seq: int, limit: int
@@ -467,25 +445,27 @@ class SqliteJournal:
         return [(seq, data, frozenset(handled.get(seq, ()))) for seq, data in rows]
 
     def _prune(self, conn: sqlite3.Connection) -> int:
+        """Deletes completed entries past retention, and the oldest completed ones while the file holds
+        more than `max_entries`; unfinished entries are never pruned."""
         cutoff = time.time() - self.retention
-        deleted = 0
-        cur = conn.execute(
-            "DELETE FROM entries WHERE completed IS NOT NULL AND completed < ? RETURNING seq", (cutoff,)
-        )
-        seqs = [r[0] for r in cur.fetchall()]
-        # completed entries also give way when the file would exceed the entry limit
-        total = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-        if total > self.max_entries:
-            cur = conn.execute(
-                "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries WHERE completed IS NOT NULL"
-                " ORDER BY seq LIMIT ?) RETURNING seq",
-                (total - self.max_entries,),
-            )
-            seqs.extend(r[0] for r in cur.fetchall())
-        if seqs:
-            conn.executemany("DELETE FROM handled WHERE seq = ?", [(s,) for s in seqs])
-            deleted = len(seqs)
-        return deleted
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        deleted = conn.execute(
+            "DELETE FROM entries WHERE completed IS NOT NULL AND completed < ?", (cutoff,)
+        ).rowcount
+        lo, hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM entries").fetchone()
+        if lo is not None and hi - lo + 1 > self.max_entries:
+            total = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            if total > self.max_entries:
+                deleted += conn.execute(
+                    "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries WHERE completed IS NOT NULL"
+                    " ORDER BY seq LIMIT ?)",
+                    (total - self.max_entries,),
+                ).rowcount
+        if own:
+            conn.execute("COMMIT")
+        return int(deleted)
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
@@ -493,21 +473,114 @@ def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
         fut.set_result(value)
 
 
-_ROWS_PER_STATEMENT = 500
+#: buffered handler progress and completions are written at least this often (seconds)
+MARK_FLUSH_INTERVAL = 0.1
+_MARK_FLUSH_COUNT = 5000
 
 
-def _chunks(rows: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(rows), n):
-        yield rows[i : i + n]
-
-
-def _insert(conn: sqlite3.Connection, rows: list[tuple[int, str, str, str, float, int]]) -> None:
-    for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+def _insert(conn: sqlite3.Connection, appends: list[tuple[int, list[str]]]) -> int:
+    """Rows travel as one JSON array per statement: SQLite unpacks them in C with the GIL released.
+    Returns the number of commits."""
+    if not appends:
+        return 0
+    explicit = len(appends) > 1 and not conn.in_transaction
+    if explicit:
+        conn.execute("BEGIN IMMEDIATE")
+    now = time.time()
+    for first, datas in appends:
         conn.execute(
-            "INSERT INTO entries(seq, event_id, event_type, data, created, size) VALUES "
-            + ",".join(["(?,?,?,?,?,?)"] * len(chunk)),
-            [v for row in chunk for v in row],
+            "INSERT INTO entries(seq, event_id, event_type, data, size, created)"
+            " SELECT ? + key, json_extract(value, '$.metadata.event_id'),"
+            " json_extract(value, '$.event_type'), value, length(value), ? FROM json_each(?)",
+            (first, now, json.dumps(datas)),
         )
+    if explicit:
+        conn.execute("COMMIT")
+    return 1
+
+
+class _Marks:
+    """Handler progress and completions waiting to be written (worker thread only)."""
+
+    def __init__(self) -> None:
+        self.handled: list[tuple[int, str, str, float]] = []
+        self.complete: list[int] = []
+        self._last = time.monotonic()
+
+    def __bool__(self) -> bool:
+        return bool(self.handled or self.complete)
+
+    def flush(self, conn: sqlite3.Connection, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self:
+            self._last = now
+            return
+        due = (
+            len(self.handled) + len(self.complete) >= _MARK_FLUSH_COUNT
+            or now - self._last >= MARK_FLUSH_INTERVAL
+        )
+        if not (force or due):
+            return
+        done = set(self.complete)
+        progress = [h[:3] for h in self.handled if h[0] not in done]  # progress of a completed entry is moot
+        at = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        if progress:
+            conn.execute(
+                "INSERT OR REPLACE INTO handled(seq, handler, outcome, at)"
+                " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+                " json_extract(value, '$[2]'), ? FROM json_each(?)",
+                (at, json.dumps(progress)),
+            )
+        if done:
+            seqs = json.dumps(sorted(done))
+            conn.execute(
+                "UPDATE entries SET completed = ?"
+                " WHERE completed IS NULL AND seq IN (SELECT value FROM json_each(?))",
+                (at, seqs),
+            )
+            # progress of a finished entry is no longer needed
+            conn.execute("DELETE FROM handled WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
+        conn.execute("COMMIT")
+        self.handled.clear()
+        self.complete.clear()
+        self._last = now
+
+
+class _SizeBook:
+    """Sizes of unfinished entries by seq, 4 bytes each (seqs are dense), so completing an entry frees its
+    room on the loop at once, without asking the database."""
+
+    def __init__(self, base: int) -> None:
+        self._base = base
+        self._head = 0
+        self._sizes = array("I")
+
+    def add(self, seq: int, size: int) -> None:
+        i = seq - self._base
+        if i < 0:
+            return
+        size = max(1, min(size, 0xFFFFFFFF))
+        if i >= len(self._sizes):
+            self._sizes.extend(array("I", bytes(4 * (i - len(self._sizes)))))
+            self._sizes.append(size)
+        else:
+            self._sizes[i] = size
+
+    def pop(self, seq: int) -> int:
+        i = seq - self._base
+        sizes = self._sizes
+        if i < 0 or i >= len(sizes):
+            return 0
+        size = sizes[i]
+        sizes[i] = 0
+        while self._head < len(sizes) and sizes[self._head] == 0:
+            self._head += 1
+        if self._head > 4096 and self._head * 2 > len(sizes):
+            del sizes[: self._head]
+            self._base += self._head
+            self._head = 0
+        return int(size)
 
 
 def _fail_all(futs: list[asyncio.Future[Any]], exc: BaseException) -> None:

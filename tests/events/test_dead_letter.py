@@ -43,7 +43,7 @@ def test_sqlite_dlq_survives_restart_and_replays_to_that_handler_only(tmp_path: 
     subprocess.run([sys.executable, "-c", WRITER, str(db)], check=True, timeout=20)
 
     dlq = SqliteDeadLetterQueue(db)
-    entries = dlq.get_entries()
+    entries = sorted(dlq.get_entries(), key=lambda e: e.event.payload["unit_id"])  # 3 keys: any order
     assert [e.event.payload["unit_id"] for e in entries] == ["SN-0", "SN-1", "SN-2"]
     assert {e.handler for e in entries} == {"reports"} and entries[0].error == "rejected SN-0"
     assert entries[0].error_type == "pywats_events._exceptions.PermanentError" and entries[0].attempts == 1

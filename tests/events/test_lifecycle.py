@@ -138,3 +138,41 @@ def test_sync_publish_from_a_handler_on_the_bus_loop():
 
             time.sleep(0.01)
     assert got == list(range(21))
+
+
+def test_facade_stop_accounts_for_every_published_event():
+    import threading
+    import time
+
+    from pywats_events import BusStateError
+
+    gate = threading.Event()
+    handled: list[int] = []
+
+    def slow(event: Event) -> None:
+        gate.wait(2)
+        handled.append(event.payload["i"])
+
+    bus = EventBus(max_in_flight=2, max_concurrency=1)
+    bus.subscribe(slow, [EventType.TEST_RESULT])
+    bus.start()
+    accepted: list[int] = []
+
+    def producer() -> None:
+        for i in range(10):
+            try:
+                bus.publish(make_event("U", i))
+            except BusStateError:
+                return
+            accepted.append(i)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    time.sleep(0.2)
+    assert len(accepted) == 4  # 2 in flight + 2 in the hand-off: the producer is held back
+    report = bus.stop(timeout=0.2)
+    gate.set()
+    t.join(5)
+    not_handled = {e.payload["i"] for e in report.not_handled}
+    assert report.timed_out and set(accepted) <= set(handled) | not_handled  # nothing silently dropped
+    assert len(not_handled) >= 3

@@ -141,3 +141,26 @@ async def test_publish_from_handler_does_not_deadlock_when_full():
     async with bus:
         await bus.publish(make_event("U0", 0))
         await wait_until(done.is_set, 5)
+
+
+async def test_a_producer_that_gives_up_does_not_block_the_line():
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(event: Event) -> None:
+        await gate.wait()
+        handled.append(event.payload["i"])
+
+    bus = AsyncEventBus(max_in_flight=1, max_concurrency=1)
+    bus.subscribe(handle, [EventType.TEST_RESULT])
+    async with bus:
+        await bus.publish(make_event("U", 0))
+        with pytest.raises(BusOverloaded):
+            await bus.publish(make_event("U", 1), timeout=0.02)
+        cancelled = asyncio.create_task(bus.context.submit([make_event("U", 2)]))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        gate.set()
+        await wait_until(lambda: handled == [0])
+        await asyncio.wait_for(bus.publish(make_event("U", 3)), 1)  # the line is free again
+        await wait_until(lambda: handled == [0, 3])

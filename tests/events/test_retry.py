@@ -176,3 +176,25 @@ async def test_a_broken_breaker_key_dead_letters_instead_of_killing_the_lane():
     async with bus:
         await asyncio.wait_for(bus.context.submit([make_event("U", 1), make_event("U", 2)]), 2)
     assert len(dlq) == 2 and h.calls == 0  # both dead-lettered, the lane kept going
+
+
+async def test_retries_keep_per_key_order():
+    seen: list[tuple[str, int]] = []
+    failed: set[int] = set()
+
+    async def handle(event: Event) -> None:
+        i = event.payload["i"]
+        if i % 3 == 0 and i not in failed:
+            failed.add(i)
+            raise ConnectionError("blip")
+        seen.append((event.payload["unit_id"], i))
+
+    bus = AsyncEventBus(max_concurrency=4)
+    bus.subscribe(
+        handle, [EventType.TEST_RESULT], retry_policy=RetryPolicy(max_retries=2, initial_delay=0.005)
+    )
+    async with bus:
+        for i in range(60):
+            await bus.publish(make_event(f"U{i % 3}", i))
+    for unit in ("U0", "U1", "U2"):
+        assert [i for u, i in seen if u == unit] == [i for i in range(60) if f"U{i % 3}" == unit]

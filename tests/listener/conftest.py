@@ -1,57 +1,13 @@
-"""Helpers for driving the real `pywats-events` console script."""
+"""Fixtures of the listener tests (helpers live in listener_support.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
+import asyncio
+import uuid
+from collections.abc import Iterator
 
 import pytest
-
-
-def cli_path() -> str:
-    exe = Path(sys.executable).with_name("pywats-events")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("pywats-events")
-    if found is None:
-        pytest.fail("the pywats-events console script is not installed (pip install -e .)")
-    return found
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYWATS_EVENTS_", "WATS_", "CFX_AMQP"))}
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    *args: str | Path, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [cli_path(), *map(str, args)],
-        cwd=cwd,
-        env=env if env is not None else clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kw,
-    )
-
-
-class Cli:
-    """Runs the console script; `env` extras are added to a clean environment."""
-
-    def __call__(
-        self, *args: str | Path, cwd: Path, timeout: float = 60, **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, cwd=cwd, timeout=timeout, env=clean_env(**env))
-
-    path = staticmethod(cli_path)
-    env = staticmethod(clean_env)
+from listener_support import Cli, delete_topology, require_rabbit
 
 
 @pytest.fixture
@@ -59,209 +15,15 @@ def cli() -> Cli:
     return Cli()
 
 
-# ------------------------------------------------------------------ acceptance helpers
-import asyncio  # noqa: E402
-import copy  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-UNITS_TESTED = "CFX.Production.TestAndInspection.UnitsTested"
-
-
-def broker_up(port: int = 5672) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def rabbit() -> str:
-    if not broker_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("RabbitMQ is not reachable at 127.0.0.1:5672 (CI=true: broker tests must run)")
-        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
-    return AMQP_URL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-_TEMPLATE: dict[str, Any] | None = None
-
-
-def units_tested(seq: int, unit: str, run_id: str) -> tuple[str, bytes]:
-    """A small valid UnitsTested envelope for `unit`; returns (message UniqueID, body)."""
-    global _TEMPLATE
-    if _TEMPLATE is None:
-        from pywats_cfx.samples import load_sample
-
-        _TEMPLATE = json.loads(load_sample("units_tested_fct"))
-        body = _TEMPLATE["MessageBody"]
-        body["TestedUnits"] = body["TestedUnits"][:1]
-        body["TestedUnits"][0]["Tests"] = body["TestedUnits"][0]["Tests"][:2]
-    env = copy.deepcopy(_TEMPLATE)
-    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{seq}"))
-    env["UniqueID"] = uid
-    env["MessageBody"]["TransactionId"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{run_id}/{seq}"))
-    env["MessageBody"]["TestedUnits"][0]["UnitIdentifier"] = unit
-    return uid, json.dumps(env).encode()
-
-
-async def publish(exchange: str, bodies: list[bytes], routing_key: str = f"line1.{UNITS_TESTED}") -> None:
-    import aio_pika
-
-    conn = await aio_pika.connect(AMQP_URL)
-    async with conn:
-        ch = await conn.channel(publisher_confirms=True)
-        ex = await ch.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-        for i in range(0, len(bodies), 200):
-            await asyncio.gather(
-                *(
-                    ex.publish(
-                        aio_pika.Message(b, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key
-                    )
-                    for b in bodies[i : i + 200]
-                )
-            )
-
-
-async def delete_topology(exchange: str, queue: str, dlx: str) -> None:
-    import aio_pika
-
-    conn = await aio_pika.connect(AMQP_URL)
-    async with conn:
-        ch = await conn.channel()
-        for q in (queue, f"{queue}.dead-letter"):
-            with contextlib.suppress(Exception):
-                await ch.queue_delete(q)
-        for ex in (exchange, dlx):
-            with contextlib.suppress(Exception):
-                await ch.exchange_delete(ex)
-
-
-import contextlib  # noqa: E402
-
-
-def wats_settings_toml() -> str:
-    return (
-        "[handlers.wats]\n"
-        'location = "Test line"\n'
-        'default_part_number = "MB-4471"\n'
-        'default_revision = "C"\n'
-        "default_process_code = 10\n"
-        "lookup_part_number = false\n"
-        "lookup_processes = false\n"
-        "enable_assets = false\n"
-        "enable_production = false\n"
-    )
-
-
-class ListenerProcess:
-    """`pywats-events run` as a subprocess, with its own data dir, config and metrics port."""
-
-    def __init__(self, tmp: Path, config: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.cfg = tmp / "listener.toml"
-        self.cfg.write_text(config)
-        self.args = ["run", "--config", str(self.cfg), "--metrics-port", str(self.port), *args]
-        self.env = env or clean_env()
-        self.proc: subprocess.Popen[str] | None = None
-        self.log = tmp / "listener.log"
-
-    def start(self, ready_timeout: float = 30) -> ListenerProcess:
-        fh = self.log.open("a")
-        self.proc = subprocess.Popen(
-            [cli_path(), *self.args],
-            cwd=self.tmp,
-            env=self.env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"listener exited early ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
-                )
-            if self.http("/readyz")[0] == 200:
-                return self
-            time.sleep(0.2)
-        pytest.fail(f"listener not ready in {ready_timeout}s:\n{self.log.read_text()[-3000:]}")
-
-    def http(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
-
-    def metric(self, name: str) -> float:
-        _, text = self.http("/metrics")
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and not line.startswith("#"):
-                head, _, value = line.rpartition(" ")
-                if head == name or head.startswith(name + "{"):
-                    total += float(value)
-        return total
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            pytest.fail(f"listener did not stop within {timeout}s:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.5, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    return require_rabbit()
 
 
 @pytest.fixture
 def topology(rabbit: str) -> Iterator[tuple[str, str, str]]:
+    """Unique exchange / queue / dead-letter exchange names, deleted after the test."""
     uid = uuid.uuid4().hex[:10]
     names = (f"test-cfx-{uid}", f"test-q-{uid}", f"test-dlx-{uid}")
     yield names
     asyncio.run(delete_topology(*names))
-
-
-def amqp_toml(exchange: str, queue: str, dlx: str, **extra: Any) -> str:
-    lines = [
-        "[amqp]",
-        f'url = "{AMQP_URL}"',
-        f'exchange = "{exchange}"',
-        f'queue = "{queue}"',
-        "[plugins.amqp]",
-        f'dead_letter_exchange = "{dlx}"',
-    ]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from listener_support import (
     UNITS_TESTED,
     ListenerProcess,
     amqp_toml,
@@ -107,7 +107,7 @@ def _dead_letters(tmp: Path) -> int:
 
 
 def _cli() -> list[str]:
-    from conftest import cli_path
+    from listener_support import cli_path
 
     return [cli_path()]
 

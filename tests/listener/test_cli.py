@@ -142,7 +142,7 @@ def test_sigterm_drains_and_status_sees_the_running_listener(tmp_path: Path, cli
     import time
     import urllib.request
 
-    from conftest import clean_env, cli_path, free_port
+    from listener_support import clean_env, cli_path, free_port
 
     port = free_port()
     proc = subprocess.Popen(

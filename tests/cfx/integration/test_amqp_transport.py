@@ -394,3 +394,40 @@ async def test_broker_forced_close_of_our_connection_is_survived(
         await transport.stop()
     assert context.unique_ids()[0] == first
     assert ConnectionState.CONNECTED in context.states[context.states.index(ConnectionState.DISCONNECTED) :]
+
+
+async def test_partial_batch_and_a_raising_codec_lose_nothing(
+    admin: AbstractRobustConnection, names: dict[str, str]
+) -> None:
+    """A batch with one broken envelope: good events are accepted, the message still goes to the DLX for
+    forensics. A codec that breaks its never-raise contract costs no message either."""
+
+    class Flaky(JsonEnvelopeCodec):
+        def decode(self, body: bytes, headers: Any = None, topic: str | None = None) -> Any:
+            if body == b"boom":
+                raise RuntimeError("codec bug")
+            if body == b"half":
+                good = super().decode(encode_envelope(build_envelope(WORK_COMPLETED, {}, HANDLE)).body)
+                bad = super().decode(b"{", headers, topic)
+                good.quarantined = bad.quarantined
+                return good
+            return super().decode(body, headers, topic)
+
+    context = RecordingContext()
+    transport = CFXTransport(make_config(names), codec=Flaky())
+    await transport.start(context)
+    try:
+        channel = await admin.channel()
+        exchange = await channel.get_exchange(names["exchange"], ensure=False)
+        for body in (b"boom", b"half"):
+            await exchange.publish(aio_pika.Message(body=body), routing_key=f"{HANDLE}.{WORK_COMPLETED}")
+        await channel.close()
+        await context.wait_for(lambda: len(context.quarantined) == 2 and len(context.events) == 1)
+        await asyncio.sleep(0.2)
+    finally:
+        await transport.stop()
+    assert "codec raised RuntimeError: codec bug" in context.quarantined[0].reason
+    assert context.quarantined[0].raw == b"boom"
+    assert transport.stats.dead_lettered == 2 and transport.stats.acked == 0
+    assert await ready_count(admin, names["dlq"]) == 2
+    assert await ready_count(admin, names["queue"]) == 0

@@ -164,3 +164,34 @@ async def test_transport_events_and_no_loss_across_a_cut_with_the_real_bus(
     kinds = [e.event_type for e in system]
     assert EventType.TRANSPORT_DISCONNECTED in kinds
     assert EventType.TRANSPORT_CONNECTED in kinds[kinds.index(EventType.TRANSPORT_DISCONNECTED) :]
+
+
+async def test_a_blocked_handler_keeps_the_message_unacked(
+    admin: AbstractRobustConnection, names: dict[str, str]
+) -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def blocking(event: Event) -> None:
+        entered.set()
+        await release.wait()
+
+    transport = CFXTransport(config_for(names), codec=CFXCodec())
+    bus = AsyncEventBus(max_concurrency=4)
+    bus.subscribe(blocking, [EventType.TEST_RESULT])
+    bus.register_transport(transport)
+    await bus.start()
+    try:
+        await publish_all(admin, names["exchange"], [envelope_for("SERIAL-0009")])
+        await asyncio.wait_for(entered.wait(), 5)
+        await asyncio.sleep(0.2)
+        assert transport.stats.received == 1 and transport.stats.acked == 0
+        release.set()
+        for _ in range(100):
+            if transport.stats.acked == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert transport.stats.acked == 1
+    finally:
+        release.set()
+        await bus.stop()

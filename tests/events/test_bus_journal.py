@@ -90,3 +90,38 @@ async def test_cache_overflow_falls_back_to_reading_the_journal():
         gate.set()
         await wait_until(lambda: len(h.seen) == 40)
     assert h.seen == list(range(40)) and journal.reads > 1
+
+
+class OutOfOrderJournal(MemoryJournal):
+    """Seqs assigned in call order, but the first caller resumes last (as a group commit may do)."""
+
+    async def append(self, events):  # type: ignore[no-untyped-def]
+        seqs = await super().append(events)
+        await asyncio.sleep(0.02 if seqs[0] % 2 else 0)
+        return seqs
+
+
+async def test_out_of_order_append_completion_keeps_seq_order():
+    journal = OutOfOrderJournal()
+    h = Rec("h")
+    bus = AsyncEventBus(journal=journal, max_concurrency=1)
+    bus.subscribe(h)
+    async with bus:
+        await wait_until(lambda: not bus._cache_overflow)
+        await asyncio.gather(*(bus.context.submit([make_event("U", i)]) for i in range(20)))
+        await wait_until(lambda: len(h.seen) == 20)
+    assert h.seen == list(range(20)) and len(journal.completed) == 20
+
+
+def test_sync_publish_with_a_journal_returns_once_appended():
+    from pywats_events import EventBus
+
+    journal = MemoryJournal(append_delay=0.01)
+    bus = EventBus(journal=journal)
+    bus.subscribe(lambda e: None, [EventType.TEST_RESULT], name="noop")
+    bus.start()
+    for i in range(5):
+        bus.publish(make_event("U", i))
+        assert len(journal.entries) == i + 1  # durable before publish returned
+    report = bus.stop()
+    assert report.clean and report.journal_pending == 0
