@@ -228,9 +228,7 @@ class CFXCodec:
                 )
                 continue
             if canonical_envelopes:
-                env.body = _json.canonicalize_tree(env.body)
-                if env.extra:  # its keys are the envelope's own (clash losers kept as sent)
-                    env.extra = {k: _json.canonicalize_tree(v) for k, v in env.extra.items()}
+                self._canonicalize(env)
             messages.append(DecodedMessage(env, events))
         return messages, quarantined
 
@@ -310,6 +308,15 @@ class CFXCodec:
             env.unique_id = str(uuid.uuid5(_ID_NS, f"{digest}/{index}"))
             env.derived_id = True
         return env
+
+    @staticmethod
+    def _canonicalize(env: CFXEnvelope) -> None:
+        try:
+            env.body = _json.canonicalize_tree(env.body)
+            if env.extra:  # its keys are the envelope's own (clash losers kept as sent)
+                env.extra = {k: _json.canonicalize_tree(v) for k, v in env.extra.items()}
+        except RecursionError:  # nested deeper than Python recurses: keep the spelling as sent
+            pass
 
     @staticmethod
     def _name_from_headers(headers: Mapping[str, Any] | None) -> str | None:

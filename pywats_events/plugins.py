@@ -61,6 +61,14 @@ _FIRST_PARTY: dict[str, dict[str, str]] = {
 }
 
 
+#: entry points that name a first-party object with its own signature rather than the plugin contract;
+#: the listener calls the matching adapter instead (same name, same behaviour)
+_ADAPTED: dict[str, str] = {
+    "handlers.factory:create_handlers": "pywats_events.cli._builtin:wats_handlers",
+    "handlers.factory.create_handlers": "pywats_events.cli._builtin:wats_handlers",
+}
+
+
 @dataclass
 class PluginContext:
     """What a factory gets: the whole configuration, its own options, shared resources and a cleanup hook."""
@@ -101,6 +109,9 @@ def load(group: str, name: str, *, setting: str) -> Any:
     eps = _entry_points(group)
     try:
         if name in eps:
+            value = eps[name].value.replace(" ", "")
+            if value in _ADAPTED:
+                return _import(_ADAPTED[value])
             return eps[name].load()
         if name in _FIRST_PARTY.get(group, {}):
             return _import(_FIRST_PARTY[group][name])

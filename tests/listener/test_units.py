@@ -260,3 +260,17 @@ def test_sample_configurations_are_valid(name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "samples" / "config" / name
     settings = load_settings(path, environ={})
     WatsHandlersConfig.model_validate(settings.handlers.get("wats", {}))
+
+
+def test_raw_first_party_entry_point_is_adapted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wats = handlers.factory:create_handlers` in the metadata still gets the plugin-contract adapter."""
+    from importlib.metadata import EntryPoint
+
+    from pywats_events import plugins
+    from pywats_events.cli._builtin import wats_handlers
+
+    ep = EntryPoint("wats", "handlers.factory:create_handlers", plugins.HANDLERS)
+    monkeypatch.setattr(
+        plugins, "_entry_points", lambda group: {"wats": ep} if group == plugins.HANDLERS else {}
+    )
+    assert plugins.load(plugins.HANDLERS, "wats", setting="listener.handlers") is wats_handlers
