@@ -4,13 +4,38 @@ Mapping of CFX/SEMI E10 states to WATS asset states (`AssetSettings.state_map`, 
 `DEFAULT_ASSET_STATE_MAP`): productive and standby → 1 In Operation, scheduled downtime → 3 In
 Maintenance; engineering, unscheduled downtime (machine error), non-scheduled (off) and unknown have no
 WATS state (WATS_API.md §3.1) and become log messages instead.
+
+Lost answers (`WatsOutcomeUnknownError`: a 5xx, read timeout or dropped connection after a request that
+is not idempotent) never dead-letter an event: they are raised as transient errors (retried or
+deferred by the bus) and the next attempt checks WATS before sending again:
+
+* Log messages are delivered **at least once**. Every comment ends with ``[ref <message id>]`` (the CFX
+  UniqueID; fault comments also name the fault occurrence), so a copy is recognisable. Before a
+  message is sent again after a lost answer or a failed attempt, the asset log is read (`assetLog[]` of
+  ``GET /api/Asset/{serial}``, else ``GET /api/Asset/Log`` filtered by comment) and an identical
+  comment means "already logged". A duplicate line remains possible only when the first request is
+  still being processed when the check runs, or when the process restarted in between and the event
+  comes back as a first attempt (nothing recorded the lost answer).
+* Usage counts are **verified, never resent blindly**: `totalCount` is read before the increment. After
+  a lost answer it is read again: risen by the increment → done; not risen → the increment provably did
+  not happen and is sent again; WATS unreachable → transient, and the baseline is kept (per CFX message,
+  unit and asset, bounded) so the check can be made on a later attempt. Counts only grow, so a resend
+  happens only when ours is missing: the check can never count twice. Its limit: increments by another
+  client between the two reads (or a late-arriving copy of the lost request, or a ``SetTotalCount``)
+  can make a missing increment look done, so under such concurrency it errs towards one count too few.
+  Increments made by this handler are serialised per asset and accounted for exactly. A server that
+  reports no `totalCount` gets the increment unverified; only if its answer is then lost is the event
+  dead-lettered ("check the asset's count"), as that is not an outage and a blind resend could double.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from pywats_events import Event, EventType
 from pywats_events.payloads import (
@@ -22,10 +47,12 @@ from pywats_events.payloads import (
 )
 
 from ._base import WatsHandler, message_id_of, station_of
+from ._exceptions import WatsPermanentError
 from .config import WatsHandlersConfig
 from .resolution import Resolver
 from .wats import requests
 from .wats._request import RequestSink
+from .wats.sender import WatsOutcomeUnknownError
 from .wsjf import report_id
 
 __all__ = ["WATS_ASSET_STATES", "AssetHandler"]
@@ -45,6 +72,38 @@ WATS_ASSET_STATES = {
 _IN_MAINTENANCE = 3
 _COMMENT_LIMIT = 1000
 _SEEN_LIMIT = 50_000
+_PENDING_LIMIT = 10_000
+
+
+@dataclass
+class _PendingCount:
+    """A count increment whose answer was lost: `before` + `increment` is the total that proves it."""
+
+    serial: str
+    before: int | None  # None: WATS did not report a totalCount, so there is nothing to compare
+    increment: int
+
+
+def _bounded_put(store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > _PENDING_LIMIT:
+        store.popitem(last=False)
+
+
+def _with_ref(text: str, ref: str) -> str:
+    """`text` cut to fit the comment limit, followed by a tag that identifies the source message."""
+    tag = f" [ref {ref}]"
+    return text[: max(0, _COMMENT_LIMIT - len(tag))] + tag
+
+
+def _total_count(body: Any) -> int | None:
+    if isinstance(body, list):
+        body = body[0] if body else None
+    value = body.get("totalCount", body.get("TotalCount")) if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
 
 
 def _fault_text(f: AssetFaultEvent) -> str:
@@ -67,7 +126,8 @@ class AssetHandler(WatsHandler):
     with `asset.count_usage`, TEST_RESULT / INSPECTION_RESULT → usage count +1 on the station's asset.
 
     `PUT /api/Asset/Count` is not idempotent: a unit already counted in this process is not counted
-    again when its message is redelivered (in-memory, bounded)."""
+    again when its message is redelivered (in-memory, bounded), and a lost answer is verified against
+    the asset's `totalCount` before anything is resent (see the module docstring)."""
 
     def __init__(
         self,
@@ -79,6 +139,11 @@ class AssetHandler(WatsHandler):
     ) -> None:
         super().__init__(sink, config, resolver, owns_sink=owns_sink)
         self._counted: OrderedDict[str, None] = OrderedDict()
+        #: count increments whose answer was lost, by (unit key, asset serial)
+        self._pending_counts: OrderedDict[tuple[str, str], _PendingCount] = OrderedDict()
+        #: log comments whose POST answer was lost, by (asset serial, comment)
+        self._uncertain_messages: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._count_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def event_types(self) -> Iterable[EventType | str]:
@@ -103,14 +168,39 @@ class AssetHandler(WatsHandler):
         elif kind in (EventType.TEST_RESULT, EventType.INSPECTION_RESULT):
             await self._count(event, TestResultEvent.model_validate(event.payload))
 
-    async def _message(self, serial: str, comment: str) -> None:
+    async def _message(self, event: Event, payload: Any, serial: str, text: str) -> None:
         asset_id = await self.resolver.asset_id(serial)
-        user = self.config.asset.user
-        await self.send(requests.add_asset_message(asset_id, comment[:_COMMENT_LIMIT], user))
+        comment = _with_ref(text, message_id_of(event, payload))
+        key = (serial, comment)
+        if self.resolver.can_read and (key in self._uncertain_messages or event.metadata.attempt > 0):
+            # an earlier attempt may have logged it: look before sending again
+            if await self._logged(serial, asset_id, comment):
+                log.info("asset %s: message already in the WATS log; not sent again", serial)
+                self._uncertain_messages.pop(key, None)
+                return
+        try:
+            await self.send(requests.add_asset_message(asset_id, comment, self.config.asset.user))
+        except WatsOutcomeUnknownError as exc:
+            _bounded_put(self._uncertain_messages, key, None)
+            raise exc.as_transient() from exc  # at least once: a duplicate line beats a lost one
+        self._uncertain_messages.pop(key, None)
+
+    async def _logged(self, serial: str, asset_id: str, comment: str) -> bool:
+        """Whether the asset log already holds `comment` (raises transient while WATS is down)."""
+        body = (await self.send(requests.get_asset(serial))).json
+        if isinstance(body, list):
+            body = body[0] if body else None
+        entries = body.get("assetLog", body.get("AssetLog")) if isinstance(body, dict) else None
+        if not isinstance(entries, list):  # the server leaves the log out of the asset: ask for it
+            entries = (await self.send(requests.get_asset_log(asset_id, comment))).json
+        if not isinstance(entries, list):
+            return False
+        wanted = comment.strip()
+        return any(isinstance(e, dict) and str(e.get("comment", "")).strip() == wanted for e in entries)
 
     async def _fault(self, event: Event, f: AssetFaultEvent) -> None:
         serial = self.resolver.asset_serial(station_of(event, f))
-        await self._message(serial, _fault_text(f))
+        await self._message(event, f, serial, _fault_text(f))
         settings = self.config.asset
         severities = {s.lower() for s in settings.maintenance_severities}
         if settings.fault_sets_maintenance and (f.severity or "").lower() in severities:
@@ -122,7 +212,7 @@ class AssetHandler(WatsHandler):
         verb = "acknowledged" if acknowledged else "cleared"
         text = f"Fault {c.fault_occurrence_id or ''} {verb}".replace("  ", " ")
         who = c.operator.display_name if c.operator else None
-        await self._message(serial, f"{text} by {who}" if who else text)
+        await self._message(event, c, serial, f"{text} by {who}" if who else text)
 
     async def _state_changed(self, event: Event, s: AssetStateChangedEvent) -> None:
         serial = self.resolver.asset_serial(station_of(event, s))
@@ -142,7 +232,7 @@ class AssetHandler(WatsHandler):
         text = f"State {s.old_state.value} -> {s.new_state.value}{code}; WATS has no such asset state"
         if s.related_fault is not None:
             text += f". {_fault_text(s.related_fault)}"
-        await self._message(serial, text)
+        await self._message(event, s, serial, text)
 
     async def _count(self, event: Event, r: TestResultEvent) -> None:
         station = station_of(event, r)
@@ -152,7 +242,48 @@ class AssetHandler(WatsHandler):
         key = report_id(message_id_of(event, r), r.unit_serial, r.unit_position)
         if key in self._counted:
             return
-        await self.send(requests.increment_asset_count(self.resolver.asset_serial(station), 1))
+        serial = self.resolver.asset_serial(station)
+        if self.resolver.can_read:
+            await self._verified_increment((key, serial), serial, 1)
+        else:  # an outbox without a server: stored for later; a lost answer there stays permanent
+            await self.send(requests.increment_asset_count(serial, 1))
         self._counted[key] = None
         while len(self._counted) > _SEEN_LIMIT:
             self._counted.popitem(last=False)
+
+    async def _verified_increment(self, key: tuple[str, str], serial: str, increment: int) -> None:
+        """Increment once: read totalCount first, and after a lost answer check it instead of resending."""
+        lock = self._count_locks.setdefault(serial, asyncio.Lock())
+        async with lock:  # this handler's own increments of one asset never overlap: they stay exact
+            pending = self._pending_counts.get(key)
+            total = await self._read_total(serial)  # WATS down → transient; `pending` is kept
+            if pending is not None:
+                if pending.before is None or total is None:
+                    # not an outage: without the count there is no way to tell, and resending could
+                    # count twice; a person checks the asset (the reason is in the dead letter)
+                    del self._pending_counts[key]
+                    raise WatsPermanentError(
+                        f"asset {serial}: the answer to a count increment was lost and WATS reports no"
+                        " totalCount to verify it; check the asset's count"
+                    )
+                if total >= pending.before + pending.increment:
+                    log.info("asset %s: count increment confirmed after a lost answer", serial)
+                    del self._pending_counts[key]
+                    return
+                log.info("asset %s: count increment did not happen; sending it again", serial)
+            try:
+                await self.send(requests.increment_asset_count(serial, increment))
+            except WatsOutcomeUnknownError as exc:
+                _bounded_put(self._pending_counts, key, _PendingCount(serial, total, increment))
+                raise exc.as_transient() from exc  # the next attempt compares totalCount
+            except BaseException:
+                # declined or refused: provably not counted, the next attempt reads a fresh baseline
+                self._pending_counts.pop(key, None)
+                raise
+            self._pending_counts.pop(key, None)
+            for other in self._pending_counts.values():
+                if other.serial == serial and other.before is not None:
+                    other.before += increment  # ours moved their baseline: not proof of theirs
+
+    async def _read_total(self, serial: str) -> int | None:
+        return _total_count((await self.send(requests.get_asset(serial))).json)

@@ -1,4 +1,12 @@
-"""`ProductionHandler`: unit existence, process and phase in WATS production, and assembly relations."""
+"""`ProductionHandler`: unit existence, process and phase in WATS production, and assembly relations.
+
+AddChildUnit / RemoveChildUnit are not idempotent on the wire, but their effect is a state that can be
+read: the parent's `subUnits`. So the handler reads it before attaching or detaching (done already →
+nothing sent), and when an answer is lost (`WatsOutcomeUnknownError`) or WATS refuses a repeat, it reads
+it again: the relation is as wanted → done; it is not → sent once more, and a second lost answer is left
+to the bus as a transient error (retried or deferred, then checked again). While WATS is down the reads fail
+transiently too, so an outage never dead-letters an assembly event.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ from pywats_events.payloads import (
 from ._base import WatsHandler, station_of
 from ._exceptions import ResolutionError, WatsPermanentError
 from .wats import requests
+from .wats._request import WatsRequest
+from .wats.sender import WatsOutcomeUnknownError
 
 __all__ = ["ProductionHandler"]
 
@@ -127,7 +137,43 @@ class ProductionHandler(WatsHandler):
         for relation in relations:
             child = (relation.params["childSerialNumber"], relation.params["childPartNumber"])
             if child not in existing:
+                await self._relate(relation, attached=True)
+
+    async def detach_child_unit(
+        self, parent_serial: str, parent_part_number: str, child_serial: str, child_part_number: str
+    ) -> None:
+        """Detach a child unit; nothing is sent when WATS no longer lists it under the parent."""
+        relation = requests.remove_child_unit(
+            parent_serial, parent_part_number, child_serial, child_part_number
+        )
+        children = await self._children_of(parent_serial, parent_part_number)
+        if (child_serial, child_part_number) in children:
+            await self._relate(relation, attached=False)
+
+    async def _relate(self, relation: WatsRequest, *, attached: bool) -> None:
+        """Send AddChildUnit (`attached`) or RemoveChildUnit; verify by reading when the answer is lost."""
+        for attempt in (1, 2):
+            try:
                 await self.send(relation)
+                return
+            except WatsOutcomeUnknownError as exc:
+                if not self.resolver.can_read:
+                    raise exc.as_transient() from exc  # a blind repeat is at worst refused
+                if await self._relation_is(relation, attached):  # WATS down → transient
+                    return  # it went through; only the answer was lost
+                if attempt == 2:
+                    raise exc.as_transient() from exc  # the bus retries; that attempt checks first
+                log.info("%s %s did not happen; sending it again", relation.operation, relation.params)
+            except WatsPermanentError:  # a 4xx
+                # a repeat of a request whose first answer was lost is refused ("already has a parent")
+                if self.resolver.can_read and await self._relation_is(relation, attached):
+                    return
+                raise
+
+    async def _relation_is(self, relation: WatsRequest, attached: bool) -> bool:
+        params = relation.params
+        children = await self._children_of(params["parentSerialNumber"], params["parentPartNumber"])
+        return ((params["childSerialNumber"], params["childPartNumber"]) in children) == attached
 
     async def _children_of(self, serial: str, pn: str) -> set[tuple[str, str]]:
         """Child units WATS already lists for the parent (AddChildUnit is refused for a repeat)."""

@@ -26,6 +26,7 @@ from pywats_events.transports._base import QuarantineRecord
 from . import _json
 from . import models as _models  # noqa: F401 - registers the models' field spellings with the parser
 from ._envelope import CFXEnvelope
+from ._message_name import message_name_problem
 from ._values import is_naive_datetime, parse_datetime, parse_str, type_name
 from ._wire import DecodeLimits, WireError, unwrap
 from .mapping import MappingError, map_envelope
@@ -271,9 +272,7 @@ class CFXCodec:
             if not isinstance(body, dict):
                 raise CFXDecodeError(f"MessageBody must be an object, got {type(body).__name__}")
             body = _json.canonical(body)
-            name = parse_str(item.get("MessageName")) or type_name(body.get("$type"))
-            if not name:
-                raise CFXDecodeError("envelope without MessageName and without a $type in its MessageBody")
+            name = self._envelope_name(item.get("MessageName"), body.get("$type"))
             ts_raw = item.get("TimeStamp")
             uid = parse_str(item.get("UniqueID"))
             env = CFXEnvelope(
@@ -289,18 +288,7 @@ class CFXCodec:
                 extra={k: v for k, v in item.items() if k not in _ENVELOPE_KEYS and k != "MessageBody"},
             )
         else:
-            name = (
-                message_name
-                or type_name(item.get("$type"))
-                or self._name_from_headers(headers)
-                or topic_name
-                or self.default_message_name
-            )
-            if not name:
-                raise CFXDecodeError(
-                    "bare MessageBody without a message name (no $type, no cfx-message header, "
-                    "no CFX name in the topic, none given by the caller)"
-                )
+            name = self._bare_name(item, message_name, headers, topic_name)
             env = CFXEnvelope(message_name=name, body=item, bare=True)
         if not env.unique_id:
             # No UniqueID on the wire: derive one from the content so a redelivery maps to the same ids.
@@ -308,6 +296,53 @@ class CFXCodec:
             env.unique_id = str(uuid.uuid5(_ID_NS, f"{digest}/{index}"))
             env.derived_id = True
         return env
+
+    @staticmethod
+    def _envelope_name(raw: Any, body_type: Any) -> str:
+        """An envelope's own MessageName, or its body's ``$type`` when MessageName is absent or null.
+
+        A MessageName that is there must be a CFX name (a wrong one is not replaced by the ``$type``)."""
+        if raw is not None:
+            problem = message_name_problem(raw, "MessageName")
+            if problem:
+                raise CFXDecodeError(problem)
+            return str(raw)
+        name = type_name(body_type)
+        if name is None:
+            raise CFXDecodeError(
+                "not a CFX message name: missing (envelope without MessageName and without a $type "
+                "in its MessageBody)"
+            )
+        problem = message_name_problem(name, "the MessageBody's $type")
+        if problem:
+            raise CFXDecodeError(problem)
+        return name
+
+    def _bare_name(
+        self,
+        item: dict[str, Any],
+        message_name: str | None,
+        headers: Mapping[str, Any] | None,
+        topic_name: str | None,
+    ) -> str:
+        """A bare MessageBody's name from the first clue present; that clue must be a CFX name."""
+        candidates = (
+            (message_name, "given by the caller"),
+            (type_name(item.get("$type")), "the body's $type"),
+            (self._name_from_headers(headers), "the cfx-message header"),
+            (topic_name, "the topic / routing key"),
+            (self.default_message_name, "the codec's default_message_name"),
+        )
+        for name, origin in candidates:
+            if name:
+                problem = message_name_problem(name, origin)
+                if problem:
+                    raise CFXDecodeError(problem)
+                return name
+        raise CFXDecodeError(
+            "not a CFX message name: missing (bare MessageBody without a message name: no $type, no "
+            "cfx-message header, no CFX name in the topic, none given by the caller)"
+        )
 
     @staticmethod
     def _canonicalize(env: CFXEnvelope) -> None:

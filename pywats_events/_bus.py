@@ -25,12 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._dispatch import DONE, Subscription, system_event
+from ._dispatch import DONE, Subscription, log_extra, system_event
 from ._event import Event, EventType
 from ._exceptions import BusOverloaded, BusStateError, ConfigurationError
 from ._handlers import BaseHandler, FunctionHandler, HandleResult
 from ._observer import HOOK_NAMES, BusObserver, overrides
-from .journal._protocol import Journal
+from .journal._protocol import BufferedMarks, Journal
 from .policies import DeadLetterQueue, ErrorPolicy, RetryPolicy
 from .policies._dead_letter import DeadLetterStore
 from .transports._base import BaseTransport, ConnectionState, QuarantineRecord
@@ -209,6 +209,8 @@ class AsyncEventBus:
         self._next_ticket = 0
         self._released_ticket = 0
         self._appended: dict[int, list[tuple[int, Event]]] = {}
+        #: highest seq handed to a lane (by the feeder or straight from `_submit`)
+        self._fed_seq = 0
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -338,6 +340,7 @@ class AsyncEventBus:
                 self._cache.clear()
                 self._appended.clear()
                 self._next_ticket = self._released_ticket = 0
+                self._fed_seq = 0
                 self._cache_overflow = True  # resume: read what the journal holds first
                 self._feeder = asyncio.create_task(self._feed(), name="pywats-journal-feeder")
             self._state = BusState.RUNNING
@@ -609,8 +612,21 @@ class AsyncEventBus:
                 self._appended[ticket] = []
                 self._release_appended()
                 raise
-            self._appended[ticket] = list(zip(seqs, events, strict=True))
-            self._release_appended()
+            if (
+                ticket == self._released_ticket
+                and not self._cache
+                and not self._cache_overflow
+                and self._feeder is not None
+                and self._inflight + len(seqs) <= self.max_in_flight
+            ):
+                # the feeder is caught up and there is room: straight into the lanes (same order, no cache)
+                self._released_ticket += 1
+                self._place_appended(seqs, events, journal)
+                if self._appended:
+                    self._release_appended()
+            else:
+                self._appended[ticket] = list(zip(seqs, events, strict=True))
+                self._release_appended()
             hooks = self._hooks["on_accepted"]
             for event in events:
                 for hook in hooks:
@@ -641,6 +657,30 @@ class AsyncEventBus:
         if self._waiters and self._inflight < self.max_in_flight:
             self._refill()
 
+    def _place_appended(self, seqs: Sequence[int], events: Sequence[Event], journal: Journal) -> None:
+        for seq, event in zip(seqs, events, strict=True):
+            if seq <= self._fed_seq:
+                continue  # the feeder already read it back from the journal
+            subs = self._route(event)
+            if subs:
+                self._inflight += 1
+                self._enqueue(event, subs, None, seq)
+            else:
+                self._complete_later(journal, seq)
+        self._fed_seq = max(self._fed_seq, seqs[-1])
+
+    def _complete_later(self, journal: Journal, seq: int) -> None:
+        """An entry no handler wants is complete at once."""
+        if isinstance(journal, BufferedMarks):
+            try:
+                journal.mark_complete_nowait(seq)
+            except Exception:
+                log.exception("journal.mark_complete failed for seq %d", seq)
+        else:
+            task = self._loop.create_task(journal.mark_complete(seq))
+            self._overflow_tasks.add(task)
+            task.add_done_callback(self._overflow_done)
+
     def _release_appended(self) -> None:
         cache = self._cache
         while self._released_ticket in self._appended:
@@ -658,6 +698,7 @@ class AsyncEventBus:
         loop = asyncio.get_running_loop()
         finished = self._finished
         journal = self.journal
+        marks = journal if isinstance(journal, BufferedMarks) else None
         while True:
             if not q:
                 lane.wakeup = fut = loop.create_future()
@@ -678,25 +719,48 @@ class AsyncEventBus:
                         try:
                             outcome = await sub.deliver(self, event, exc)
                         except Exception as bug:
-                            log.exception("recovery of %s in %s failed", event.id, sub.name)
+                            log.exception(
+                                "recovery of %s in %s failed",
+                                event.id,
+                                sub.name,
+                                extra=log_extra(event, sub.name),
+                            )
                             outcome = await sub.give_up(self, event, bug)
                 else:
                     try:
                         outcome = await sub.deliver(self, event)
                     except Exception as exc:  # a bug in a hook (e.g. breaker_key) must not kill the lane
-                        log.exception("delivery of %s to %s failed outside the handler", event.id, sub.name)
+                        log.exception(
+                            "delivery of %s to %s failed outside the handler",
+                            event.id,
+                            sub.name,
+                            extra=log_extra(event, sub.name),
+                        )
                         outcome = await sub.give_up(self, event, exc)
-                if seq and journal is not None:
+                # the last handler's progress is implied by mark_complete (both are buffered alike)
+                if seq and journal is not None and sub is not subs[-1]:
                     try:
-                        await journal.mark_handled(seq, sub.name, outcome)
+                        if marks is not None:
+                            marks.mark_handled_nowait(seq, sub.name, outcome)
+                        else:
+                            await journal.mark_handled(seq, sub.name, outcome)
                     except Exception:
-                        log.exception("journal.mark_handled failed for seq %d", seq)
+                        log.exception(
+                            "journal.mark_handled failed for seq %d",
+                            seq,
+                            extra=log_extra(event, sub.name, seq=seq),
+                        )
             q.popleft()
             if seq and journal is not None:
                 try:
-                    await journal.mark_complete(seq)
+                    if marks is not None:
+                        marks.mark_complete_nowait(seq)
+                    else:
+                        await journal.mark_complete(seq)
                 except Exception:
-                    log.exception("journal.mark_complete failed for seq %d", seq)
+                    log.exception(
+                        "journal.mark_complete failed for seq %d", seq, extra=log_extra(event, seq=seq)
+                    )
             self._handled += 1
             self._inflight -= 1
             if ack is not None or self._waiters or self._signal_finish:
@@ -733,7 +797,6 @@ class AsyncEventBus:
         journal = self.journal
         signal = self._feed_signal
         assert journal is not None and signal is not None
-        last = 0
         while True:
             signal.clear()
             room = self.max_in_flight - self._inflight
@@ -744,7 +807,7 @@ class AsyncEventBus:
             if self._cache_overflow:
                 drops = self._cache_drops
                 try:
-                    entries = await journal.read_pending(last, room)
+                    entries = await journal.read_pending(self._fed_seq, room)
                 except Exception:
                     log.exception("journal.read_pending failed; retrying")
                     await asyncio.sleep(1.0)
@@ -756,29 +819,28 @@ class AsyncEventBus:
                 cache = self._cache
                 while cache and len(batch) < room:
                     seq, event = cache.popleft()
-                    if seq > last:
+                    if seq > self._fed_seq:
                         batch.append((seq, event, frozenset()))
             if not batch:
                 if self._cache_overflow or self._cache:
                     continue
                 await signal.wait()
                 continue
+            # no await from here on: `_submit` may place later entries itself once the feeder caught up
             for seq, event, handled in batch:
-                if seq <= last:
+                if seq <= self._fed_seq:
                     continue
-                last = seq
+                self._fed_seq = seq
                 subs = self._route(event)
                 if handled:
                     subs = tuple(s for s in subs if s.name not in handled)
                 if not subs:
-                    try:
-                        await journal.mark_complete(seq)
-                    except Exception:
-                        log.exception("journal.mark_complete failed for seq %d", seq)
+                    self._complete_later(journal, seq)
                     continue
                 self._inflight += 1
                 self._enqueue(event, subs, None, seq)
             # drop cached copies we have now fed from the journal
+            last = self._fed_seq
             while self._cache and self._cache[0][0] <= last:
                 self._cache.popleft()
 

@@ -26,7 +26,7 @@ from .policies._dead_letter import DeadLetterStore
 if TYPE_CHECKING:
     from ._bus import AsyncEventBus
 
-__all__ = ["DEAD_LETTERED", "DONE", "Subscription"]
+__all__ = ["DEAD_LETTERED", "DONE", "Subscription", "log_extra"]
 
 log = logging.getLogger("pywats_events.dispatch")
 
@@ -152,6 +152,7 @@ class Subscription:
                     attempt,
                     error,
                     delay,
+                    extra=log_extra(event, self.name),
                 )
             elif kind is FailureKind.TRANSIENT:
                 bus._notify("on_deferred", event, self.name, delay, f"outage: {error!r}")
@@ -162,6 +163,7 @@ class Subscription:
                     attempt,
                     error,
                     delay,
+                    extra=log_extra(event, self.name),
                 )
             else:
                 await self._dead_letter(bus, current, error, attempt, first_failure, now)
@@ -180,7 +182,7 @@ class Subscription:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("%s.on_error raised", self.name)
+            log.exception("%s.on_error raised", self.name, extra=log_extra(event, self.name))
 
     async def _dead_letter(
         self,
@@ -208,11 +210,36 @@ class Subscription:
         except Exception:
             # never a silent drop: the full event goes to the log if the store itself fails
             log.exception(
-                "dead-letter store failed; event %s for %s: %s", event.id, self.name, event.to_json()
+                "dead-letter store failed; event %s for %s: %s",
+                event.id,
+                self.name,
+                event.to_json(),
+                extra=log_extra(event, self.name),
             )
-        log.warning("%s dead-lettered event %s after %d attempt(s): %r", self.name, event.id, attempts, error)
+        log.warning(
+            "%s dead-lettered event %s after %d attempt(s): %r",
+            self.name,
+            event.id,
+            attempts,
+            error,
+            extra=log_extra(event, self.name),
+        )
         bus._notify("on_dead_letter", event, self.name, error)
         bus._emit_dead_letter(event, self.name, error, attempts, entry.id)
+
+
+def log_extra(event: Event, handler: str | None = None, **more: Any) -> dict[str, Any]:
+    """`extra=` for a log line about one event: structured (JSON) logs carry its ids, so a line can be
+    joined with the message it came from (correlation id) and with the DLQ entry (event id)."""
+    extra: dict[str, Any] = {
+        "event_id": event.id,
+        "correlation_id": event.metadata.correlation_id,
+        "event_type": event.type_name,
+    }
+    if handler is not None:
+        extra["handler"] = handler
+    extra.update(more)
+    return extra
 
 
 def _with_attempt(event: Event, attempt: int) -> Event:

@@ -12,6 +12,11 @@ Groups and what an entry point must name:
     ``factory(ctx: PluginContext) -> iterable of handlers`` (`BaseHandler` instances, or functions with an
     ``event_types`` attribute). A `BaseHandler` subclass also works: it is instantiated with the
     plugin options.
+``pywats_events.samples``
+    ``factory() -> iterable of (name, bytes)``: example messages for the codec of the same name, replayed
+    by a run that is given no input (`pywats-events run` with no arguments).
+``pywats_events.commands``
+    A `typer.Typer` added to the `pywats-events` command line as subcommand ``<name>``.
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
 """
@@ -35,11 +40,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODECS",
+    "COMMANDS",
     "HANDLERS",
+    "SAMPLES",
     "TRANSPORTS",
     "PluginContext",
     "available",
+    "command_plugins",
     "load",
+    "load_samples",
 ]
 
 log = logging.getLogger("pywats_events.plugins")
@@ -47,25 +56,18 @@ log = logging.getLogger("pywats_events.plugins")
 TRANSPORTS = "pywats_events.transports"
 CODECS = "pywats_events.codecs"
 HANDLERS = "pywats_events.handlers"
+SAMPLES = "pywats_events.samples"
+COMMANDS = "pywats_events.commands"
 
-#: first-party plugins, used when the installed distribution metadata does not declare them (a source
-#: checkout run without reinstalling). Entry points of the same name always win.
+#: the core's own plugins, used when the installed distribution metadata does not declare them (a source
+#: checkout run without reinstalling). Entry points of the same name always win. Plugins of other packages
+#: (the CFX codec and AMQP transport, the WATS handlers) are found through their entry points only.
 _FIRST_PARTY: dict[str, dict[str, str]] = {
     TRANSPORTS: {
+        "mock": "pywats_events.transports:MockTransport",
         "replay": "pywats_events.cli._builtin:replay_transport",
-        "amqp": "pywats_events.cli._builtin:amqp_transport",
         "mqtt": "pywats_events.cli._builtin:mqtt_transport",
     },
-    CODECS: {"cfx": "pywats_events.cli._builtin:cfx_codec"},
-    HANDLERS: {"wats": "pywats_events.cli._builtin:wats_handlers"},
-}
-
-
-#: entry points that name a first-party object with its own signature rather than the plugin contract;
-#: the listener calls the matching adapter instead (same name, same behaviour)
-_ADAPTED: dict[str, str] = {
-    "handlers.factory:create_handlers": "pywats_events.cli._builtin:wats_handlers",
-    "handlers.factory.create_handlers": "pywats_events.cli._builtin:wats_handlers",
 }
 
 
@@ -109,9 +111,6 @@ def load(group: str, name: str, *, setting: str) -> Any:
     eps = _entry_points(group)
     try:
         if name in eps:
-            value = eps[name].value.replace(" ", "")
-            if value in _ADAPTED:
-                return _import(_ADAPTED[value])
             return eps[name].load()
         if name in _FIRST_PARTY.get(group, {}):
             return _import(_FIRST_PARTY[group][name])
@@ -165,3 +164,27 @@ def make_handlers(name: str, ctx: PluginContext) -> list[Any]:
     if isinstance(made, Iterable):
         return list(made)
     return [made]
+
+
+def load_samples(codec_name: str) -> list[tuple[str, bytes]]:
+    """The example messages the `codec_name` plugin ships (``pywats_events.samples``), or none."""
+    ep = _entry_points(SAMPLES).get(codec_name)
+    if ep is None:
+        return []
+    try:
+        return [(str(name), bytes(body)) for name, body in ep.load()()]
+    except Exception as exc:
+        raise ConfigurationError(
+            "listener.codec", f"samples of codec plugin {codec_name!r} cannot be loaded: {exc}"
+        ) from exc
+
+
+def command_plugins() -> dict[str, Any]:
+    """name → `typer.Typer` of every ``pywats_events.commands`` plugin that loads; broken ones are logged."""
+    found: dict[str, Any] = {}
+    for name, ep in sorted(_entry_points(COMMANDS).items()):
+        try:
+            found[name] = ep.load()
+        except Exception as exc:
+            log.warning("command plugin %r (%s) cannot be loaded: %s", name, ep.value, exc)
+    return found

@@ -21,6 +21,7 @@ __all__ = [
     "check_identifier",
     "create_unit",
     "get_asset",
+    "get_asset_log",
     "get_processes",
     "get_unit",
     "increment_asset_count",
@@ -82,7 +83,7 @@ def get_unit(serial: str, part_number: str) -> WatsRequest:
 def query_units_by_serial(serial: str, *, top: int = 2) -> WatsRequest:
     """Units with this serial number (any part number): resolves a test result without a part number."""
     sn = check_identifier(serial, "serial number")
-    escaped = sn.replace("'", "''")
+    escaped = _odata_text(sn)
     return WatsRequest(
         "GET",
         "/api/Production/Unit/Query",
@@ -147,7 +148,8 @@ def _relation_params(
 def add_child_unit(
     parent_serial: str, parent_part_number: str, child_serial: str, child_part_number: str
 ) -> WatsRequest:
-    """POST a parent/child relation. A repeat is refused by WATS (the child already has a parent)."""
+    """POST a parent/child relation. Not idempotent on the wire (a repeat may be refused: the child
+    already has a parent); the handler reads the parent's `subUnits` before and after instead."""
     params = _relation_params(parent_serial, parent_part_number, child_serial, child_part_number)
     return WatsRequest(
         "POST", "/api/Production/AddChildUnit", params=params, idempotent=False, operation="add_child_unit"
@@ -157,6 +159,7 @@ def add_child_unit(
 def remove_child_unit(
     parent_serial: str, parent_part_number: str, child_serial: str, child_part_number: str
 ) -> WatsRequest:
+    """POST the removal of a parent/child relation; verified like `add_child_unit`."""
     params = _relation_params(parent_serial, parent_part_number, child_serial, child_part_number)
     return WatsRequest(
         "POST",
@@ -176,6 +179,21 @@ def get_asset(serial_or_id: str) -> WatsRequest:
     return WatsRequest("GET", f"/api/Asset/{_segment(key)}", operation="get_asset")
 
 
+def get_asset_log(asset_id: str, comment: str | None = None, *, top: int = 100) -> WatsRequest:
+    """GET the asset's log entries (optionally only those with exactly this comment), via OData."""
+    if not asset_id:
+        raise ResolutionError("asset id is empty")
+    terms = [f"assetId eq '{_odata_text(asset_id)}'"]
+    if comment is not None:
+        terms.append(f"comment eq '{_odata_text(comment)}'")
+    params: dict[str, Any] = {"$filter": " and ".join(terms), "$top": top}
+    return WatsRequest("GET", "/api/Asset/Log", params=params, operation="get_asset_log")
+
+
+def _odata_text(value: str) -> str:
+    return value.replace("'", "''")
+
+
 def set_asset_state(serial: str, state: int) -> WatsRequest:
     """PUT the asset state (0 Unknown … 6 Scrapped, WATS_API.md §3.1); absolute, so safe to resend."""
     if not 0 <= int(state) <= 6:
@@ -185,7 +203,8 @@ def set_asset_state(serial: str, state: int) -> WatsRequest:
 
 
 def add_asset_message(asset_id: str, comment: str, user: str | None = None) -> WatsRequest:
-    """POST a log message; WATS wants the asset *id* here, not its serial number."""
+    """POST a log message; WATS wants the asset *id* here, not its serial number. Not idempotent: a
+    resend logs the line twice, so after a lost answer the handler looks for it in the log first."""
     if not asset_id:
         raise ResolutionError("asset id is empty")
     body: dict[str, Any] = {"assetId": asset_id, "comment": comment}

@@ -5,7 +5,7 @@ Error classification (what the bus sees):
 * 2xx                                   → `WatsResponse`
 * 408, 429, 5xx, timeout, connection    → `WatsTransientError` (429/503 carry `retry_after` from Retry-After)
 * other 4xx                             → `WatsPermanentError` with the server's message
-* outcome unknown for a non-idempotent request → `WatsOutcomeUnknownError` (a permanent error)
+* outcome unknown for a non-idempotent request → `WatsOutcomeUnknownError` (permanent, flagged)
 
 Retrying. A few short retries happen here; after that the exception goes to the bus, whose retry/defer
 policy takes over. What is retried depends on whether sending twice is harmless:
@@ -15,9 +15,12 @@ policy takes over. What is retried depends on whether sending twice is harmless:
 * non-idempotent requests (`request.idempotent=False`, e.g. ``PUT /api/Asset/Count``) are retried only
   when the server provably did not act on them: the connection could not be opened, or the server
   answered 408/429/503 (it declined the request). When the request may have reached the server and no
-  answer came back (read timeout, dropped connection, 500/502/504), retrying could count twice and
-  giving up silently could count zero times, so the sender raises `WatsOutcomeUnknownError`: the event
-  is dead-lettered with a message saying the outcome is unknown, for a person to check and replay.
+  answer came back (read timeout, dropped connection, 500/502/504), the sender never resends it and
+  raises `WatsOutcomeUnknownError` (`outcome_unknown` is True). Only the caller knows whether it can
+  check WATS and resend safely: the WATS handlers do (they read the asset count, asset log or child
+  units, and turn the error into a transient one with `as_transient()`, so an outage never
+  dead-letters an event); a caller that cannot check (the outbox) sees a permanent error and keeps the
+  request for a person rather than risk carrying it out twice.
 
 The token is never put in logs, reprs or exception messages: it lives only in the client's default
 headers, and any text that reaches an exception is scrubbed of it.
@@ -57,7 +60,18 @@ _REDACTED = "***"
 
 
 class WatsOutcomeUnknownError(WatsPermanentError):
-    """A non-idempotent request may or may not have been carried out; it is not retried blindly."""
+    """A non-idempotent request may or may not have been carried out (its answer was lost).
+
+    Permanent by default, because resending blindly could count twice; a caller that can check WATS
+    first turns it into a transient error with `as_transient()` (retried or deferred, never
+    dead-lettered)."""
+
+    outcome_unknown = True
+
+    def as_transient(self) -> WatsTransientError:
+        """The same failure as an outage: raise it (``from`` this error) once a later attempt is known
+        to check WATS before sending the request again."""
+        return WatsTransientError(f"{self}; WATS is checked before it is sent again", status=self.status)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -304,4 +318,4 @@ def _describe(exc: BaseException) -> str:
 
 
 def _unknown(message: str) -> str:
-    return f"{message}; outcome unknown and the request is not idempotent, so it was not retried"
+    return f"{message}; outcome unknown and the request is not idempotent, so it was not resent"

@@ -30,10 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 dlq_app = typer.Typer(help="Dead-letter queue: events a handler gave up on.", no_args_is_help=True)
-outbox_app = typer.Typer(help="WATS outbox: requests stored for store-and-forward.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Quarantine: input that could not be decoded.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-app.add_typer(outbox_app, name="outbox")
 app.add_typer(quarantine_app, name="quarantine")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -352,88 +350,6 @@ def dlq_replay(
     out.print(f"replayed {done} dead letters; {left} now in the DLQ")
 
 
-# ---------------------------------------------------------------------------------------------- outbox
-def _outbox(settings: Settings, directory: Path | None) -> Any:
-    from handlers.wats.outbox import Outbox
-
-    from ._builtin import outbox_file
-
-    path = outbox_file(directory or settings.outbox_path)
-    if not path.exists():
-        err.print(f"no outbox at {path}")
-        raise typer.Exit(1)
-    return Outbox(path)
-
-
-@outbox_app.command("list")
-def outbox_list(
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    outbox: Annotated[Path | None, typer.Option(help="Outbox directory.")] = None,
-    state: Annotated[str | None, typer.Option(help="pending, sending, sent or failed.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100_000,
-    as_json: JsonOpt = False,
-) -> None:
-    """List stored WATS requests (`--json`: one object per line with method, path, params, json)."""
-    settings = _settings(config, _base_overrides(data_dir))
-    box = _outbox(settings, outbox)
-    try:
-        entries = box.list(limit, state=state) if state else box.list(limit)
-    finally:
-        box.close()
-    if as_json:
-        for e in entries:
-            sys.stdout.write(
-                json.dumps({"method": e.method, "path": e.path, "params": e.params, "json": e.json}) + "\n"
-            )
-        return
-    table = Table(title=f"outbox {box.path} ({len(entries)})")
-    for col in ("id", "state", "method", "path", "operation", "attempts", "error"):
-        table.add_column(col)
-    for e in entries:
-        table.add_row(
-            str(e.id), e.state, e.method, e.path, e.operation, str(e.attempts), (e.error or "")[:80]
-        )
-    out.print(table)
-
-
-@outbox_app.command("push")
-def outbox_push(
-    wats_url: Annotated[str, typer.Option(help="WATS server to push to; token from WATS_AUTH_TOKEN.")],
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    outbox: Annotated[Path | None, typer.Option(help="Outbox directory.")] = None,
-    token_file: Annotated[Path | None, typer.Option(help="File holding the WATS token.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Push at most this many.")] = None,
-) -> None:
-    """Send stored requests to a WATS server, oldest first, each once."""
-    o = _base_overrides(data_dir)
-    _put(o, "wats.url", wats_url)
-    _put(o, "wats.token_file", token_file)
-    settings = _settings(config, o)
-    box = _outbox(settings, outbox)
-
-    async def push() -> Any:
-        from handlers.wats.sender import HttpSender
-
-        token = settings.wats.resolved_token()
-        if not token:
-            raise ConfigurationError("wats.token", "no WATS token: set WATS_AUTH_TOKEN or --token-file")
-        async with HttpSender(settings.wats.url, token, timeout=settings.wats.timeout) as sender:
-            return await box.push(sender, limit=limit)
-
-    try:
-        result = asyncio.run(push())
-    except ConfigurationError as exc:
-        raise _fail_config(exc) from None
-    finally:
-        box.close()
-    out.print(f"sent {result.sent}, failed {result.failed}, pending {result.pending}")
-    if result.stopped:
-        err.print(f"stopped early: {redact(result.stopped)}")
-        raise typer.Exit(1)
-
-
 # ---------------------------------------------------------------------------------------------- status
 @app.command()
 def status(
@@ -522,6 +438,19 @@ def quarantine_show(
     )
 
 
+def add_plugin_commands() -> None:
+    """Adds the subcommands plugins declare (``pywats_events.commands``, e.g. the WATS `outbox`)."""
+    from ..plugins import command_plugins
+
+    known = {c.name or getattr(c.callback, "__name__", None) for c in app.registered_commands}
+    known |= {g.name for g in app.registered_groups}
+    for name, sub in command_plugins().items():
+        if name not in known:
+            app.add_typer(sub, name=name)
+            known.add(name)
+
+
 def main() -> None:
     """Console-script entry point."""
+    add_plugin_commands()
     app()

@@ -214,7 +214,12 @@ class Listener:
     def build_transports(self, parts: _Parts) -> list[BaseTransport]:
         s = self.settings
         out: list[BaseTransport] = []
-        for tname, setting in (("replay", "replay.paths"), ("amqp", "amqp.url"), ("mqtt", "mqtt.url")):
+        wanted = (
+            ("replay", "replay.paths", True),  # also the bundled samples when there is no input
+            ("amqp", "amqp.url", s.amqp.url is not None),
+            ("mqtt", "mqtt.url", s.mqtt.url is not None),
+        )
+        for tname, setting, _ in (w for w in wanted if w[2]):
             ctx = plugins.PluginContext(
                 name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
             )

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from .._event import Event
 
-__all__ = ["Journal", "JournalEntry"]
+__all__ = ["BufferedMarks", "Journal", "JournalEntry"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,14 @@ class Journal(Protocol):
     async def depth(self) -> int:
         """Number of incomplete entries."""
         ...
+
+
+@runtime_checkable
+class BufferedMarks(Protocol):
+    """Optional extra of a `Journal` whose marks never wait (they are buffered and written with a later
+    commit): the bus then records progress without a coroutine per mark. Same meaning as the async
+    methods; may raise `RuntimeError` when the journal is closed."""
+
+    def mark_handled_nowait(self, seq: int, handler: str, outcome: str) -> None: ...
+
+    def mark_complete_nowait(self, seq: int) -> None: ...

@@ -22,6 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pydantic import TypeAdapter
+
 from .._event import Event
 from ._protocol import JournalEntry
 
@@ -30,17 +32,17 @@ __all__ = ["JournalStats", "SqliteJournal"]
 log = logging.getLogger("pywats_events.journal")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
+CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
     data TEXT NOT NULL,
     size INTEGER NOT NULL,
-    created REAL NOT NULL,
-    completed REAL
+    created REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_pending ON entries(seq) WHERE completed IS NULL;
-CREATE INDEX IF NOT EXISTS entries_completed ON entries(completed) WHERE completed IS NOT NULL;
+CREATE TABLE IF NOT EXISTS done (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS done_at ON done(at);
 CREATE TABLE IF NOT EXISTS handled (
     seq INTEGER NOT NULL,
     handler TEXT NOT NULL,
@@ -48,7 +50,35 @@ CREATE TABLE IF NOT EXISTS handled (
     at REAL NOT NULL,
     PRIMARY KEY (seq, handler)
 ) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS entries AS
+    SELECT j.seq AS seq, json_extract(j.data, '$.metadata.event_id') AS event_id,
+           json_extract(j.data, '$.event_type') AS event_type, j.data AS data, j.size AS size,
+           j.created AS created, d.at AS completed
+    FROM journal AS j LEFT JOIN done AS d ON d.seq = j.seq;
 """
+
+#: files from before completions had their own table: one `entries` table with a `completed` column
+_MIGRATE_V1 = """
+BEGIN IMMEDIATE;
+ALTER TABLE entries RENAME TO entries_v1;
+DROP INDEX IF EXISTS entries_pending;
+DROP INDEX IF EXISTS entries_completed;
+{schema}
+INSERT INTO journal(seq, data, size, created) SELECT seq, data, size, created FROM entries_v1;
+INSERT INTO done(seq, at) SELECT seq, completed FROM entries_v1 WHERE completed IS NOT NULL;
+DELETE FROM sqlite_sequence WHERE name = 'journal';
+INSERT INTO sqlite_sequence(name, seq)
+    SELECT 'journal', MAX(COALESCE((SELECT MAX(seq) FROM entries_v1), 0),
+                          COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'entries_v1'), 0));
+DROP TABLE entries_v1;
+COMMIT;
+"""
+
+
+#: appends are handed to the worker at the end of the loop iteration, or at once when this many wait.
+#: Handing over earlier does not overlap work: the worker needs the GIL to start, and a busy loop
+#: holds it until it goes idle (or for the switch interval), so small hand-overs only add GIL churn.
+HANDOVER_AT = 1024
 
 #: warn once the pending part reaches this share of a limit; re-arm below the lower mark
 WARN_RATIO = 0.8
@@ -72,6 +102,30 @@ class _Op(NamedTuple):
     future: asyncio.Future[Any] | None
 
 
+class _Run(NamedTuple):
+    """`n` consecutive entries serialised as one JSON array text, starting at seq `first`."""
+
+    first: int
+    n: int
+    data: str
+
+
+@dataclass
+class _Batch:
+    """Everything the loop produced since the last hand-over; the worker gets it in one queue item."""
+
+    runs: list[_Run]
+    #: futures of the appends in `runs`, resolved once they are committed
+    waiters: list[asyncio.Future[None]]
+    complete: list[int]
+    handled: list[tuple[int, str, str, float]]
+    ops: list[_Op]
+
+
+#: serialises a whole hand-over in one call (one JSON array; SQLite splits it with json_each)
+_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
 class SqliteJournal:
     """Durable journal for the bus (implements `pywats_events.journal.Journal`).
 
@@ -79,6 +133,7 @@ class SqliteJournal:
     handlers complete entries. `retention` is how long completed entries are kept for inspection
     (they are pruned earlier if the file would otherwise exceed the limits). `synchronous="FULL"` fsyncs
     every commit (survives power loss); "NORMAL" survives process crashes only and is faster.
+    Byte accounting uses the average entry size of each hand-over, so `max_bytes` is approximate.
     """
 
     def __init__(
@@ -104,19 +159,29 @@ class SqliteJournal:
         self.synchronous = synchronous.upper()
         self.commit_window = commit_window
         self.stats = JournalStats()
-        self._queue: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
-        #: ops issued during the current loop iteration; handed to the worker in one piece
-        self._outgoing: list[_Op] = []
+        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room: asyncio.Condition | None = None
         self._waiters = 0
         self._warned = False
-        self._closed = False
+        self._closed = True
         self._last_prune = 0.0
         self._next_seq = 1
         self._sizes = _SizeBook(1)
         self._wake_task: asyncio.Future[None] | None = None
+        # produced during the current loop iteration, handed to the worker in one piece
+        self._scheduled = False
+        self._new_events: list[Event] = []
+        self._new_first = 0
+        self._new_reserved = 0  # bytes reserved by estimate for `_new_events`
+        self._new_groups: list[tuple[asyncio.Future[None], int]] = []  # (append future, event count)
+        self._new_complete: list[int] = []
+        self._new_handled: list[tuple[int, str, str, float]] = []
+        self._new_ops: list[_Op] = []
+        self._floor = 1  # worker only: lowest seq that may be unfinished
+        self._has_progress = False  # worker only: the handled table may hold rows
+        self._avg_size = 512  # estimate for the byte reservation before serialisation
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -124,12 +189,16 @@ class SqliteJournal:
             return
         self._loop = asyncio.get_running_loop()
         self._room = asyncio.Condition()
-        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ready: asyncio.Future[tuple[list[tuple[int, int]], int]] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="pywats-journal", daemon=True)
         self._thread.start()
-        unfinished, self._next_seq = await ready
+        try:
+            unfinished, self._next_seq = await ready
+        except BaseException:
+            self._thread = None
+            raise
+        self._closed = False
         self._sizes = _SizeBook(self._next_seq)
         for seq, size in unfinished:
             self._sizes.add(seq, size)
@@ -143,8 +212,8 @@ class SqliteJournal:
         thread = self._thread
         if thread is None:
             return
-        self._closed = True
         self._flush_outgoing()
+        self._closed = True
         self._queue.put(None)
         await asyncio.to_thread(thread.join)
         self._thread = None
@@ -161,32 +230,61 @@ class SqliteJournal:
 
     # ------------------------------------------------------------------ contract
     async def append(self, events: Sequence[Event]) -> list[int]:
-        if not events:
+        if self._closed:
+            raise RuntimeError("journal is not open")
+        count = len(events)
+        if not count:
             return []
-        datas = [e.to_json() for e in events]
-        sizes = [len(d) for d in datas]
-        await self._reserve(len(datas), sum(sizes))
-        # seqs are handed out here, in call order; the worker only writes them
+        estimate = self._avg_size * count
+        if self._waiters or not self._has_room(count, estimate):
+            await self._reserve(count, estimate)
+        else:
+            self._account(count, estimate)
+        # seqs are handed out here, in call order, with no await before the events join the hand-over
         first = self._next_seq
-        self._next_seq += len(datas)
-        book = self._sizes
-        for i, size in enumerate(sizes):
-            book.add(first + i, size)
-        await self._submit("append", (first, datas))
-        return list(range(first, first + len(datas)))
+        self._next_seq = first + count
+        if not self._new_events:
+            self._new_first = first
+        self._new_events.extend(events)
+        self._new_reserved += estimate
+        fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
+        self._new_groups.append((fut, count))
+        if len(self._new_events) >= HANDOVER_AT:
+            self._flush_outgoing()  # bounds the size of one statement
+        elif not self._scheduled:
+            self._schedule()
+        await fut
+        return list(range(first, first + count))
 
     async def read_pending(self, after_seq: int, limit: int) -> list[JournalEntry]:
         rows: list[tuple[int, str, frozenset[str]]] = await self._submit("read", (after_seq, limit))
         return [JournalEntry(seq=s, event=Event.from_json(d), handled=h) for s, d, h in rows]
 
     async def mark_handled(self, seq: int, handler: str, outcome: str) -> None:
-        self._post(_Op("handled", (seq, handler, outcome, time.time()), None))
+        self.mark_handled_nowait(seq, handler, outcome)
 
     async def mark_complete(self, seq: int) -> None:
+        self.mark_complete_nowait(seq)
+
+    def mark_handled_nowait(self, seq: int, handler: str, outcome: str) -> None:
+        """`mark_handled` without a coroutine: it never waits anyway (written with the next batch)."""
+        if self._closed:
+            raise RuntimeError("journal is not open")
+        self._new_handled.append((seq, handler, outcome, time.time()))
+        if not self._scheduled:
+            self._schedule()
+
+    def mark_complete_nowait(self, seq: int) -> None:
+        """`mark_complete` without a coroutine. Room is freed at once; the completion is committed
+        with a later batch (best-effort until then: a crash re-runs the entry, never loses it)."""
+        if self._closed:
+            raise RuntimeError("journal is not open")
         size = self._sizes.pop(seq)
-        if size:  # room is freed at once; the completion itself is committed with the next batch
+        if size:
             self._released(1, size)
-        self._post(_Op("complete", (seq, time.time()), None))
+        self._new_complete.append(seq)
+        if not self._scheduled:
+            self._schedule()
 
     async def depth(self) -> int:
         return self.stats.pending
@@ -211,23 +309,63 @@ class SqliteJournal:
             raise RuntimeError("journal is not open")
         return self._loop
 
-    def _post(self, op: _Op) -> None:
-        """Queues `op`; everything queued in one loop iteration reaches the worker as one batch, so the
-        worker wakes once per iteration, not once per call (this is what makes group commit cheap)."""
-        loop = self._ensure_open()
-        if not self._outgoing:
-            loop.call_soon(self._flush_outgoing)
-        self._outgoing.append(op)
+    def _schedule(self) -> None:
+        """Everything produced in one loop iteration reaches the worker as one batch, so the worker wakes
+        once per iteration, not once per call (this is what makes group commit cheap)."""
+        self._ensure_open().call_soon(self._flush_outgoing)
+        self._scheduled = True
 
     def _flush_outgoing(self) -> None:
-        if self._outgoing:
-            ops, self._outgoing = self._outgoing, []
-            self._queue.put(ops)
+        self._scheduled = False
+        runs: list[_Run] = []
+        waiters: list[asyncio.Future[None]] = []
+        if self._new_events:
+            runs, waiters = self._serialise()
+        if not (runs or self._new_complete or self._new_handled or self._new_ops):
+            return
+        batch = _Batch(runs, waiters, self._new_complete, self._new_handled, self._new_ops)
+        self._new_complete, self._new_handled, self._new_ops = [], [], []
+        self._queue.put(batch)
+
+    def _serialise(self) -> tuple[list[_Run], list[asyncio.Future[None]]]:
+        """Serialises this iteration's appends in one call; on failure, append by append so that only
+        the caller with an unserialisable event gets the error."""
+        events, first, groups = self._new_events, self._new_first, self._new_groups
+        reserved = self._new_reserved
+        self._new_events, self._new_groups, self._new_reserved = [], [], 0
+        try:
+            runs = [_Run(first, len(events), _EVENTS.dump_json(events).decode())]
+            waiters = [fut for fut, _ in groups]
+        except Exception:
+            runs, waiters = [], []
+            seq = i = 0
+            for fut, count in groups:
+                part = events[i : i + count]
+                seq, i = first + i, i + count
+                try:
+                    runs.append(_Run(seq, count, _EVENTS.dump_json(part).decode()))
+                    waiters.append(fut)
+                except Exception as exc:
+                    log.error("cannot serialise event for the journal: %s", exc)
+                    self._released(count, self._avg_size * count)
+                    reserved -= self._avg_size * count
+                    if not fut.done():
+                        fut.set_exception(exc)
+        actual = 0
+        for run in runs:
+            size = max(1, (len(run.data) - 1) // run.n - 1)  # minus "[", "]" and commas, roughly
+            self._sizes.add_run(run.first, run.n, size)
+            actual += size * run.n
+            self._avg_size = size
+        self.stats.pending_bytes = max(0, self.stats.pending_bytes + actual - reserved)
+        return runs, waiters
 
     async def _submit(self, kind: str, args: Any) -> Any:
         loop = self._ensure_open()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._post(_Op(kind, args, fut))
+        self._new_ops.append(_Op(kind, args, fut))
+        if not self._scheduled:
+            self._schedule()
         return await fut
 
     def _has_room(self, count: int, size: int) -> bool:
@@ -238,7 +376,8 @@ class SqliteJournal:
 
     async def _reserve(self, count: int, size: int) -> None:
         """Reserves room; waits in FIFO order while the journal is full. No await after the room check
-        and before the caller enqueues the append, so seqs follow call order."""
+        and before the caller takes its seqs, so seqs follow call order."""
+        self._ensure_open()
         assert self._room is not None
         if self._waiters == 0 and self._has_room(count, size):
             self._account(count, size)
@@ -268,8 +407,10 @@ class SqliteJournal:
         s.pending += count
         s.pending_bytes += size
         s.appended += count
+        if self._warned:
+            return
         ratio = max(s.pending / self.max_entries, s.pending_bytes / self.max_bytes)
-        if ratio >= WARN_RATIO and not self._warned:
+        if ratio >= WARN_RATIO:
             self._warned = True
             log.warning(
                 "journal %s at %.0f%% of its limit (%d entries, %d bytes pending); at 100%% intake will wait",
@@ -282,14 +423,22 @@ class SqliteJournal:
     def _released(self, count: int, size: int) -> None:
         """Entries completed: room for waiting appends."""
         s = self.stats
-        if count or size:
-            s.pending = max(0, s.pending - count)
-            s.pending_bytes = max(0, s.pending_bytes - size)
+        s.pending = max(0, s.pending - count)
+        s.pending_bytes = max(0, s.pending_bytes - size)
+        if self._warned:
             ratio = max(s.pending / self.max_entries, s.pending_bytes / self.max_bytes)
-            if self._warned and ratio < _REARM_RATIO:
+            if ratio < _REARM_RATIO:
                 self._warned = False
-            if self._waiters and self._room is not None:
-                self._wake_task = asyncio.ensure_future(self._wake())
+        if self._waiters and self._room is not None:
+            self._wake_task = asyncio.ensure_future(self._wake())
+
+    def _append_failed(self, runs: list[_Run]) -> None:
+        """A write failed: its entries are not pending, so their room is given back."""
+        for run in runs:
+            size = 0
+            for seq in range(run.first, run.first + run.n):
+                size += self._sizes.pop(seq)
+            self._released(run.n, size)
 
     async def _wake(self) -> None:
         assert self._room is not None
@@ -302,7 +451,12 @@ class SqliteJournal:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.executescript(_SCHEMA)
+        kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'entries'").fetchone()
+        if kind is not None and kind[0] == "table":
+            log.info("journal %s: moving to the current file layout", self.path)
+            conn.executescript(_MIGRATE_V1.format(schema=_SCHEMA))
+        else:
+            conn.executescript(_SCHEMA)
         return conn
 
     def _run(self, ready: asyncio.Future[tuple[list[tuple[int, int]], int]]) -> None:
@@ -311,17 +465,21 @@ class SqliteJournal:
         try:
             conn = self._connect()
             unfinished = conn.execute(
-                "SELECT seq, size FROM entries WHERE completed IS NULL ORDER BY seq"
+                "SELECT seq, size FROM journal AS j"
+                " WHERE NOT EXISTS (SELECT 1 FROM done AS d WHERE d.seq = j.seq) ORDER BY seq"
             ).fetchall()
             top = conn.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM entries), 0),"
-                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0))"
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM journal), 0),"
+                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0))"
             ).fetchone()[0]
+            # everything below the first unfinished entry is complete: reads start there
+            self._floor = unfinished[0][0] if unfinished else int(top) + 1
+            self._has_progress = conn.execute("SELECT 1 FROM handled LIMIT 1").fetchone() is not None
         except BaseException as exc:
             loop.call_soon_threadsafe(_set_exception, ready, exc)
             return
         loop.call_soon_threadsafe(_set_result, ready, (unfinished, int(top) + 1))
-        marks = _Marks()
+        marks = _Marks(self._has_progress)
         try:
             stop = False
             while not stop:
@@ -334,7 +492,7 @@ class SqliteJournal:
                     break
                 if self.commit_window:
                     time.sleep(self.commit_window)
-                batch = list(first)
+                batches = [first]
                 while True:
                     try:
                         nxt = self._queue.get_nowait()
@@ -343,68 +501,65 @@ class SqliteJournal:
                     if nxt is None:
                         stop = True
                         break
-                    batch.extend(nxt)
-                self._process(conn, batch, marks)
+                    batches.append(nxt)
+                self._process(conn, batches, marks)
             # whatever arrived with the stop sentinel, then every buffered mark
-            rest: list[_Op] = []
+            rest: list[_Batch] = []
             while True:
                 try:
-                    ops = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if ops is not None:
-                    rest.extend(ops)
-            self._process(conn, rest, marks)
+                if item is not None:
+                    rest.append(item)
+            if rest:
+                self._process(conn, rest, marks)
             marks.flush(conn, force=True)
         except BaseException:
             log.exception("journal worker failed")
         finally:
             conn.close()
 
-    def _process(self, conn: sqlite3.Connection, batch: list[_Op], marks: _Marks) -> None:
-        """Writes a batch with as few statements as possible: each SQLite call hands the GIL to the loop
-        and back, and a thread waiting for the GIL waits on the loop. Appends from one batch are one
-        INSERT, which in autocommit mode is its own transaction (one commit, one fsync). Marks are
-        buffered and written every `MARK_FLUSH_INTERVAL` seconds (best-effort progress), and always
-        before anything reads the table."""
+    def _process(self, conn: sqlite3.Connection, batches: list[_Batch], marks: _Marks) -> None:
+        """Writes batches with as few statements (and as little Python) as possible: while this thread
+        runs Python it holds the GIL the event loop needs. Appends are one INSERT, which in autocommit
+        mode is its own transaction (one commit, one fsync). Marks are buffered and written every
+        `MARK_FLUSH_INTERVAL` seconds (best-effort progress), and always before anything reads the table.
+        Nothing is resolved before everything in the batches is written."""
         loop = self._loop
         assert loop is not None
+        if len(batches) == 1:
+            b = batches[0]
+            runs, waiters, ops = b.runs, b.waiters, b.ops
+            marks.complete.extend(b.complete)
+            marks.handled.extend(b.handled)
+        else:
+            runs, waiters, ops = [], [], []
+            for b in batches:
+                runs.extend(b.runs)
+                waiters.extend(b.waiters)
+                ops.extend(b.ops)
+                marks.complete.extend(b.complete)
+                marks.handled.extend(b.handled)
         results: list[tuple[asyncio.Future[Any], Any]] = []
-        appends: list[tuple[int, list[str]]] = []
+        commits = 0
         try:
-            for op in batch:
+            commits = _insert(conn, runs)
+            marks.flush(conn, force=bool(ops))
+            for op in ops:
                 kind = op.kind
-                if kind == "handled":
-                    marks.handled.append(op.args)
-                elif kind == "complete":
-                    marks.complete.append(op.args[0])
-                elif kind == "append":
-                    first, datas = op.args
-                    if appends and appends[-1][0] + len(appends[-1][1]) == first:
-                        appends[-1][1].extend(datas)  # consecutive seqs: one statement
-                    else:
-                        appends.append((first, list(datas)))
-                    assert op.future is not None
-                    results.append((op.future, None))
-                else:
-                    _insert(conn, appends)
-                    appends = []
-                    marks.flush(conn, force=True)
-                    value: Any = None
-                    if kind == "read":
-                        value = self._read(conn, *op.args)
-                    elif kind == "prune":
-                        value = self._prune(conn)
-                    elif kind == "counts":
-                        pending, done = conn.execute(
-                            "SELECT COUNT(*) FILTER (WHERE completed IS NULL),"
-                            " COUNT(*) FILTER (WHERE completed IS NOT NULL) FROM entries"
-                        ).fetchone()
-                        value = {"pending": int(pending), "completed": int(done)}
-                    if op.future is not None:
-                        results.append((op.future, value))
-            commits = _insert(conn, appends)
-            marks.flush(conn)
+                value: Any = None
+                if kind == "read":
+                    value = self._read(conn, *op.args)
+                elif kind == "prune":
+                    value = self._prune(conn)
+                elif kind == "counts":
+                    total, done = conn.execute(
+                        "SELECT (SELECT COUNT(*) FROM journal), (SELECT COUNT(*) FROM done)"
+                    ).fetchone()
+                    value = {"pending": int(total) - int(done), "completed": int(done)}
+                if op.future is not None:
+                    results.append((op.future, value))
             now = time.monotonic()
             if now - self._last_prune > 1.0:
                 self._last_prune = now
@@ -416,25 +571,47 @@ class SqliteJournal:
                 except sqlite3.Error:
                     pass
             log.error("journal write failed: %s", exc)
-            failed = [op.future for op in batch if op.future is not None]
-            loop.call_soon_threadsafe(_fail_all, failed, exc)
+            failed: list[asyncio.Future[Any]] = [op.future for op in ops if op.future is not None]
+            lost = [] if commits else runs  # appends committed before the failure stand
+            loop.call_soon_threadsafe(self._failed, [] if commits else waiters, failed, lost, exc)
+            if commits:
+                loop.call_soon_threadsafe(self._delivered, waiters, [], commits)
             return
-        if results or commits:
+        if waiters or results:
             # one wake-up of the loop per commit, not one per waiter
-            loop.call_soon_threadsafe(self._delivered, results, commits)
+            loop.call_soon_threadsafe(self._delivered, waiters, results, commits)
 
-    def _delivered(self, results: list[tuple[asyncio.Future[Any], Any]], commits: int) -> None:
+    def _delivered(
+        self,
+        waiters: list[asyncio.Future[None]],
+        results: list[tuple[asyncio.Future[Any], Any]],
+        commits: int,
+    ) -> None:
         self.stats.commits += commits
-        for fut, value in results:
+        for fut in waiters:
             if not fut.done():
-                fut.set_result(value)
+                fut.set_result(None)
+        for op_fut, value in results:
+            if not op_fut.done():
+                op_fut.set_result(value)
+
+    def _failed(
+        self,
+        waiters: list[asyncio.Future[None]],
+        others: list[asyncio.Future[Any]],
+        lost: list[_Run],
+        exc: BaseException,
+    ) -> None:
+        self._append_failed(lost)
+        _fail_all([*waiters, *others], exc)
 
     def _read(
         self, conn: sqlite3.Connection, after_seq: int, limit: int
     ) -> list[tuple[int, str, frozenset[str]]]:
         rows = conn.execute(
-            "SELECT seq, data FROM entries WHERE completed IS NULL AND seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
+            "SELECT seq, data FROM journal AS j WHERE seq > ?"
+            " AND NOT EXISTS (SELECT 1 FROM done AS d WHERE d.seq = j.seq) ORDER BY seq LIMIT ?",
+            (max(after_seq, self._floor - 1), limit),
         ).fetchall()
         if not rows:
             return []
@@ -452,17 +629,18 @@ class SqliteJournal:
         if own:
             conn.execute("BEGIN IMMEDIATE")
         deleted = conn.execute(
-            "DELETE FROM entries WHERE completed IS NOT NULL AND completed < ?", (cutoff,)
+            "DELETE FROM journal WHERE seq IN (SELECT seq FROM done WHERE at < ?)", (cutoff,)
         ).rowcount
-        lo, hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM entries").fetchone()
+        if deleted:
+            conn.execute("DELETE FROM done WHERE at < ?", (cutoff,))
+        lo, hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM journal").fetchone()
         if lo is not None and hi - lo + 1 > self.max_entries:
-            total = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            total = conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
             if total > self.max_entries:
-                deleted += conn.execute(
-                    "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries WHERE completed IS NOT NULL"
-                    " ORDER BY seq LIMIT ?)",
-                    (total - self.max_entries,),
-                ).rowcount
+                old = "SELECT seq FROM done ORDER BY seq LIMIT ?"
+                excess = (total - self.max_entries,)
+                deleted += conn.execute(f"DELETE FROM journal WHERE seq IN ({old})", excess).rowcount
+                conn.execute(f"DELETE FROM done WHERE seq IN ({old})", excess)
         if own:
             conn.execute("COMMIT")
         return int(deleted)
@@ -478,22 +656,31 @@ MARK_FLUSH_INTERVAL = 0.1
 _MARK_FLUSH_COUNT = 5000
 
 
-def _insert(conn: sqlite3.Connection, appends: list[tuple[int, list[str]]]) -> int:
-    """Rows travel as one JSON array per statement: SQLite unpacks them in C with the GIL released.
-    Returns the number of commits."""
-    if not appends:
+_INSERT = (
+    "INSERT INTO journal(seq, data, size, created) SELECT ? + key, value, length(value), ? FROM json_each(?)"
+)
+
+
+def _insert(conn: sqlite3.Connection, runs: list[_Run]) -> int:
+    """Each run is one JSON array that SQLite unpacks in C with the GIL released; consecutive runs are
+    joined into one statement. Returns the number of commits."""
+    if not runs:
         return 0
-    explicit = len(appends) > 1 and not conn.in_transaction
+    joined: list[tuple[int, list[str]]] = []
+    end = -1  # seq after the last joined run
+    for run in runs:
+        if run.first == end:
+            joined[-1][1].append(run.data)
+        else:
+            joined.append((run.first, [run.data]))
+        end = run.first + run.n
+    explicit = len(joined) > 1 and not conn.in_transaction
     if explicit:
         conn.execute("BEGIN IMMEDIATE")
     now = time.time()
-    for first, datas in appends:
-        conn.execute(
-            "INSERT INTO entries(seq, event_id, event_type, data, size, created)"
-            " SELECT ? + key, json_extract(value, '$.metadata.event_id'),"
-            " json_extract(value, '$.event_type'), value, length(value), ? FROM json_each(?)",
-            (first, now, json.dumps(datas)),
-        )
+    for first, parts in joined:
+        data = parts[0] if len(parts) == 1 else "[" + ",".join(p[1:-1] for p in parts) + "]"
+        conn.execute(_INSERT, (first, now, data))
     if explicit:
         conn.execute("COMMIT")
     return 1
@@ -502,9 +689,11 @@ def _insert(conn: sqlite3.Connection, appends: list[tuple[int, list[str]]]) -> i
 class _Marks:
     """Handler progress and completions waiting to be written (worker thread only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress_rows: bool) -> None:
         self.handled: list[tuple[int, str, str, float]] = []
         self.complete: list[int] = []
+        #: the handled table may hold rows (else completing needs no clean-up there)
+        self.progress_rows = progress_rows
         self._last = time.monotonic()
 
     def __bool__(self) -> bool:
@@ -532,15 +721,18 @@ class _Marks:
                 " json_extract(value, '$[2]'), ? FROM json_each(?)",
                 (at, json.dumps(progress)),
             )
+            self.progress_rows = True
         if done:
+            # a small row per completion: far cheaper than rewriting each entry's row
             seqs = json.dumps(sorted(done))
             conn.execute(
-                "UPDATE entries SET completed = ?"
-                " WHERE completed IS NULL AND seq IN (SELECT value FROM json_each(?))",
+                "INSERT OR IGNORE INTO done(seq, at) SELECT value, ? FROM json_each(?)"
+                " WHERE EXISTS (SELECT 1 FROM journal WHERE journal.seq = value)",
                 (at, seqs),
             )
-            # progress of a finished entry is no longer needed
-            conn.execute("DELETE FROM handled WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
+            if self.progress_rows:  # progress of a finished entry is no longer needed
+                conn.execute("DELETE FROM handled WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
+                self.progress_rows = conn.execute("SELECT 1 FROM handled LIMIT 1").fetchone() is not None
         conn.execute("COMMIT")
         self.handled.clear()
         self.complete.clear()
@@ -566,6 +758,21 @@ class _SizeBook:
             self._sizes.append(size)
         else:
             self._sizes[i] = size
+
+    def add_run(self, first: int, count: int, size: int) -> None:
+        """`count` consecutive entries of `size` bytes each, starting at `first`."""
+        i = first - self._base
+        if i < 0:
+            return
+        size = max(1, min(size, 0xFFFFFFFF))
+        sizes = self._sizes
+        if i > len(sizes):
+            sizes.extend(array("I", bytes(4 * (i - len(sizes)))))
+        if i == len(sizes):
+            sizes.extend(array("I", [size]) * count)
+        else:
+            for k in range(count):
+                self.add(first + k, size)
 
     def pop(self, seq: int) -> int:
         i = seq - self._base

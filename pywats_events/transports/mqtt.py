@@ -116,7 +116,9 @@ def _load_codec(codec: Codec | str) -> Codec:
     for ep in entry_points(group="pywats_events.codecs"):
         if ep.name == codec:
             loaded = ep.load()
-            return loaded() if isinstance(loaded, type) else loaded
+            # the group's contract: a Codec class or factory, called with no options here
+            made: Codec = loaded() if isinstance(loaded, type) or not hasattr(loaded, "decode") else loaded
+            return made
     raise ConfigurationError("mqtt.codec", f"no codec named {codec!r} is installed")
 
 

@@ -86,6 +86,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.units: dict[tuple[str, str], dict[str, Any]] = {}
         self.assets = {"ICT-01": "11111111-1111-1111-1111-111111111111"}
+        self.counts: dict[str, int] = {}
         self.processes = PROCESSES
 
     def __call__(self, r: WatsRequest) -> WatsResponse:
@@ -109,7 +110,11 @@ class FakeServer:
             serial = r.path.rsplit("/", 1)[-1]
             if serial not in self.assets:
                 raise WatsPermanentError("asset not found", status=404)
-            return WatsResponse(200, {"assetId": self.assets[serial], "serialNumber": serial})
+            body = {"assetId": self.assets[serial], "serialNumber": serial}
+            return WatsResponse(200, {**body, "totalCount": self.counts.get(serial, 0), "assetLog": []})
+        if r.method == "PUT" and r.path == "/api/Asset/Count":
+            serial = r.params["serialNumber"]
+            self.counts[serial] = self.counts.get(serial, 0) + int(r.params["incrementBy"])
         return WatsResponse(200, None)
 
 

@@ -250,6 +250,7 @@ async def test_fault_becomes_log_message_with_asset_id() -> None:
         description="Feeder jam",
         lane=1,
         fault_occurrence_id="f-1",
+        message_id="cfx-1",
     )
     await AssetHandler(sink, base_config()).handle(event(EventType.ASSET_FAULT, fault))
     assert [(r.method, r.path) for r in sink.requests] == [
@@ -258,7 +259,8 @@ async def test_fault_becomes_log_message_with_asset_id() -> None:
     ]
     assert sink.requests[1].json == {
         "assetId": ASSET_ID,
-        "comment": "Fault E42 [Error]: Feeder jam (lane 1, occurrence f-1)",
+        # the CFX UniqueID makes a repeat of this line recognisable in the asset log
+        "comment": "Fault E42 [Error]: Feeder jam (lane 1, occurrence f-1) [ref cfx-1]",
         "user": "pywats-events",
     }
 
@@ -282,8 +284,10 @@ async def test_fault_cleared_logs() -> None:
     cleared = AssetFaultClearedEvent(
         station=STATION, fault_occurrence_id="f-1", operator=Operator(login_name="tech")
     )
-    await AssetHandler(sink, base_config()).handle(event(EventType.ASSET_FAULT_CLEARED, cleared))
-    assert sink.requests[-1].json["comment"] == "Fault f-1 cleared by tech"
+    ev = event(EventType.ASSET_FAULT_CLEARED, cleared)
+    await AssetHandler(sink, base_config()).handle(ev)
+    # without a source message id the event id (stable across retries) identifies the line
+    assert sink.requests[-1].json["comment"] == f"Fault f-1 cleared by tech [ref {ev.id}]"
 
 
 async def test_fault_on_unknown_station_is_a_resolution_error() -> None:
@@ -327,11 +331,13 @@ async def test_states_wats_lacks_become_log_messages() -> None:
         new_state=AssetState.UNSCHEDULED_DOWNTIME,
         new_state_code=5000,
         related_fault=AssetFaultEvent(fault_code="E7"),
+        message_id="cfx-7",
     )
     await AssetHandler(sink, base_config()).handle(event(EventType.ASSET_STATE_CHANGED, payload))
     assert [r.operation for r in sink.requests] == ["get_asset", "add_asset_message"]
     assert sink.requests[-1].json["comment"] == (
         "State productive -> unscheduled_downtime (E10 5000); WATS has no such asset state. Fault E7"
+        " [ref cfx-7]"
     )
 
 
@@ -347,3 +353,6 @@ async def test_usage_count_once_per_unit_when_enabled() -> None:
     counts = [r for r in sink.requests if r.operation == "increment_asset_count"]
     assert len(counts) == 2 and counts[0].params == {"serialNumber": "ICT-01", "incrementBy": 1}
     assert counts[0].idempotent is False
+    # each increment is preceded by a read of totalCount, the baseline for verifying a lost answer
+    ops = [r.operation for r in sink.requests]
+    assert ops == ["get_asset", "increment_asset_count", "get_asset", "increment_asset_count"]

@@ -97,3 +97,9 @@ def test_identifiers_wats_refuses_are_a_resolution_error(bad: str) -> None:
         rq.set_unit_phase(bad, "PN1", 2)
     with pytest.raises(ResolutionError):
         rq.get_asset(bad)
+
+
+def test_asset_log_query_escapes_quotes_in_the_comment() -> None:
+    r = rq.get_asset_log("0000-1", "it's [ref m-1]")
+    assert (r.method, r.path, r.idempotent) == ("GET", "/api/Asset/Log", True)
+    assert r.params == {"$filter": "assetId eq '0000-1' and comment eq 'it''s [ref m-1]'", "$top": 100}

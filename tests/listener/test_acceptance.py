@@ -106,6 +106,13 @@ def _dead_letters(tmp: Path) -> int:
     return int(json.loads(out.stdout)["dlq_size"] or 0)
 
 
+def _events_of_type(listener: ListenerProcess, event_type: str) -> float:
+    """`pywats_events_total{event_type=...}` from the listener's /metrics."""
+    _, text = listener.http("/metrics")
+    prefix = f'pywats_events_total{{event_type="{event_type}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def _cli() -> list[str]:
     from listener_support import cli_path
 
@@ -120,6 +127,10 @@ def test_poison_input_is_quarantined_and_good_traffic_flows(
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
     try:
         good, index = _messages(60, 6, "poison")
+        bad_names = [
+            json.dumps({"MessageName": name, "UniqueID": f"n-{i}", "MessageBody": {}}).encode()
+            for i, name in enumerate(["Not a CFX name", 42, "", "CFX..Broken"])
+        ] + [json.dumps({"UniqueID": "n-missing", "MessageBody": {"Foo": 1}}).encode()]
         bad = [
             b"{not json at all",
             json.dumps(
@@ -129,20 +140,33 @@ def test_poison_input_is_quarantined_and_good_traffic_flows(
             b'{"a":"' + b"x" * 20_000_000 + b'"}',
             gzip.compress(b"{" + b" " * 100_000_000),
             b"",
+            *bad_names,
         ]
-        unknown = json.dumps(
-            {"MessageName": "CFX.Vendor.Unheard.Of", "Version": "2.1", "UniqueID": "u-1", "MessageBody": {}}
+        vendor = json.dumps(
+            {
+                "MessageName": "CFX.HaiNa.ProgramInitialized",
+                "Version": "2.1",
+                "UniqueID": "u-1",
+                "MessageBody": {"ProgramName": "P-7"},
+            }
         ).encode()
         stream: list[bytes] = []
+        pending = list(bad)
         for i, body in enumerate(good):
             stream.append(body)
-            if i % 10 == 5:
-                stream.append(bad[(i // 10) % len(bad)])
-        stream.append(unknown)
+            if i % 5 == 2 and pending:
+                stream.append(pending.pop(0))
+        assert not pending, "every poison message is interleaved with good traffic"
+        stream.append(vendor)
         asyncio.run(publish(topology[0], stream))
         wait_until(lambda: len(_delivered(wats)) >= len(good), 60, what="good reports in FakeWATS")
         wait_until(
             lambda: listener.metric("pywats_messages_quarantined_total") >= len(bad), 20, what="quarantine"
+        )
+        wait_until(
+            lambda: _events_of_type(listener, "passthrough") >= 1,
+            20,
+            what="the vendor message as passthrough",
         )
         assert listener.http("/healthz")[0] == 200
         assert listener.proc is not None and listener.proc.poll() is None, "the listener keeps running"
@@ -153,10 +177,12 @@ def test_poison_input_is_quarantined_and_good_traffic_flows(
         [*_cli(), "quarantine", "list", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=30
     )
     items = [json.loads(x) for x in q.stdout.splitlines()]
-    assert len(items) == len(bad)
+    assert len(items) == len(bad), "the vendor message is not quarantined, every poison one is"
     sizes = sorted(i["size"] for i in items)
     assert sizes[0] == 0 and sizes[-1] >= 20_000_000, "raw bytes kept, including the empty and the huge body"
     assert all(i["reason"] for i in items)
+    name_reasons = [i["reason"] for i in items if i["reason"].startswith("not a CFX message name: ")]
+    assert len(name_reasons) == len(bad_names), name_reasons
     assert _dead_letters(tmp_path) == 0
 
 

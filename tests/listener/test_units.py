@@ -18,7 +18,7 @@ from pywats_events.config import load_settings
 from pywats_events.health import HealthServer
 from pywats_events.logging_setup import JsonFormatter, RedactingFilter, redact, register_secret
 from pywats_events.metrics import MetricsObserver
-from pywats_events.plugins import CODECS, TRANSPORTS, available, load
+from pywats_events.plugins import CODECS, TRANSPORTS, PluginContext, available, load
 from pywats_events.quarantine import SqliteQuarantine
 from pywats_events.transports import QuarantineRecord
 from pywats_events.transports.replay import ReplayTransport, iter_messages
@@ -262,15 +262,61 @@ def test_sample_configurations_are_valid(name: str) -> None:
     WatsHandlersConfig.model_validate(settings.handlers.get("wats", {}))
 
 
-def test_raw_first_party_entry_point_is_adapted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`wats = handlers.factory:create_handlers` in the metadata still gets the plugin-contract adapter."""
-    from importlib.metadata import EntryPoint
-
+def test_first_party_plugins_resolve_to_their_packages() -> None:
+    """The core names no CFX or WATS object: the entry points of the outer packages supply them."""
+    from handlers.plugin import wats_handlers
+    from pywats_cfx.plugin import amqp_transport, codec
     from pywats_events import plugins
-    from pywats_events.cli._builtin import wats_handlers
 
-    ep = EntryPoint("wats", "handlers.factory:create_handlers", plugins.HANDLERS)
-    monkeypatch.setattr(
-        plugins, "_entry_points", lambda group: {"wats": ep} if group == plugins.HANDLERS else {}
-    )
     assert plugins.load(plugins.HANDLERS, "wats", setting="listener.handlers") is wats_handlers
+    assert plugins.load(plugins.TRANSPORTS, "amqp", setting="amqp.url") is amqp_transport
+    assert plugins.load(plugins.CODECS, "cfx", setting="listener.codec") is codec
+    samples = dict(plugins.load_samples("cfx"))
+    assert "units_tested_ict" in samples and samples["units_tested_ict"].lstrip().startswith(b"{")
+    assert plugins.load_samples("no-such-codec") == []
+    assert "outbox" in plugins.command_plugins()
+
+
+def test_mqtt_transport_finds_a_codec_by_name() -> None:
+    from pywats_cfx import CFXCodec
+    from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport
+
+    assert isinstance(MQTTTransport(MQTTConfig(), "cfx").codec, CFXCodec)
+
+
+def _mqtt_ctx(url: str, **options: object) -> PluginContext:
+    settings = load_settings(
+        overrides={"mqtt": {"url": url, "topics": ["line1/#", "line2/+/cfx"], "client_id": "lst-1"}},
+        environ={},
+    )
+    return PluginContext(name="mqtt", settings=settings, options=dict(options))
+
+
+def test_mqtt_settings_become_the_transport_config() -> None:
+    from pywats_events.cli._builtin import mqtt_config
+
+    cfg = mqtt_config(_mqtt_ctx("mqtts://user:p%40ss@gateway.local", persistent_session=True))
+    assert (cfg.host, cfg.port, cfg.tls) == ("gateway.local", 8883, True)
+    assert cfg.username == "user" and cfg.password is not None
+    assert cfg.password.get_secret_value() == "p@ss"
+    assert cfg.topics == {"line1/#": None, "line2/+/cfx": None}
+    assert cfg.client_id == "lst-1" and cfg.persistent_session
+    plain = mqtt_config(_mqtt_ctx("mqtt://127.0.0.1:1884"))
+    assert (plain.host, plain.port, plain.tls, plain.username) == ("127.0.0.1", 1884, False, None)
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "setting"),
+    [
+        ("http://host", {}, "mqtt.url"),
+        ("mqtt://host:99999", {}, "mqtt.url"),
+        ("mqtt://host", {"keepalive": 1}, "plugins.mqtt.keepalive"),
+        ("mqtt://host", {"no_such_field": 1}, "plugins.mqtt.no_such_field"),
+    ],
+)
+def test_bad_mqtt_settings_name_the_setting(url: str, options: dict[str, object], setting: str) -> None:
+    from pywats_events.cli._builtin import mqtt_config
+
+    with pytest.raises(ConfigurationError) as err:
+        mqtt_config(_mqtt_ctx(url, **options))
+    assert err.value.setting == setting

@@ -9,7 +9,8 @@ Kinds:
 
 A fault normally strikes before the request is carried out (`after=False`, nothing changes on the
 server). With `after=True` the request is carried out first and then the answer is lost, the case in
-which a client cannot know whether its request took effect.
+which a client cannot know whether its request took effect. `skip` lets the first matching requests
+through untouched (e.g. fail the check a client makes *after* a lost answer, not the one before).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Fault:
     after: bool = False
     path_prefix: str = ""
     method: str | None = None
+    skip: int = 0  # let this many matching requests through first
     struck: int = field(default=0)
 
     def active(self, now: float) -> bool:
@@ -63,6 +65,7 @@ class FaultSet:
         after: bool = False,
         path: str = "",
         method: str | None = None,
+        skip: int = 0,
     ) -> Fault:
         aliases = {"5xx": "error", "500": "error", "503": "error", "timeout": "hang", "rate_limit": "429"}
         if kind in ("500", "503") and status is None:
@@ -83,6 +86,7 @@ class FaultSet:
             after=after,
             path_prefix=path,
             method=method.upper() if method else None,
+            skip=max(0, skip),
         )
         with self._lock:
             self._faults.append(fault)
@@ -105,6 +109,9 @@ class FaultSet:
                 if fault.method is not None and fault.method != method:
                     continue
                 if not path.startswith(fault.path_prefix):
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
                     continue
                 if fault.fraction < 1.0 and self._random.random() >= fault.fraction:
                     continue

@@ -319,10 +319,12 @@ class FakeWATS:
         after: bool = False,
         path: str = "",
         method: str | None = None,
+        skip: int = 0,
     ) -> Fault:
         """Misbehave: `kind` is error (`status`, default 500), 429 (`retry_after`), hang or drop; for
         `duration` seconds and/or `count` requests (default: until `clear_faults`), for `fraction` of
-        matching requests, optionally only for paths starting with `path` and/or one `method`."""
+        matching requests, optionally only for paths starting with `path` and/or one `method`, after
+        letting the first `skip` matching requests through."""
         return self.faults.add(
             kind,
             duration=duration,
@@ -334,6 +336,7 @@ class FakeWATS:
             after=after,
             path=path,
             method=method,
+            skip=skip,
         )
 
     def clear_faults(self) -> None:

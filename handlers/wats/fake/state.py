@@ -465,7 +465,10 @@ class WatsState:
             asset = self._find_asset(key)
             if asset is None:
                 raise ApiError(404, f"Asset '{key}' was not found")
-            return copy.deepcopy(asset)
+            # the asset JSON carries its log (WATS_API.md §3.2 `assetLog[]`), oldest first
+            found = copy.deepcopy(asset)
+            found["assetLog"] = [copy.deepcopy(e) for e in self.asset_log if e["assetId"] == asset["assetId"]]
+            return found
 
     def list_assets(self, params: dict[str, str], body: Any) -> Any:
         terms = _odata_filter(_param(params, "$filter", required=False))

@@ -278,6 +278,15 @@ def test_assets(wats: FakeWATS, client: httpx.Client) -> None:
         (0, "E42: feeder jam [error]"),
     ]
     assert wats.asset_log[1]["user"] == "event-bus"
+    # the asset JSON carries its counts and its own log, which a client reads to verify a lost answer
+    got = client.get("/api/Asset/ST-1").json()
+    assert (got["totalCount"], got["runningCount"]) == (4, 4)
+    assert [e["comment"] for e in got["assetLog"]] == [e["comment"] for e in wats.asset_log]
+    wats.add_asset("ST-2")
+    assert client.get("/api/Asset/ST-2").json()["assetLog"] == []
+    only_messages = f"assetId eq '{asset['assetId']}' and logType eq 0"
+    log = client.get("/api/Asset/Log", params={"$filter": only_messages})
+    assert [e["comment"] for e in log.json()] == ["E42: feeder jam [error]"]
 
 
 def test_processes_are_configurable_and_filtered(wats: FakeWATS, client: httpx.Client) -> None:
@@ -337,6 +346,20 @@ def test_faults_leave_no_trace_unless_after(wats: FakeWATS, client: httpx.Client
         client.post("/api/Report/WSJF", json=doc)
     assert wats.submissions == {doc["id"]: 1}
     assert [r.fault for r in wats.requests] == ["drop", "drop-after"]
+
+
+def test_after_fault_applies_the_request_and_skip_lets_the_first_ones_through(
+    wats: FakeWATS, client: httpx.Client
+) -> None:
+    asset = wats.add_asset("FX-1")
+    wats.inject("error", status=500, after=True, count=1, path="/api/Asset/Count")
+    wats.inject("error", status=503, path="/api/Asset/FX-1", skip=1)
+    assert client.get("/api/Asset/FX-1").json()["totalCount"] == 0  # skipped: answered normally
+    count = {"id": asset["assetId"], "incrementBy": 1}
+    assert client.put("/api/Asset/Count", params=count).status_code == 500
+    assert client.get("/api/Asset/FX-1").status_code == 503
+    assert wats.assets["FX-1"]["totalCount"] == 1  # the 500 came after the count was applied
+    assert [r.fault for r in wats.requests] == [None, "error-after", "error"]
 
 
 def test_hang_times_the_client_out_and_clear_ends_it(wats: FakeWATS, client: httpx.Client) -> None:

@@ -199,3 +199,18 @@ async def test_unexpected_exception_stops_push_without_losing_anything(outbox: O
     assert result.stopped == "bug in the sink" and outbox.count("pending") == 1
     result = await outbox.push(Refusing())
     assert result.failed == 1 and outbox.list()[0].status == 422
+
+
+async def test_push_never_resends_a_count_whose_answer_was_lost(outbox: Outbox, wats: FakeWATS) -> None:
+    wats.add_asset("FX-1")
+    await outbox.send(count("FX-1"))
+    await outbox.send(submit(make_report()))
+    wats.inject("error", status=500, after=True, count=1, path="/api/Asset/Count")
+    async with sender(wats.url) as live:
+        first = await outbox.push(live)
+        second = await outbox.push(live)
+    # the outbox cannot check the count, so it keeps the request for a person instead of guessing
+    assert (first.sent, first.failed, second.sent) == (1, 1, 0)  # the report after it went on
+    assert wats.assets["FX-1"]["totalCount"] == 1
+    [failed] = outbox.list(state="failed")
+    assert failed.status == 500 and failed.error is not None and "outcome unknown" in failed.error

@@ -198,7 +198,11 @@ async def test_count_with_lost_answer_is_not_retried_and_reports_unknown_outcome
     async with fast_sender(wats.url, max_attempts=3) as sender:
         with pytest.raises(WatsOutcomeUnknownError, match="outcome unknown") as info:
             await sender.send(count("FX-1"))
-    assert isinstance(info.value, WatsPermanentError)
+    # permanent for callers that cannot check WATS (the outbox keeps it for a person), flagged so that
+    # the handlers, which can check, retry it as an outage instead
+    assert isinstance(info.value, WatsPermanentError) and info.value.outcome_unknown
+    transient = info.value.as_transient()
+    assert isinstance(transient, WatsTransientError) and "checked before it is sent again" in str(transient)
     assert wats.assets["FX-1"]["totalCount"] == 1  # counted once, not twice
     assert len(wats.requests) == 1
 

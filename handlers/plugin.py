@@ -1,0 +1,89 @@
+"""Entry-point targets plugging the WATS handlers into `pywats-events run` (see `pywats_events.plugins`).
+
+``pywats_events.handlers: wats`` → `wats_handlers`. The core finds it by name only, exactly as it finds a
+third-party plugin; nothing in the core imports this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pywats_events import ConfigurationError
+from pywats_events.plugins import PluginContext
+
+from .config import WatsHandlersConfig
+from .factory import create_handlers
+
+__all__ = ["DEMO_WATS_SETTINGS", "outbox_file", "wats_handlers"]
+
+#: WATS handler settings matching the bundled CFX samples' line (used only by the no-argument run)
+DEMO_WATS_SETTINGS: dict[str, Any] = {
+    "location": "Demo plant / Line 1",
+    "products": [{"recipe": "MB-4471*", "part_number": "MB-4471", "revision": "C"}],
+    "default_part_number": "MB-4471",
+    "default_revision": "C",
+    "asset_serial_from_handle": True,
+    "asset_ids": {
+        "REFLOW-L1-01": "4f1c2a9e-0000-4000-8000-000000000001",
+        "SMT-L1-03": "4f1c2a9e-0000-4000-8000-000000000003",
+    },
+    "processes": {"ICT": 30, "FCT": 40, "AOI": 20, "SPI": 15},
+    "default_process_code": 10,
+}
+
+
+def outbox_file(directory: Path) -> Path:
+    """`--outbox DIR` names a directory; the store is one SQLite file inside it."""
+    return directory / "outbox.db" if directory.suffix != ".db" else directory
+
+
+def _sink(ctx: PluginContext) -> Any:
+    s = ctx.settings
+    if s.wats.url:
+        from .wats.sender import HttpSender
+
+        token = s.wats.resolved_token()
+        if not token:
+            raise ConfigurationError("wats.token", "no WATS token: set WATS_AUTH_TOKEN or --token-file")
+        ctx.facts["wats"] = s.wats.url
+        return HttpSender(
+            s.wats.url,
+            token,
+            timeout=s.wats.timeout,
+            rate_limit_per_minute=s.wats.rate_limit_per_minute,
+            max_connections=s.wats.max_connections,
+        )
+    from .wats.outbox import Outbox
+
+    path = outbox_file(s.outbox_path)
+    ctx.facts["outbox"] = str(path)
+    return Outbox(path)
+
+
+def wats_handlers(ctx: PluginContext) -> list[Any]:
+    """WATS handlers writing to a live server (``wats.url``) or to the local outbox.
+
+    ``[handlers.wats]`` holds `WatsHandlersConfig`; a run with no input and no such section (the
+    no-argument demo) uses `DEMO_WATS_SETTINGS`, which describe the bundled samples' line."""
+    s = ctx.settings
+    options = dict(ctx.options)
+    if not options and not s.has_input and s.replay.samples_by_default:
+        options = dict(DEMO_WATS_SETTINGS)
+        ctx.facts["wats settings"] = "embedded demo settings for the bundled samples' line"
+    if not s.wats.url:
+        options.setdefault("offline", True)  # an outbox cannot answer lookups
+    options.pop("outbox", None)  # the sink comes from [wats], built once here
+    options.pop("wats_url", None)
+    try:
+        config = WatsHandlersConfig.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigurationError(
+            "handlers.wats." + ".".join(str(p) for p in err["loc"]), err["msg"]
+        ) from None
+    sink = _sink(ctx)
+    ctx.cleanups.append(sink.aclose)
+    return list(create_handlers(config, ctx.meter_sink(sink)))

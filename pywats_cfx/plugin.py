@@ -1,0 +1,64 @@
+"""Entry-point targets that plug the CFX adapter into `pywats-events run` (contract: `pywats_events.plugins`).
+
+``pywats_events.codecs: cfx`` → `codec`, ``pywats_events.transports: amqp`` → `amqp_transport`,
+``pywats_events.samples: cfx`` → `bundled_samples`. The core finds them by name only, exactly as it finds a
+third-party plugin; nothing in the core imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pywats_events import ConfigurationError
+from pywats_events.plugins import PluginContext
+from pywats_events.transports import BaseTransport
+
+from .codec import CFXCodec
+
+__all__ = ["amqp_transport", "bundled_samples", "codec"]
+
+#: the CFX handle the listener announces itself with on the broker (``[plugins.amqp] cfx_handle``)
+DEFAULT_HANDLE = "//pywats-events/listener"
+
+
+def codec(**options: Any) -> CFXCodec:
+    """The CFX codec; options of ``[plugins.cfx]`` are `CFXCodec` keyword arguments."""
+    return CFXCodec(**options)
+
+
+def bundled_samples() -> list[tuple[str, bytes]]:
+    """The CFX sample messages shipped as package data, by name (what a no-argument run replays)."""
+    from .samples import list_samples, load_sample
+
+    return [(name, load_sample(name)) for name in list_samples()]
+
+
+def amqp_transport(ctx: PluginContext) -> BaseTransport | None:
+    """`CFXTransport` on RabbitMQ from ``[amqp]`` (None when no ``amqp.url`` is set).
+
+    ``[plugins.amqp]`` options are extra `AMQPConfig` fields, plus ``cfx_handle`` and ``drain_timeout``."""
+    s = ctx.settings.amqp
+    if s.url is None:
+        return None
+    from pydantic import ValidationError
+
+    from .transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
+
+    opts = dict(ctx.options)
+    handle = opts.pop("cfx_handle", DEFAULT_HANDLE)
+    drain = opts.pop("drain_timeout", min(ctx.settings.listener.drain_timeout, 10.0))
+    try:
+        amqp = AMQPConfig(
+            url=s.url,
+            exchange=s.exchange,
+            queue=s.queue,
+            routing_keys=list(s.bindings),
+            prefetch_count=s.prefetch,
+            **opts,
+        )
+        config = CFXConfig(amqp=amqp, endpoint=EndpointConfig(cfx_handle=handle), drain_timeout=drain)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigurationError("amqp." + ".".join(str(p) for p in err["loc"]), err["msg"]) from None
+    ctx.facts["input"] = f"AMQP queue {s.queue!r} on exchange {s.exchange!r}"
+    return CFXTransport(config, ctx.codec)

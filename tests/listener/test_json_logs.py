@@ -1,0 +1,118 @@
+"""Structured logs: the bus's own lines about one event (retry, deferral, dead letter, handler error) carry
+its event id and correlation id, so `--log-json` output can be joined with the message and the DLQ entry."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pywats_events import (
+    AsyncEventBus,
+    BaseHandler,
+    Event,
+    EventMetadata,
+    EventType,
+    PermanentError,
+    TransientError,
+)
+from pywats_events.logging_setup import JsonFormatter
+from pywats_events.policies import RetryPolicy
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pywats_events")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def _event(n: int) -> Event:
+    return Event(
+        event_type=EventType.TEST_RESULT,
+        payload={"unit_serial": f"U-{n}"},
+        metadata=EventMetadata(correlation_id=f"txn-{n}", source="test"),
+    )
+
+
+class _Flaky(BaseHandler):
+    """Fails each event transiently once, then succeeds; `on_error` itself is broken."""
+
+    event_types = [EventType.TEST_RESULT]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    async def handle(self, event: Event) -> None:
+        if event.id not in self.seen:
+            self.seen.add(event.id)
+            raise TransientError("WATS busy")
+
+    def on_error(self, event: Event, error: Exception) -> None:
+        raise RuntimeError("on_error is broken too")
+
+
+async def test_bus_log_lines_carry_event_and_correlation_ids(json_log: io.StringIO) -> None:
+    async def reject(event: Event) -> None:
+        raise PermanentError("no such part number")
+
+    fast = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02, jitter=False)
+    flaky = _Flaky()
+    bus = AsyncEventBus()
+    bus.subscribe(flaky, retry_policy=fast)
+    bus.subscribe(reject, [EventType.TEST_RESULT], retry_policy=fast)
+    async with bus:
+        bad, good = _event(1), _event(2)
+        await bus.publish(bad)
+        await bus.publish(good)
+    lines = _lines(json_log)
+    about_bad = [line for line in lines if line.get("event_id") == bad.id]
+    messages = " | ".join(line["message"] for line in about_bad)
+    assert any("retrying" in line["message"] for line in about_bad), messages
+    assert any("on_error raised" in line["message"] for line in about_bad), messages
+    assert any("dead-lettered" in line["message"] for line in about_bad), messages
+    for line in about_bad:
+        assert line["correlation_id"] == "txn-1" and line["event_type"] == bad.type_name
+        assert line["handler"]
+    dead = [line for line in lines if "dead-lettered" in line["message"]]
+    assert {line["event_id"] for line in dead} == {bad.id, good.id}
+    assert {line["correlation_id"] for line in dead} == {"txn-1", "txn-2"}
+
+
+async def test_deferral_log_line_carries_the_ids(json_log: io.StringIO) -> None:
+    calls = 0
+
+    async def outage(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise TransientError("WATS down")
+
+    once = RetryPolicy(max_retries=0, initial_delay=0.01, max_delay=0.02, jitter=False)
+    bus = AsyncEventBus()
+    bus.subscribe(outage, [EventType.TEST_RESULT], retry_policy=once)
+    async with bus:
+        ev = _event(3)
+        await bus.publish(ev)
+    deferred = [line for line in _lines(json_log) if "deferred" in line["message"]]
+    assert deferred, "a transient failure past the retries is deferred, not dead-lettered"
+    assert all(line["event_id"] == ev.id and line["correlation_id"] == "txn-3" for line in deferred)
+    assert calls == 3
