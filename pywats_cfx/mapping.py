@@ -727,9 +727,13 @@ def _pos(u: dict[str, Any] | None) -> int | None:
     return parse_int(u.get("PositionNumber")) if u else None
 
 
-def _map_work_started(ctx: _Ctx) -> list[Event]:
+def _unit_events(
+    ctx: _Ctx,
+    event_type: EventType,
+    fields: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]],
+) -> list[Event]:
+    """One event per unit of the message: the unit's identity, then `fields(body, unit)`."""
     b = ctx.body
-    wo = _opt_obj(b.get("WorkOrderIdentifier"))
     events = []
     for i, u, serial, panel in _per_unit(ctx):
         payload = {
@@ -737,64 +741,61 @@ def _map_work_started(ctx: _Ctx) -> list[Event]:
             "unit_serial": serial,
             "unit_position": _pos(u),
             "panel_serial": panel,
-            "lane": parse_int(b.get("Lane")),
-            "unit_count": parse_int(b.get("UnitCount")),
-            "recipe": parse_str(b.get("RecipeName")),
-            "recipe_revision": parse_str(b.get("Revision")),
-            "work_order": parse_str(wo.get("WorkOrderId")),
-            "batch": parse_str(wo.get("Batch")),
-            "surface": parse_str(b.get("RelevantSurface")),
+            **fields(b, u),
         }
-        if u is not None:
-            payload["position_name"] = parse_str(u.get("PositionName"))
-        events.append(ctx.event(EventType.WORK_STARTED, payload, i, serial or None))
+        events.append(ctx.event(event_type, payload, i, serial or None))
     return events
+
+
+def _work_started(b: dict[str, Any], u: dict[str, Any] | None) -> dict[str, Any]:
+    wo = _opt_obj(b.get("WorkOrderIdentifier"))
+    out = {
+        "lane": parse_int(b.get("Lane")),
+        "unit_count": parse_int(b.get("UnitCount")),
+        "recipe": parse_str(b.get("RecipeName")),
+        "recipe_revision": parse_str(b.get("Revision")),
+        "work_order": parse_str(wo.get("WorkOrderId")),
+        "batch": parse_str(wo.get("Batch")),
+        "surface": parse_str(b.get("RelevantSurface")),
+    }
+    if u is not None:
+        out["position_name"] = parse_str(u.get("PositionName"))
+    return out
+
+
+def _work_completed(b: dict[str, Any], u: dict[str, Any] | None) -> dict[str, Any]:
+    raw = b.get("Result")
+    out: dict[str, Any] = {
+        "result": _WORK_RESULTS.get(raw.lower(), "Completed") if isinstance(raw, str) else "Completed",
+        "unit_status": parse_str(u.get("Status")) if u else None,
+        "lane": parse_int(b.get("Lane")),
+        "unit_count": parse_int(b.get("UnitCount")),
+    }
+    if isinstance(raw, str) and raw.lower() not in _WORK_RESULTS:
+        out["raw_result"] = raw
+    stage = _stage_name(b.get("Stage"))
+    if stage:
+        out["stage"] = stage
+    impacts = b.get("PerformanceImpacts")
+    if isinstance(impacts, list):
+        out["performance_impacts"] = [parse_str(p.get("Cause")) for p in impacts if isinstance(p, dict)]
+    return out
+
+
+def _disqualified(b: dict[str, Any], u: dict[str, Any] | None) -> dict[str, Any]:
+    return {"reason": parse_str(b.get("Reason")), "comments": parse_str(b.get("Comments"))}
+
+
+def _map_work_started(ctx: _Ctx) -> list[Event]:
+    return _unit_events(ctx, EventType.WORK_STARTED, _work_started)
 
 
 def _map_work_completed(ctx: _Ctx) -> list[Event]:
-    b = ctx.body
-    raw = b.get("Result")
-    result = _WORK_RESULTS.get(raw.lower(), "Completed") if isinstance(raw, str) else "Completed"
-    events = []
-    for i, u, serial, panel in _per_unit(ctx):
-        payload: dict[str, Any] = {
-            **ctx.facts,
-            "unit_serial": serial,
-            "unit_position": _pos(u),
-            "panel_serial": panel,
-            "result": result,
-            "unit_status": parse_str(u.get("Status")) if u else None,
-            "lane": parse_int(b.get("Lane")),
-            "unit_count": parse_int(b.get("UnitCount")),
-        }
-        if isinstance(raw, str) and raw.lower() not in _WORK_RESULTS:
-            payload["raw_result"] = raw
-        stage = _stage_name(b.get("Stage"))
-        if stage:
-            payload["stage"] = stage
-        impacts = b.get("PerformanceImpacts")
-        if isinstance(impacts, list):
-            payload["performance_impacts"] = [
-                parse_str(p.get("Cause")) for p in impacts if isinstance(p, dict)
-            ]
-        events.append(ctx.event(EventType.WORK_COMPLETED, payload, i, serial or None))
-    return events
+    return _unit_events(ctx, EventType.WORK_COMPLETED, _work_completed)
 
 
 def _map_disqualified(ctx: _Ctx) -> list[Event]:
-    b = ctx.body
-    events = []
-    for i, u, serial, panel in _per_unit(ctx):
-        payload = {
-            **ctx.facts,
-            "unit_serial": serial,
-            "unit_position": _pos(u),
-            "panel_serial": panel,
-            "reason": parse_str(b.get("Reason")),
-            "comments": parse_str(b.get("Comments")),
-        }
-        events.append(ctx.event(EventType.UNIT_DISQUALIFIED, payload, i, serial or None))
-    return events
+    return _unit_events(ctx, EventType.UNIT_DISQUALIFIED, _disqualified)
 
 
 def _map_moved(event_type: EventType) -> Callable[[_Ctx], list[Event]]:
@@ -828,8 +829,11 @@ def _map_moved(event_type: EventType) -> Callable[[_Ctx], list[Event]]:
 
 def _map_installed(ctx: _Ctx) -> list[Event]:
     b = ctx.body
+    installed = _list(b.get("InstalledMaterials"), "InstalledMaterials")
+    if not installed:  # nothing to report would drop the message silently: quarantine it instead
+        raise MappingError("InstalledMaterials is missing or empty")
     events = []
-    for i, im in enumerate(_list(b.get("InstalledMaterials"), "InstalledMaterials")):
+    for i, im in enumerate(installed):
         im = _obj(im, "InstalledMaterial")
         mat = _opt_obj(im.get("Material"))
         components = []

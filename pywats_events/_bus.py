@@ -622,16 +622,19 @@ class AsyncEventBus:
                 # the feeder is caught up and there is room: straight into the lanes (same order, no cache)
                 self._released_ticket += 1
                 self._place_appended(seqs, events, journal)
-                if self._appended:
+                cached = bool(self._appended)
+                if cached:
                     self._release_appended()
             else:
                 self._appended[ticket] = list(zip(seqs, events, strict=True))
                 self._release_appended()
-            hooks = self._hooks["on_accepted"]
-            for event in events:
-                for hook in hooks:
-                    _safe(hook, event)
-            if self._feed_signal is not None:
+                cached = True
+            hooks = self._accepted_hooks
+            if hooks:
+                for event in events:
+                    for hook in hooks:
+                        _safe(hook, event)
+            if cached and self._feed_signal is not None:
                 self._feed_signal.set()
             return
         ack = _Ack(self._loop.create_future())
@@ -775,8 +778,8 @@ class AsyncEventBus:
         if self._inflight <= self._low_water:
             if self._waiters:
                 self._refill()
-            if self._feed_signal is not None:
-                self._feed_signal.set()
+            if self._feed_signal is not None and (self._cache or self._cache_overflow):
+                self._feed_signal.set()  # only when the feeder has something to feed
         if self._drain_future is not None and self._inflight == 0 and not self._waiters:
             if not self._drain_future.done():
                 self._drain_future.set_result(None)

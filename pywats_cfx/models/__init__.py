@@ -12,52 +12,17 @@ from typing import Any
 from pydantic import Field, SerializeAsAny
 
 from .._envelope import CFXEnvelope
+from . import messages as _messages
 from ._base import CFXDateTime, CFXModel, Str
-from .messages import (
-    CFXMessage,
-    EndpointConnected,
-    EndpointShuttingDown,
-    FaultAcknowledged,
-    FaultCleared,
-    FaultOccurred,
-    GenericCFXMessage,
-    Heartbeat,
-    MaterialsInstalled,
-    MaterialsLoaded,
-    MaterialsUnloaded,
-    StationStateChanged,
-    UnitsArrived,
-    UnitsDeparted,
-    UnitsDisqualified,
-    UnitsInspected,
-    UnitsTested,
-    WorkCompleted,
-    WorkStarted,
-)
+from .messages import *  # noqa: F403 - re-export the messages
+from .messages import CFXMessage, GenericCFXMessage
+from .messages import __all__ as _messages_all
 from .structures import *  # noqa: F403 - re-export the structures
 from .structures import __all__ as _structures_all
 
+#: every message with a dedicated model, by its full CFX name
 MESSAGE_MODELS: dict[str, type[CFXMessage]] = {
-    cls.MESSAGE_NAME: cls
-    for cls in (
-        UnitsTested,
-        UnitsInspected,
-        WorkStarted,
-        WorkCompleted,
-        UnitsDisqualified,
-        UnitsArrived,
-        UnitsDeparted,
-        MaterialsInstalled,
-        MaterialsLoaded,
-        MaterialsUnloaded,
-        FaultOccurred,
-        FaultCleared,
-        FaultAcknowledged,
-        StationStateChanged,
-        EndpointConnected,
-        EndpointShuttingDown,
-        Heartbeat,
-    )
+    cls.MESSAGE_NAME: cls for cls in (getattr(_messages, name) for name in _messages_all) if cls.MESSAGE_NAME
 }
 _BY_LOWER = {k.lower(): v for k, v in MESSAGE_MODELS.items()}
 
@@ -106,28 +71,10 @@ def parse_envelope(envelope: CFXEnvelope | dict[str, Any]) -> Envelope:
 
 __all__ = [
     "MESSAGE_MODELS",
-    "CFXMessage",
-    "EndpointConnected",
-    "EndpointShuttingDown",
     "Envelope",
-    "FaultAcknowledged",
-    "FaultCleared",
-    "FaultOccurred",
-    "GenericCFXMessage",
-    "Heartbeat",
-    "MaterialsInstalled",
-    "MaterialsLoaded",
-    "MaterialsUnloaded",
-    "StationStateChanged",
-    "UnitsArrived",
-    "UnitsDeparted",
-    "UnitsDisqualified",
-    "UnitsInspected",
-    "UnitsTested",
-    "WorkCompleted",
-    "WorkStarted",
     "model_for",
     "parse_envelope",
     "parse_message",
+    *_messages_all,
     *_structures_all,
 ]

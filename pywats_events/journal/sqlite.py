@@ -1,9 +1,13 @@
 """SQLite journal: WAL mode, group commit on a dedicated thread, backpressure at the size limit.
 
-All SQLite work happens on one worker thread that owns the connection, so the event loop never blocks on
-disk. The worker takes every queued operation at once and runs them in one transaction: concurrent `append`
-callers share one commit (one fsync). Handler progress and completion are queued without waiting and are
-written with the next commit. At the size limit `append` waits for room (backpressure) instead of dropping.
+All SQLite work happens on one worker thread that owns the connection, so the event loop never waits for
+the disk. Everything the loop produces in one iteration (appends, completion and progress marks) is handed
+to the worker as one batch: the appends are serialised in one call and written with one INSERT (one commit,
+one fsync) that SQLite unpacks from a JSON array in C with the GIL released, so the worker runs as little
+Python as possible. Completions go to a small `done` table (cheaper than rewriting each entry's row) and,
+like progress marks, are buffered and written every `MARK_FLUSH_INTERVAL` seconds (after a crash they are
+re-run: at-least-once). At the size limit `append` waits for room (backpressure) instead of dropping.
+The `entries` view keeps the shape older tools and people inspecting the file expect.
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ COMMIT;
 #: Handing over earlier does not overlap work: the worker needs the GIL to start, and a busy loop
 #: holds it until it goes idle (or for the switch interval), so small hand-overs only add GIL churn.
 HANDOVER_AT = 1024
+
+#: how long the loop may block (seconds) for an idle worker to take a hand-over (see `_flush_outgoing`);
+#: at most once per hand-over, never while the worker is busy (e.g. stuck on a slow disk); 0 disables
+PICKUP_WAIT = 0.0005
 
 #: warn once the pending part reaches this share of a limit; re-arm below the lower mark
 WARN_RATIO = 0.8
@@ -159,6 +167,8 @@ class SqliteJournal:
         self.synchronous = synchronous.upper()
         self.commit_window = commit_window
         self.stats = JournalStats()
+        self._warn_entries = WARN_RATIO * max_entries
+        self._warn_bytes = WARN_RATIO * max_bytes
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,6 +182,8 @@ class SqliteJournal:
         self._wake_task: asyncio.Future[None] | None = None
         # produced during the current loop iteration, handed to the worker in one piece
         self._scheduled = False
+        self._worker_idle = False
+        self._picked = threading.Event()
         self._new_events: list[Event] = []
         self._new_first = 0
         self._new_reserved = 0  # bytes reserved by estimate for `_new_events`
@@ -236,10 +248,14 @@ class SqliteJournal:
         if not count:
             return []
         estimate = self._avg_size * count
-        if self._waiters or not self._has_room(count, estimate):
-            await self._reserve(count, estimate)
+        s = self.stats
+        if not self._waiters and (
+            s.pending == 0
+            or (s.pending + count <= self.max_entries and s.pending_bytes + estimate <= self.max_bytes)
+        ):
+            self._account(count, estimate)  # the common case of `_reserve`, without a coroutine
         else:
-            self._account(count, estimate)
+            await self._reserve(count, estimate)
         # seqs are handed out here, in call order, with no await before the events join the hand-over
         first = self._next_seq
         self._next_seq = first + count
@@ -281,7 +297,12 @@ class SqliteJournal:
             raise RuntimeError("journal is not open")
         size = self._sizes.pop(seq)
         if size:
-            self._released(1, size)
+            s = self.stats
+            if s.pending > 0 and s.pending_bytes >= size and not (self._warned or self._waiters):
+                s.pending -= 1  # the common case of `_released`
+                s.pending_bytes -= size
+            else:
+                self._released(1, size)
         self._new_complete.append(seq)
         if not self._scheduled:
             self._schedule()
@@ -325,7 +346,15 @@ class SqliteJournal:
             return
         batch = _Batch(runs, waiters, self._new_complete, self._new_handled, self._new_ops)
         self._new_complete, self._new_handled, self._new_ops = [], [], []
-        self._queue.put(batch)
+        idle = self._worker_idle
+        if runs and idle and PICKUP_WAIT:
+            self._picked.clear()
+            self._queue.put(batch)
+            # An idle worker needs the GIL to start, and a busy loop would hold it until it goes idle
+            # itself: let go of it for a moment so that the commit overlaps with the loop's next work.
+            self._picked.wait(PICKUP_WAIT)
+        else:
+            self._queue.put(batch)
 
     def _serialise(self) -> tuple[list[_Run], list[asyncio.Future[None]]]:
         """Serialises this iteration's appends in one call; on failure, append by append so that only
@@ -409,8 +438,8 @@ class SqliteJournal:
         s.appended += count
         if self._warned:
             return
-        ratio = max(s.pending / self.max_entries, s.pending_bytes / self.max_bytes)
-        if ratio >= WARN_RATIO:
+        if s.pending >= self._warn_entries or s.pending_bytes >= self._warn_bytes:
+            ratio = max(s.pending / self.max_entries, s.pending_bytes / self.max_bytes)
             self._warned = True
             log.warning(
                 "journal %s at %.0f%% of its limit (%d entries, %d bytes pending); at 100%% intake will wait",
@@ -423,8 +452,10 @@ class SqliteJournal:
     def _released(self, count: int, size: int) -> None:
         """Entries completed: room for waiting appends."""
         s = self.stats
-        s.pending = max(0, s.pending - count)
-        s.pending_bytes = max(0, s.pending_bytes - size)
+        s.pending -= count
+        s.pending_bytes -= size
+        if s.pending < 0 or s.pending_bytes < 0:
+            s.pending, s.pending_bytes = max(0, s.pending), max(0, s.pending_bytes)
         if self._warned:
             ratio = max(s.pending / self.max_entries, s.pending_bytes / self.max_bytes)
             if ratio < _REARM_RATIO:
@@ -483,11 +514,15 @@ class SqliteJournal:
         try:
             stop = False
             while not stop:
+                self._worker_idle = True
                 try:
                     first = self._queue.get(timeout=MARK_FLUSH_INTERVAL if marks else None)
                 except queue.Empty:
                     marks.flush(conn)
                     continue
+                finally:
+                    self._worker_idle = False
+                self._picked.set()
                 if first is None:
                     break
                 if self.commit_window:

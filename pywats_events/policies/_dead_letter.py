@@ -73,6 +73,15 @@ class _DeadLetterBase:
         since: datetime | None = None,
         limit: int | None = None,
     ) -> list[DeadLetterEntry]:
+        """Entries oldest first, narrowed by every filter given, at most `limit` of them."""
+        found = self._candidates(handler, event_type, error_type)
+        out = [e for e in found if _matches(e, handler, event_type, error_type, since)]
+        return out[:limit] if limit is not None else out
+
+    def _candidates(
+        self, handler: str | None, event_type: str | None, error_type: str | None
+    ) -> list[DeadLetterEntry]:
+        """Entries oldest first; a store may pre-filter on the given fields (the caller checks again)."""
         raise NotImplementedError
 
     def get(self, entry_id: str) -> DeadLetterEntry | None:
@@ -165,18 +174,11 @@ class DeadLetterQueue(_DeadLetterBase):
                     old.handler,
                 )
 
-    def get_entries(
-        self,
-        *,
-        handler: str | None = None,
-        event_type: str | None = None,
-        error_type: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
+    def _candidates(
+        self, handler: str | None, event_type: str | None, error_type: str | None
     ) -> list[DeadLetterEntry]:
         with self._lock:
-            out = [e for e in self._entries.values() if _matches(e, handler, event_type, error_type, since)]
-        return out[:limit] if limit is not None else out
+            return list(self._entries.values())
 
     def get(self, entry_id: str) -> DeadLetterEntry | None:
         with self._lock:
@@ -287,14 +289,8 @@ class SqliteDeadLetterQueue(_DeadLetterBase):
             last_failure=datetime.fromisoformat(row[7]),
         )
 
-    def get_entries(
-        self,
-        *,
-        handler: str | None = None,
-        event_type: str | None = None,
-        error_type: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = None,
+    def _candidates(
+        self, handler: str | None, event_type: str | None, error_type: str | None
     ) -> list[DeadLetterEntry]:
         where, args = [], []
         for col, val in (("handler", handler), ("event_type", event_type), ("error_type", error_type)):
@@ -307,10 +303,7 @@ class SqliteDeadLetterQueue(_DeadLetterBase):
         sql += " ORDER BY pos"
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-        out = [self._row(r) for r in rows]
-        if since is not None:
-            out = [e for e in out if e.last_failure >= since]
-        return out[:limit] if limit is not None else out
+        return [self._row(r) for r in rows]
 
     def get(self, entry_id: str) -> DeadLetterEntry | None:
         with self._lock:

@@ -331,3 +331,15 @@ def test_events_equal_their_validated_form(codec: CFXCodec, name: str) -> None:
         assert Event.model_validate(ev.model_dump()) == ev
         assert Event.from_json(ev.to_json()) == ev
         assert ev.metadata.timestamp.tzinfo is not None
+
+
+@pytest.mark.parametrize("installed", [None, []])
+def test_materials_installed_without_materials_is_quarantined_not_dropped(
+    codec: CFXCodec, installed: list[object] | None
+) -> None:
+    env = load_sample_dict("materials_smt")
+    env["MessageBody"]["InstalledMaterials"] = installed
+    result = codec.decode(json.dumps(env).encode())
+    assert result.events == []
+    [record] = result.quarantined
+    assert "InstalledMaterials is missing or empty" in record.reason

@@ -125,3 +125,77 @@ def test_sync_publish_with_a_journal_returns_once_appended():
         assert len(journal.entries) == i + 1  # durable before publish returned
     report = bus.stop()
     assert report.clean and report.journal_pending == 0
+
+
+class BufferedJournal(MemoryJournal):
+    """A MemoryJournal with the optional no-wait marks, recording which marks the bus sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[str, int, str]] = []
+
+    def mark_handled_nowait(self, seq: int, handler: str, outcome: str) -> None:
+        self.marks.append(("handled", seq, handler))
+        self.handled.setdefault(seq, {})[handler] = outcome
+
+    def mark_complete_nowait(self, seq: int) -> None:
+        self.marks.append(("complete", seq, ""))
+        self.completed.add(seq)
+
+
+def test_buffered_journal_fits_the_optional_protocol():
+    from pywats_events.journal._protocol import BufferedMarks
+
+    assert isinstance(BufferedJournal(), BufferedMarks)
+    assert not isinstance(MemoryJournal(), BufferedMarks)
+
+
+async def test_progress_is_marked_for_all_but_the_last_handler():
+    journal = BufferedJournal()
+    a, b = Rec("a"), Rec("b")
+    bus = AsyncEventBus(journal=journal, max_concurrency=1)
+    bus.subscribe(a)
+    bus.subscribe(b)
+    async with bus:
+        await bus.context.submit([make_event("U", i) for i in range(3)])
+        await wait_until(lambda: len(journal.completed) == 3)
+    # "b handled" is implied by "complete"; "a handled" is what lets a restart skip a
+    assert journal.marks == [m for seq in (1, 2, 3) for m in (("handled", seq, "a"), ("complete", seq, ""))]
+    assert a.seen == b.seen == [0, 1, 2]
+
+
+async def test_single_handler_needs_one_mark_per_event():
+    journal = BufferedJournal()
+    h = Rec("h")
+    bus = AsyncEventBus(journal=journal)
+    bus.subscribe(h)
+    async with bus:
+        await bus.context.submit([make_event("U", i) for i in range(5)])
+        await wait_until(lambda: len(h.seen) == 5)
+    assert [kind for kind, _, _ in journal.marks] == ["complete"] * 5
+
+
+async def test_sqlite_journal_many_producers_each_event_once_in_order(tmp_path):
+    """The live path (appended events go straight to the lanes when the feeder is caught up) with the
+    real journal: every event handled exactly once, per-unit order kept, nothing left pending."""
+    from pywats_events.journal import SqliteJournal
+
+    seen: dict[str, list[int]] = {}
+
+    async def record(event: Event) -> None:
+        seen.setdefault(event.payload["unit_id"], []).append(event.payload["i"])
+
+    journal = SqliteJournal(tmp_path / "j.db")
+    bus = AsyncEventBus(journal=journal, max_in_flight=50, max_concurrency=4)
+    bus.subscribe(record, [EventType.TEST_RESULT])
+    await bus.start()
+
+    async def producer(unit: str) -> None:
+        for i in range(60):
+            await bus.context.submit([make_event(unit, i)])
+
+    await asyncio.wait_for(asyncio.gather(*(producer(f"U{p}") for p in range(12))), 15)
+    await wait_until(lambda: sum(len(v) for v in seen.values()) >= 720)
+    report = await bus.stop()
+    assert report.clean and report.journal_pending == 0
+    assert seen == {f"U{p}": list(range(60)) for p in range(12)}

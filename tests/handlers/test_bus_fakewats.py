@@ -6,15 +6,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
-from sample_plant import PN, TOKEN, plant_config, sample_events, seed
+from sample_plant import FCT, PN, TOKEN, fast_sender, fct_event, plant_config, sample_events, seed
 
 from handlers import WatsHandlersConfig, create_handlers
 from handlers.wats.fake import FakeWATS
-from handlers.wats.sender import HttpSender
-from pywats_events import AsyncEventBus, Event, EventMetadata, EventType
+from pywats_events import AsyncEventBus, Event, EventType
 from pywats_events.payloads import (
     Measurement,
     StepResult,
@@ -26,12 +24,7 @@ from pywats_events.payloads import (
 )
 from pywats_events.policies import DeadLetterQueue, RetryPolicy
 
-FCT = "Acme.FCT5000.FCT-L1-02"
 T0 = datetime(2026, 3, 12, 9, 0, tzinfo=timezone(timedelta(hours=1)))
-
-
-def _event(kind: EventType, payload: Any) -> Event:
-    return Event(event_type=kind, payload=payload.model_dump(mode="json"), metadata=EventMetadata(source=FCT))
 
 
 def unit_story(serial: str, *, station: str = FCT) -> list[Event]:
@@ -56,12 +49,12 @@ def unit_story(serial: str, *, station: str = FCT) -> list[Event]:
         ],
     )
     return [
-        _event(
+        fct_event(
             EventType.WORK_STARTED,
             WorkStartedEvent(unit_serial=serial, station=station, message_id=f"ws-{serial}"),
         ),
-        _event(EventType.TEST_RESULT, test),
-        _event(
+        fct_event(EventType.TEST_RESULT, test),
+        fct_event(
             EventType.WORK_COMPLETED,
             WorkCompletedEvent(
                 unit_serial=serial, station=station, result=WorkResult.COMPLETED, message_id=f"wc-{serial}"
@@ -74,15 +67,7 @@ def unit_story(serial: str, *, station: str = FCT) -> list[Event]:
 async def running(
     wats: FakeWATS, config: WatsHandlersConfig | None = None
 ) -> AsyncIterator[tuple[AsyncEventBus, DeadLetterQueue]]:
-    sender = HttpSender(
-        wats.url,
-        TOKEN,
-        rate_limit_per_minute=1_000_000,
-        max_attempts=2,
-        backoff_base=0.05,
-        max_retry_wait=0.2,
-        timeout=5.0,
-    )
+    sender = fast_sender(wats)
     dlq = DeadLetterQueue(1000)
     bus = AsyncEventBus(
         max_concurrency=16,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sample_plant import PN, PSU, TOKEN, UNITS, plant_config, seed
+from sample_plant import FCT, PN, PSU, TOKEN, UNITS, fast_sender, fct_event, plant_config, seed
 
 from handlers import (
     AssetHandler,
@@ -25,8 +25,8 @@ from handlers import (
 )
 from handlers.wats._request import WatsRequest, WatsResponse
 from handlers.wats.fake import FakeWATS
-from handlers.wats.sender import HttpSender, WatsOutcomeUnknownError
-from pywats_events import AsyncEventBus, Event, EventMetadata, EventType, TransientError
+from handlers.wats.sender import WatsOutcomeUnknownError
+from pywats_events import AsyncEventBus, Event, EventType, TransientError
 from pywats_events.payloads import (
     AssetFaultEvent,
     InstalledComponent,
@@ -36,16 +36,11 @@ from pywats_events.payloads import (
 )
 from pywats_events.policies import DeadLetterQueue, RetryPolicy
 
-FCT = "Acme.FCT5000.FCT-L1-02"
 FCT_ASSET = "FCT-L1-02"
 T0 = datetime(2026, 3, 12, 9, 0, tzinfo=timezone.utc)
 COUNT = "/api/Asset/Count"
 MESSAGE = "/api/Asset/Message"
 ADD_CHILD = "/api/Production/AddChildUnit"
-
-
-def _event(kind: EventType, payload: Any) -> Event:
-    return Event(event_type=kind, payload=payload.model_dump(mode="json"), metadata=EventMetadata(source=FCT))
 
 
 def unit_tested(serial: str) -> Event:
@@ -58,7 +53,7 @@ def unit_tested(serial: str) -> Event:
         start=T0,
         end=T0 + timedelta(seconds=2),
     )
-    return _event(EventType.TEST_RESULT, result)
+    return fct_event(EventType.TEST_RESULT, result)
 
 
 def fault(n: int) -> Event:
@@ -70,7 +65,7 @@ def fault(n: int) -> Event:
         description="Feeder jam",
         fault_occurrence_id=f"occ-{n}",
     )
-    return _event(EventType.ASSET_FAULT, payload)
+    return fct_event(EventType.ASSET_FAULT, payload)
 
 
 def installed(parent: str, child: str, child_pn: str) -> Event:
@@ -80,23 +75,11 @@ def installed(parent: str, child: str, child_pn: str) -> Event:
         message_id=f"mat-{parent}-{child}",
         components=[InstalledComponent(designator="J1", part_number=child_pn, serial=child)],
     )
-    return _event(EventType.MATERIAL_INSTALLED, payload)
+    return fct_event(EventType.MATERIAL_INSTALLED, payload)
 
 
 def counting_config(**overrides: Any) -> WatsHandlersConfig:
     return plant_config(asset={"count_usage": True}, **overrides)
-
-
-def sender(wats: FakeWATS, **overrides: Any) -> HttpSender:
-    options: dict[str, Any] = {
-        "rate_limit_per_minute": 1_000_000,
-        "max_attempts": 2,
-        "backoff_base": 0.05,
-        "max_retry_wait": 0.2,
-        "timeout": 5.0,
-    }
-    options.update(overrides)
-    return HttpSender(wats.url, TOKEN, **options)
 
 
 @asynccontextmanager
@@ -104,7 +87,7 @@ async def running(
     wats: FakeWATS, config: WatsHandlersConfig
 ) -> AsyncIterator[tuple[AsyncEventBus, DeadLetterQueue]]:
     """The real bus with the real handlers, talking HTTP to `wats`; stop() drains everything."""
-    live = sender(wats)
+    live = fast_sender(wats)
     dlq = DeadLetterQueue(1000)
     bus = AsyncEventBus(
         max_concurrency=16,
@@ -220,7 +203,7 @@ async def test_longer_outage_with_lost_answers_loses_and_doubles_nothing() -> No
 async def test_count_waits_while_the_re_read_fails_and_verifies_later() -> None:
     with FakeWATS(token=TOKEN) as wats:
         seed(wats)
-        async with sender(wats, max_attempts=1) as live:
+        async with fast_sender(wats, max_attempts=1) as live:
             h = AssetHandler(live, counting_config())
             ev = unit_tested(UNITS[0])
             wats.inject("error", status=500, after=True, count=1, path=COUNT)
@@ -240,7 +223,7 @@ async def test_count_waits_while_the_re_read_fails_and_verifies_later() -> None:
 async def test_count_lost_before_it_reached_wats_is_sent_again() -> None:
     with FakeWATS(token=TOKEN) as wats:
         seed(wats)
-        async with sender(wats, max_attempts=1) as live:
+        async with fast_sender(wats, max_attempts=1) as live:
             h = AssetHandler(live, counting_config())
             first, second = unit_tested(UNITS[0]), unit_tested(UNITS[1])
             wats.inject("drop", count=1, path=COUNT)  # dropped before WATS acted
@@ -256,7 +239,7 @@ async def test_count_lost_before_it_reached_wats_is_sent_again() -> None:
 async def test_message_not_applied_is_sent_again_and_a_fresh_handler_does_not_duplicate() -> None:
     with FakeWATS(token=TOKEN) as wats:
         seed(wats)
-        async with sender(wats, max_attempts=1) as live:
+        async with fast_sender(wats, max_attempts=1) as live:
             ev = fault(7)
             h = AssetHandler(live, plant_config())
             wats.inject("drop", count=1, path=MESSAGE)  # lost before WATS acted
@@ -274,7 +257,7 @@ async def test_message_not_applied_is_sent_again_and_a_fresh_handler_does_not_du
 async def test_remove_child_applied_then_500_is_done_and_a_repeat_sends_nothing() -> None:
     with FakeWATS(token=TOKEN) as wats:
         seed(wats)
-        async with sender(wats, max_attempts=1) as live:
+        async with fast_sender(wats, max_attempts=1) as live:
             h = ProductionHandler(live, plant_config())
             await h.handle(installed(UNITS[0], PSU[0], PSU[1]))
             assert wats.units[PSU]["parentSerialNumber"] == UNITS[0]
@@ -289,7 +272,7 @@ async def test_remove_child_applied_then_500_is_done_and_a_repeat_sends_nothing(
 async def test_add_child_while_wats_is_down_is_transient() -> None:
     with FakeWATS(token=TOKEN) as wats:
         seed(wats)
-        async with sender(wats, max_attempts=1) as live:
+        async with fast_sender(wats, max_attempts=1) as live:
             h = ProductionHandler(live, plant_config())
             ev = installed(UNITS[0], PSU[0], PSU[1])
             wats.inject("error", status=500, after=True, count=1, path=ADD_CHILD)

@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from listener_support import Cli, delete_topology, require_rabbit
+from brokers import require_rabbitmq
+from listener_support import Cli, delete_topology
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def cli() -> Cli:
 
 @pytest.fixture
 def rabbit() -> str:
-    return require_rabbit()
+    return require_rabbitmq()
 
 
 @pytest.fixture

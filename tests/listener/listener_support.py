@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from brokers import RABBITMQ_URL
 
 
 def cli_path() -> str:
@@ -65,24 +66,7 @@ class Cli:
 
 # ------------------------------------------------------------------ acceptance helpers
 
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 UNITS_TESTED = "CFX.Production.TestAndInspection.UnitsTested"
-
-
-def broker_up(port: int = 5672) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def require_rabbit() -> str:
-    if not broker_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("RabbitMQ is not reachable at 127.0.0.1:5672 (CI=true: broker tests must run)")
-        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
-    return AMQP_URL
 
 
 def free_port() -> int:
@@ -115,7 +99,7 @@ def units_tested(seq: int, unit: str, run_id: str) -> tuple[str, bytes]:
 async def publish(exchange: str, bodies: list[bytes], routing_key: str = f"line1.{UNITS_TESTED}") -> None:
     import aio_pika
 
-    conn = await aio_pika.connect(AMQP_URL)
+    conn = await aio_pika.connect(RABBITMQ_URL)
     async with conn:
         ch = await conn.channel(publisher_confirms=True)
         ex = await ch.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -133,7 +117,7 @@ async def publish(exchange: str, bodies: list[bytes], routing_key: str = f"line1
 async def delete_topology(exchange: str, queue: str, dlx: str) -> None:
     import aio_pika
 
-    conn = await aio_pika.connect(AMQP_URL)
+    conn = await aio_pika.connect(RABBITMQ_URL)
     async with conn:
         ch = await conn.channel()
         for q in (queue, f"{queue}.dead-letter"):
@@ -240,7 +224,7 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.5, what: str 
 def amqp_toml(exchange: str, queue: str, dlx: str, **extra: Any) -> str:
     lines = [
         "[amqp]",
-        f'url = "{AMQP_URL}"',
+        f'url = "{RABBITMQ_URL}"',
         f'exchange = "{exchange}"',
         f'queue = "{queue}"',
         "[plugins.amqp]",

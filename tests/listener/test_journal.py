@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -94,6 +95,75 @@ async def test_completed_entries_are_kept_within_retention(tmp_path: Path) -> No
         await j.flush()
         assert await j.prune() == 0
         assert await j.counts() == {"pending": 0, "completed": 1}
+
+
+async def test_unserialisable_event_fails_only_its_own_append(tmp_path: Path) -> None:
+    bad = Event(event_type=EventType.TEST_RESULT, payload={"unit_serial": "U1", "x": object()})
+    async with SqliteJournal(tmp_path / "j.db") as j:
+        results = await asyncio.gather(
+            j.append([_ev(0)]), j.append([bad]), j.append([_ev(1), _ev(2)]), return_exceptions=True
+        )
+        assert isinstance(results[1], Exception)
+        assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
+        pending = await j.read_pending(0, 10)
+        assert [e.event.payload["i"] for e in pending] == [0, 1, 2]
+        assert await j.depth() == 3
+
+
+async def test_completion_marks_are_batched_and_durable(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with SqliteJournal(path) as j:
+        seqs = [s for r in await asyncio.gather(*(j.append([_ev(i)]) for i in range(300))) for s in r]
+        for seq in seqs[:250]:
+            await j.mark_complete(seq)
+        assert await j.depth() == 50  # room is freed at once, before the marks are written
+    async with SqliteJournal(path) as j:
+        assert await j.depth() == 50
+        assert [p.seq for p in await j.read_pending(0, 1000)] == seqs[250:]
+        assert await j.counts() == {"pending": 50, "completed": 250}
+    with sqlite3.connect(path) as conn:  # what `pywats-events status` and people inspecting the file see
+        assert conn.execute("SELECT COUNT(*) FROM entries WHERE completed IS NULL").fetchone()[0] == 50
+        assert conn.execute("SELECT DISTINCT event_type FROM entries").fetchall() == [("test.result",)]
+
+
+_V1_SCHEMA = """
+CREATE TABLE entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
+    data TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL, completed REAL
+);
+CREATE INDEX entries_pending ON entries(seq) WHERE completed IS NULL;
+CREATE INDEX entries_completed ON entries(completed) WHERE completed IS NOT NULL;
+CREATE TABLE handled (
+    seq INTEGER NOT NULL, handler TEXT NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (seq, handler)
+) WITHOUT ROWID;
+"""
+
+
+async def test_journal_file_from_the_previous_layout_keeps_its_work(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    now = time.time()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_V1_SCHEMA)
+        for i in range(1, 6):
+            ev = _ev(i)
+            data = ev.to_json()
+            done = now if i <= 2 else None
+            conn.execute(
+                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (i, ev.id, ev.type_name, data, len(data), now, done),
+            )
+        conn.execute("INSERT INTO handled VALUES (3, 'a', 'done', ?)", (now,))
+        conn.execute("DELETE FROM entries WHERE seq = 5")  # seqs are never reused, even after deletion
+    async with SqliteJournal(path) as j:
+        assert await j.depth() == 2
+        pending = await j.read_pending(0, 10)
+        assert [(p.seq, p.event.payload["i"], p.handled) for p in pending] == [
+            (3, 3, frozenset({"a"})),
+            (4, 4, frozenset()),
+        ]
+        assert await j.append([_ev(9)]) == [6]
+        assert await j.counts() == {"pending": 3, "completed": 2}
 
 
 _CHILD = textwrap.dedent(

@@ -9,28 +9,14 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-import os
-import socket
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+from brokers import MQTT_HOST, MQTT_PORT, require_mosquitto
 from listener_support import ListenerProcess, run_cli, wats_settings_toml
 
-MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
 UNITS_TESTED = "CFX.Production.TestAndInspection.UnitsTested"
-
-
-def require_mosquitto() -> None:
-    try:
-        with socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=2):
-            return
-    except OSError as exc:
-        message = f"Mosquitto is not reachable at {MQTT_HOST}:{MQTT_PORT} ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: broker tests must run)")
-        pytest.skip(message)
 
 
 def _publish(messages: list[tuple[str, bytes]]) -> None:

@@ -7,6 +7,7 @@ with the listener settings and this plugin's own options (``[handlers.csv_archiv
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +26,28 @@ class CsvArchiveHandler(BaseHandler):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # the bus runs a sync handler in worker threads, several units at once: one writer at a time,
+        # so that only the first line written is the header
+        self._lock = threading.Lock()
 
     def handle(self, event: Event) -> None:
         result = TestResultEvent.model_validate(event.payload)
-        new = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            if new:
-                writer.writerow(COLUMNS)
-            writer.writerow(
-                [
-                    event.timestamp.isoformat(),
-                    result.unit_serial,
-                    str(getattr(result.result, "value", result.result)),
-                    result.method or "",
-                    event.source or "",
-                    event.id,
-                ]
-            )
+        row = [
+            event.timestamp.isoformat(),
+            result.unit_serial,
+            str(getattr(result.result, "value", result.result)),
+            result.method or "",
+            event.source or "",
+            event.id,
+        ]
+        with self._lock:
+            new = not self.path.exists()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                if new:
+                    writer.writerow(COLUMNS)
+                writer.writerow(row)
 
 
 def create_handlers(ctx: Any) -> list[BaseHandler]:

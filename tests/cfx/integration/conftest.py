@@ -5,14 +5,14 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from brokers import require_rabbitmq
 
-from ._support import BROKER_HOST, BROKER_PORT, BROKER_URL, require_port, unique
+from ._support import unique
 
 
 @pytest.fixture
 def rabbitmq() -> str:
-    require_port(BROKER_HOST, BROKER_PORT, "RabbitMQ")
-    return BROKER_URL
+    return require_rabbitmq()
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from brokers import RABBITMQ_HOST, RABBITMQ_PORT, TcpProxy
+from transport_doubles import RecordingContext
 
 from pywats_cfx.transport import (
     AMQPConfig,
@@ -26,7 +28,7 @@ from pywats_cfx.transport import (
 from pywats_events import BusStateError
 from pywats_events.transports import ConnectionState
 
-from ._support import BROKER_HOST, BROKER_PORT, JsonEnvelopeCodec, RecordingContext, TcpProxy
+from ._support import JsonEnvelopeCodec
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(30)]
 
@@ -36,9 +38,9 @@ FAULT = "CFX.ResourcePerformance.FaultOccurred"
 HANDLE = "Vendor.ICT.SN1001"
 
 
-def make_config(names: dict[str, str], *, port: int = BROKER_PORT, **amqp: Any) -> CFXConfig:
+def make_config(names: dict[str, str], *, port: int = RABBITMQ_PORT, **amqp: Any) -> CFXConfig:
     settings: dict[str, Any] = {
-        "host": BROKER_HOST,
+        "host": RABBITMQ_HOST,
         "port": port,
         "exchange": names["exchange"],
         "queue": names["queue"],
@@ -89,7 +91,7 @@ async def test_gzipped_and_plain_envelopes_arrive_in_order_and_are_acked(
         second = await publish(admin, names["exchange"], WORK_COMPLETED, compress=False)
         await context.wait_for(lambda: len(context.events) >= 2)
         await asyncio.sleep(0.3)
-        assert context.unique_ids() == [first, second]
+        assert context.ids("unique_id") == [first, second]
         assert context.events[0].metadata.source_topic == f"{HANDLE}.{UNITS_TESTED}"
         assert context.quarantined == []
         await asyncio.sleep(0.2)
@@ -142,7 +144,7 @@ async def test_poison_message_is_quarantined_dead_lettered_and_does_not_block(
         await context.wait_for(lambda: len(context.events) == 1 and len(context.quarantined) == 1)
     finally:
         await transport.stop()
-    assert context.unique_ids() == [good]
+    assert context.ids("unique_id") == [good]
     record = context.quarantined[0]
     assert record.raw == poison and "not a CFX envelope" in record.reason
     assert record.topic == f"{HANDLE}.{WORK_COMPLETED}"
@@ -180,14 +182,14 @@ async def test_message_stays_unacked_until_the_bus_accepts_it(
         await asyncio.sleep(0.2)
     finally:
         await transport.stop()
-    assert again.unique_ids() == [unique_id]
+    assert again.ids("unique_id") == [unique_id]
     assert await ready_count(admin, names["queue"]) == 0
 
 
 async def test_connection_cut_mid_stream_loses_nothing(
     admin: AbstractRobustConnection, names: dict[str, str]
 ) -> None:
-    proxy = TcpProxy(BROKER_HOST, BROKER_PORT)
+    proxy = TcpProxy(RABBITMQ_HOST, RABBITMQ_PORT)
     await proxy.start()
     context = RecordingContext(submit_delay=0.002)
     transport = CFXTransport(
@@ -206,12 +208,12 @@ async def test_connection_cut_mid_stream_loses_nothing(
             sent.append(await publish(admin, names["exchange"], UNITS_TESTED, serial=f"SN{i}"))
         await asyncio.sleep(0.5)
         proxy.accepting = True
-        await context.wait_for(lambda: set(context.unique_ids()) >= set(sent), timeout=15)
+        await context.wait_for(lambda: set(context.ids("unique_id")) >= set(sent), timeout=15)
         await asyncio.sleep(0.3)
     finally:
         await transport.stop()
         await proxy.close()
-    assert set(context.unique_ids()) == set(
+    assert set(context.ids("unique_id")) == set(
         sent
     )  # nothing lost; duplicates allowed (de-duplicated downstream)
     disconnected = context.states.index(ConnectionState.DISCONNECTED)
@@ -223,7 +225,7 @@ async def test_credentials_never_appear_in_logs_errors_or_reprs(
     rabbitmq: str, names: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "s3cr3t-Pa55word-7731"
-    env = {"CFX_AMQP_URL": f"amqp://guest:{secret}@{BROKER_HOST}:{BROKER_PORT}/"}
+    env = {"CFX_AMQP_URL": f"amqp://guest:{secret}@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"}
     config = CFXConfig(
         amqp=AMQPConfig(exchange=names["exchange"], queue=names["queue"], connect_timeout=3),
         endpoint=EndpointConfig(cfx_handle="//Test/WATS/Listener"),
@@ -237,7 +239,7 @@ async def test_credentials_never_appear_in_logs_errors_or_reprs(
     texts.append(repr(CFXConfig(amqp=AMQPConfig(url=env["CFX_AMQP_URL"]), endpoint=config.endpoint)))
     for text in texts:
         assert secret not in text
-    assert f"guest:******@{BROKER_HOST}" in str(info.value)
+    assert f"guest:******@{RABBITMQ_HOST}" in str(info.value)
     assert transport.state is ConnectionState.DISCONNECTED
 
 
@@ -252,7 +254,7 @@ async def test_quorum_queue_with_dead_lettering(
         await context.wait_for(lambda: len(context.events) == 1)
     finally:
         await transport.stop()
-    assert context.unique_ids() == [unique_id]
+    assert context.ids("unique_id") == [unique_id]
     channel = await admin.channel()
     declared = await channel.declare_queue(
         names["queue"],
@@ -283,7 +285,7 @@ async def test_consumes_an_existing_queue_passively(
         await context.wait_for(lambda: len(context.events) == 1)
     finally:
         await transport.stop()
-    assert context.unique_ids() == [unique_id]
+    assert context.ids("unique_id") == [unique_id]
 
 
 async def test_missing_passive_queue_is_a_clear_start_error(names: dict[str, str]) -> None:
@@ -354,7 +356,7 @@ async def test_refused_submit_requeues_instead_of_dropping_or_dead_lettering(
         await asyncio.sleep(0.2)
     finally:
         await transport.stop()
-    assert context.unique_ids() == [unique_id]
+    assert context.ids("unique_id") == [unique_id]
     assert transport.stats.requeued == 1 and transport.stats.dead_lettered == 0
     assert context.quarantined == []
     assert await ready_count(admin, names["queue"]) == 0
@@ -389,10 +391,10 @@ async def test_broker_forced_close_of_our_connection_is_survived(
         await asyncio.to_thread(_rabbitmqctl, "close_connection", ours[0], "pywats transport test")
         await context.wait_for(lambda: ConnectionState.DISCONNECTED in context.states, timeout=10)
         second = await publish(admin, names["exchange"], UNITS_TESTED)
-        await context.wait_for(lambda: second in context.unique_ids(), timeout=10)
+        await context.wait_for(lambda: second in context.ids("unique_id"), timeout=10)
     finally:
         await transport.stop()
-    assert context.unique_ids()[0] == first
+    assert context.ids("unique_id")[0] == first
     assert ConnectionState.CONNECTED in context.states[context.states.index(ConnectionState.DISCONNECTED) :]
 
 

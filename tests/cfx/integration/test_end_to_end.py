@@ -9,6 +9,7 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from brokers import RABBITMQ_HOST, RABBITMQ_PORT, TcpProxy
 
 from pywats_cfx import CFXCodec
 from pywats_cfx.transport import (
@@ -21,8 +22,6 @@ from pywats_cfx.transport import (
 )
 from pywats_events import AsyncEventBus, Event, EventType
 from pywats_events.payloads import TestResultEvent
-
-from ._support import BROKER_HOST, BROKER_PORT, TcpProxy
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(30)]
 
@@ -86,10 +85,10 @@ async def publish_all(
     await channel.close()
 
 
-def config_for(names: dict[str, str], port: int = BROKER_PORT) -> CFXConfig:
+def config_for(names: dict[str, str], port: int = RABBITMQ_PORT) -> CFXConfig:
     return CFXConfig(
         amqp=AMQPConfig(
-            host=BROKER_HOST,
+            host=RABBITMQ_HOST,
             port=port,
             exchange=names["exchange"],
             queue=names["queue"],
@@ -129,7 +128,7 @@ async def test_units_tested_reaches_a_handler_as_a_test_result(
 async def test_transport_events_and_no_loss_across_a_cut_with_the_real_bus(
     admin: AbstractRobustConnection, names: dict[str, str]
 ) -> None:
-    proxy = TcpProxy(BROKER_HOST, BROKER_PORT)
+    proxy = TcpProxy(RABBITMQ_HOST, RABBITMQ_PORT)
     await proxy.start()
     serials: list[str] = []
     system: list[Event] = []

@@ -9,12 +9,12 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from brokers import RABBITMQ_HOST
+from transport_doubles import RecordingContext
 
 from pywats_cfx import CFXCodec
 from pywats_cfx.transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig, encode_envelope
 from pywats_events import EventType
-
-from ._support import BROKER_HOST, RecordingContext
 
 
 def _load_simulator() -> ModuleType:
@@ -61,7 +61,7 @@ def test_every_generated_message_decodes_into_the_expected_events() -> None:
 async def test_cli_publishes_to_rabbitmq(rabbitmq: str, names: dict[str, str]) -> None:
     config = CFXConfig(
         amqp=AMQPConfig(
-            host=BROKER_HOST,
+            host=RABBITMQ_HOST,
             exchange=names["exchange"],
             queue=names["queue"],
             dead_letter_exchange=names["dlx"],

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from brokers import MQTT_HOST, MQTT_PORT, require_mosquitto
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -17,19 +18,16 @@ from pywats_cfx.transport import encode_envelope
 from pywats_events import AsyncEventBus, Event, EventType
 from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport
 
-from ._support import require_port
 from .test_end_to_end import BODY, UNITS_TESTED, envelope_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(30)]
 
-HOST, PORT = "127.0.0.1", 1883
-
 
 @pytest.fixture
 async def mqtt_publisher() -> AsyncIterator[paho.Client]:
-    require_port(HOST, PORT, "Mosquitto")
+    require_mosquitto()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"cfx-pub-{uuid.uuid4().hex[:8]}")
-    client.connect(HOST, PORT)
+    client.connect(MQTT_HOST, MQTT_PORT)
     client.loop_start()
     yield client
     client.disconnect()
@@ -42,7 +40,7 @@ async def test_envelopes_and_bare_bodies_over_mqtt_become_test_results(mqtt_publ
     bus = AsyncEventBus(max_concurrency=4)
     bus.subscribe(received.append, [EventType.TEST_RESULT])
     config = MQTTConfig(
-        host=HOST, port=PORT, topics={f"{prefix}/+/cfx": None, f"{prefix}/+/tested": UNITS_TESTED}
+        host=MQTT_HOST, port=MQTT_PORT, topics={f"{prefix}/+/cfx": None, f"{prefix}/+/tested": UNITS_TESTED}
     )
     bus.register_transport(MQTTTransport(config, CFXCodec()))
     await bus.start()

@@ -9,14 +9,16 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from brokers import MQTT_HOST, MQTT_PORT, TcpProxy, require_mosquitto
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from transport_doubles import RecordingContext
 
 from pywats_events import ConfigurationError
 from pywats_events.transports import ConnectionState
 from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport
 
-from ._support import MQTT_HOST, MQTT_PORT, EnvelopeCodec, RecordingContext, TcpProxy, require_mosquitto
+from ._support import EnvelopeCodec
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(30)]
 

@@ -1,0 +1,107 @@
+"""The real brokers the tests use, the skip-or-fail rule for missing parts, and a cuttable TCP proxy.
+
+Rule: a reachable broker → the test runs; unreachable → skip with the reason, except under CI=true, where a
+missing part is a failure (CI must not go green by skipping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import NoReturn
+
+import pytest
+
+RABBITMQ_HOST = "127.0.0.1"
+RABBITMQ_PORT = 5672
+RABBITMQ_URL = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
+MQTT_HOST = "127.0.0.1"
+MQTT_PORT = 1883
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test for `reason`, or fail it under CI=true."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: this test must run)")
+    pytest.skip(reason)
+
+
+def require_port(host: str, port: int, what: str) -> None:
+    """Return if `host:port` accepts a TCP connection; otherwise skip (or fail under CI)."""
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return
+    except OSError as exc:
+        skip_or_fail(f"{what} not reachable at {host}:{port} ({exc})")
+
+
+def require_rabbitmq() -> str:
+    """The AMQP URL of the test RabbitMQ, once it is known to be reachable."""
+    require_port(RABBITMQ_HOST, RABBITMQ_PORT, "RabbitMQ")
+    return RABBITMQ_URL
+
+
+def require_mosquitto() -> None:
+    require_port(MQTT_HOST, MQTT_PORT, "Mosquitto")
+
+
+class TcpProxy:
+    """A relay in front of a broker, to kill live connections without touching the broker itself."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.accepting = True
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            dst.transport.abort()
+
+    def cut(self) -> None:
+        """Abort every live connection (like a broker crash or a pulled cable); keep listening."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
