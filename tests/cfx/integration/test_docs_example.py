@@ -1,4 +1,4 @@
-"""The pyWATS docs' CFX adapter example, run as written against the real RabbitMQ (placeholder host filled)."""
+"""The pyWATS docs' CFX adapter example, run as written against the real RabbitMQ (host filled in)."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def test_docs_cfx_example_receives_cfx_messages() -> None:
     arrived = threading.Event()
 
     class Collect(BaseHandler):
-        event_types = [EventType.WORK_STARTED]  # noqa: RUF012
+        event_types = [EventType.WORK_STARTED]
 
-        def handle(self, event):  # type: ignore[no-untyped-def]
+        def handle(self, event):
             received.append(event.payload["unit_serial"])
             arrived.set()
 
