@@ -27,6 +27,7 @@ __all__ = [
     "apreview",
     "preview",
     "preview_config",
+    "preview_placeholders",
     "preview_requests",
     "simulated_response",
 ]
@@ -98,12 +99,28 @@ def preview_config(**overrides: object) -> WatsHandlersConfig:
     return WatsHandlersConfig.model_validate(values)
 
 
+def preview_placeholders(config: WatsHandlersConfig | None = None) -> dict[str, object]:
+    """The defaults a preview falls back to, by WATS field name (``partNumber``, ``revision``,
+    ``processCode``, ``location``): a request carrying one of these values shows a stand-in, not a value
+    the listener would send once the plant's configuration or WATS supplies the real one."""
+    cfg = config or preview_config()
+    values: dict[str, object | None] = {
+        "partNumber": cfg.default_part_number,
+        "revision": cfg.default_revision,
+        "processCode": cfg.default_process_code,
+        "location": cfg.location,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
 @dataclass
 class PreviewItem:
     event: Event
     requests: list[WatsRequest] = field(default_factory=list)
     #: why the event would be dead-lettered (e.g. a `ResolutionError`), else None
     error: str | None = None
+    #: names of the handlers that take this event type (empty: WATS never hears of it)
+    handlers: list[str] = field(default_factory=list)
 
 
 async def apreview(
@@ -120,6 +137,7 @@ async def apreview(
         for h in handlers:
             if str(event.event_type) not in resolve_event_types(h):
                 continue
+            item.handlers.append(h.name)
             start = len(sink.requests)
             try:
                 await h.handle(event)  # type: ignore[misc]

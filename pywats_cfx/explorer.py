@@ -7,8 +7,13 @@
     ... --json                                                   # machine-readable
 
 "What WATS would receive" comes from the WATS handlers package when it is installed and offers
-``handlers.preview.preview_requests(events)``; without it that section is left out. The import happens
-only when needed, so this package never depends on WATS code.
+``handlers.preview.preview(events)``; without it that section is left out. The import happens only when
+needed, so this package never depends on WATS code. The preview runs offline: part number, revision,
+process and location are stand-ins, and the explorer marks them as such.
+
+Human output never crops: long values wrap, so message names, serials and limits are shown in full on
+any terminal width; without a terminal it carries no colour codes. ``--json`` writes only JSON to stdout;
+errors go to stderr.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,13 +39,33 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 
+#: WATS field names (as the preview reports them) → the request keys that carry them
+_PLACEHOLDER_KEYS: dict[str, tuple[str, ...]] = {
+    "partNumber": ("pn", "partNumber"),
+    "revision": ("rev", "revision"),
+    "processCode": ("processCode",),
+    "location": ("location", "currentLocation"),
+}
+_CFX_NAME_IN_TEXT = re.compile(r"CFX(?:\.[A-Z][A-Za-z0-9]*)+")
+_RAW_TEXT_LIMIT = 4000
 
-def _load_preview() -> Callable[[Sequence[Event]], Any] | None:
+
+@dataclasses.dataclass
+class _Preview:
+    items: Callable[[Sequence[Event]], list[Any]]
+    placeholders: dict[str, object]
+
+
+def _load_preview() -> _Preview | None:
     try:
-        from handlers.preview import preview_requests
+        from handlers.preview import preview, preview_placeholders
     except Exception:  # absent or broken: the explorer works without it
         return None
-    return preview_requests
+    try:
+        placeholders = dict(preview_placeholders())
+    except Exception:  # a broken configuration only costs the placeholder marks
+        placeholders = {}
+    return _Preview(preview, placeholders)
 
 
 def _plain(value: Any) -> Any:
@@ -57,14 +83,51 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _wats_preview(events: list[Event]) -> tuple[bool, Any]:
-    preview = _load_preview()
-    if preview is None:
-        return False, None
+def _placeholders_in(request: dict[str, Any], placeholders: dict[str, object]) -> list[str]:
+    """Where a request carries a preview stand-in, as ``json.pn`` / ``params.partNumber`` / ``path``."""
+    found: list[str] = []
+    for section in ("params", "json"):
+        data = request.get(section)
+        if not isinstance(data, dict):
+            continue
+        for field, value in placeholders.items():
+            for key in _PLACEHOLDER_KEYS.get(field, (field,)):
+                if key in data and data[key] == value:
+                    found.append(f"{section}.{key}")
+    pn = placeholders.get("partNumber")
+    if isinstance(pn, str) and pn and f"/{pn}" in str(request.get("path", "")):
+        found.append("path")
+    return found
+
+
+def _wats_preview(events: list[Event]) -> dict[str, Any] | None:
+    """The WATS section of the report, or None without the handlers package."""
+    loaded = _load_preview()
+    if loaded is None:
+        return None
     try:
-        return True, _plain(preview(events))
+        items = loaded.items(events)
     except Exception as exc:  # a preview bug must not hide the decoded message
-        return True, {"error": f"{type(exc).__name__}: {exc}"}
+        return {"requests": [], "per_event": [], "placeholders": {}, "error": f"{type(exc).__name__}: {exc}"}
+    requests: list[dict[str, Any]] = []
+    per_event: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        first = len(requests)
+        for r in getattr(item, "requests", []):
+            plain = _plain(r)
+            if isinstance(plain, dict):
+                plain["placeholders"] = _placeholders_in(plain, loaded.placeholders)
+            requests.append(plain)
+        per_event.append(
+            {
+                "event": index,
+                "event_type": str(item.event.event_type),
+                "handlers": list(getattr(item, "handlers", [])),
+                "requests": list(range(first, len(requests))),
+                "error": item.error,
+            }
+        )
+    return {"requests": requests, "per_event": per_event, "placeholders": _plain(loaded.placeholders)}
 
 
 def _report(
@@ -83,11 +146,16 @@ def _report(
         "messages": [_message_report(m) for m in messages],
         "quarantined": [{"reason": q.reason, "bytes": len(q.raw)} for q in quarantined],
         "_text": text,
-        "_events": events,
+        "_unwrapped": bool(layers) or text is not raw or not quarantined,
     }
-    shown, wats = _wats_preview(events) if events else (False, None)
-    if shown:
-        report["wats"] = wats
+    wats = _wats_preview(events) if events else None
+    if wats is not None:
+        # "wats" stays the flat request list; the rest explains it
+        report["wats"] = wats["requests"]
+        report["wats_per_event"] = wats["per_event"]
+        report["wats_placeholders"] = wats["placeholders"]
+        if "error" in wats:
+            report["wats_error"] = wats["error"]
     return report
 
 
@@ -104,68 +172,237 @@ def _message_report(m: DecodedMessage) -> dict[str, Any]:
     }
 
 
+def _hint(reason: str, label: str) -> str:
+    """What the user can do about a quarantine reason."""
+    if "without a message name" in reason:
+        guess = _CFX_NAME_IN_TEXT.search(Path(label).name)
+        example = guess.group(0) if guess else "CFX.Production.WorkStarted"
+        return f" (a bare MessageBody: name it with --message-name, e.g. --message-name {example})"
+    return ""
+
+
 # ---------------------------------------------------------------- rendering
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):  # e.g. an ASCII-only locale: escape, stay valid JSON
+        text = json.dumps(data, indent=2, ensure_ascii=True, default=str)
+    sys.stdout.write(text + "\n")
 
 
-def _render(report: dict[str, Any], *, show_raw: bool, show_model: bool) -> None:
+def _console() -> Any:
     from rich.console import Console
-    from rich.json import JSON
-    from rich.panel import Panel
-    from rich.table import Table
 
-    console = Console()
-    enc = ", ".join(report["encoding"]) or "plain"
-    console.rule(f"[bold]{report['input']}[/] ({report['bytes']} bytes, {enc})")
-    if show_raw:
-        text = report["_text"]
+    return Console(highlight=False)
+
+
+def _emit(render: Callable[[Any], None]) -> None:
+    """Render to stdout without the trailing blanks rich pads wrapped lines with."""
+    console = _console()
+    with console.capture() as captured:
+        render(console)
+    text = "".join(line.rstrip() + "\n" for line in captured.get().splitlines())
+    encoding = sys.stdout.encoding or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):  # a terminal that cannot show a character gets "?"
+        text = text.encode(encoding, "replace").decode(encoding)
+    sys.stdout.write(text)
+
+
+def _say(console: Any, text: str, indent: int = 0, style: str = "") -> None:
+    """A line that wraps onto indented continuation lines (never cropped)."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console.print(Padding(Text(text, style=style, overflow="fold"), (0, 0, 0, indent), expand=False))
+
+
+def _section(console: Any, title: str, body: Any) -> None:
+    """A titled block; no frame, so the JSON in it can be copied as it is."""
+    _say(console, title, 0, "bold")
+    console.print(body, soft_wrap=True)  # long lines are left to the terminal: nothing cropped or split
+
+
+def _json_view(data: Any) -> Any:
+    """Highlighted JSON that wraps long strings instead of cropping them."""
+    from rich.json import JSON
+
+    view = JSON(json.dumps(data, ensure_ascii=False, default=str))
+    view.text.no_wrap = False
+    view.text.overflow = "fold"
+    return view
+
+
+def _raw_view(report: dict[str, Any]) -> Any:
+    text: bytes = report["_text"]
+    if not report["quarantined"] or report["_unwrapped"]:
         try:
-            raw_view: Any = JSON(text.decode("utf-8"))
-        except Exception:  # not JSON: show it as text
-            raw_view = text.decode("utf-8", "replace")[:4000]
-        console.print(Panel(raw_view, title="raw message"))
+            return _json_view(json.loads(text.decode("utf-8")))
+        except Exception:  # not JSON: shown below as text or bytes
+            pass
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data, {len(text)} bytes, starting {text[:32].hex(' ')}"
+    shown = "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in decoded[:_RAW_TEXT_LIMIT])
+    if len(decoded) > _RAW_TEXT_LIMIT:
+        shown += f"\n[... {len(decoded) - _RAW_TEXT_LIMIT} more characters not shown]"
+    from rich.text import Text
+
+    return Text(shown, overflow="fold")
+
+
+def _render(console: Any, report: dict[str, Any], *, show_raw: bool, show_model: bool) -> None:
+
+    enc = ", ".join(report["encoding"]) or ("plain" if not report["quarantined"] else "not decoded")
+    _say(console, f"{report['input']} ({report['bytes']} bytes, {enc})", 0, "bold")
+    if show_raw:
+        _section(console, "raw message", _raw_view(report))
+    index = 0
     for m in report["messages"]:
         if show_model:
-            console.print(
-                Panel(JSON(json.dumps(m["model"], default=str)), title=f"decoded {m['message_name']}")
-            )
-        table = Table(title=f"domain events from {m['message_name']}", show_lines=False)
-        for col in ("#", "type", "ordering key", "timestamp", "summary"):
-            table.add_column(col)
-        for i, ev in enumerate(m["events"]):
-            p, meta = ev["payload"], ev["metadata"]
-            table.add_row(
-                str(i),
-                ev["event_type"],
-                str(meta.get("ordering_key")),
-                str(meta.get("timestamp")),
-                _summary(p),
-            )
-        console.print(table)
+            _section(console, f"decoded {m['message_name']}", _json_view(m["model"]))
+        _say(console, f"domain events from {m['message_name']}: {len(m['events'])}", 0, "bold")
         for ev in m["events"]:
-            console.print(Panel(JSON(json.dumps(ev, default=str)), title=ev["event_type"]))
+            meta = ev["metadata"]
+            line = f"[{index}] {ev['event_type']}  key={meta.get('ordering_key')}  at {meta.get('timestamp')}"
+            if (meta.get("extras") or {}).get("timestamp_missing"):
+                line += " (the message has no timestamp: this is the time it was read)"
+            _say(console, line, 2)
+            summary = _summary(ev["payload"])
+            if summary:
+                _say(console, f"{summary}", 6)
+            index += 1
+        for ev in m["events"]:
+            _section(console, f"event {ev['event_type']}", _json_view(ev))
     if "wats" in report:
-        console.print(Panel(JSON(json.dumps(report["wats"], default=str)), title="what WATS would receive"))
+        _render_wats(console, report)
     for q in report["quarantined"]:
-        console.print(f"[bold red]quarantined[/] ({q['bytes']} bytes): {q['reason']}")
+        _say(console, f"quarantined ({q['bytes']} bytes): {q['reason']}", 0, "bold red")
+
+
+def _render_wats(console: Any, report: dict[str, Any]) -> None:
+
+    requests: list[dict[str, Any]] = report["wats"]
+    placeholders: dict[str, Any] = report.get("wats_placeholders") or {}
+    _say(console, "what WATS would receive", 0, "bold")
+    if "wats_error" in report:
+        _say(console, f"the WATS preview failed: {report['wats_error']}", 2, "red")
+    for entry in report.get("wats_per_event", []):
+        _say(console, f"event [{entry['event']}] {entry['event_type']}:", 2)
+        if not entry["handlers"]:
+            _say(console, "nothing: no WATS handler takes this event type", 6)
+        elif not entry["requests"] and not entry["error"]:
+            _say(console, f"nothing: {', '.join(entry['handlers'])} sends no request for it", 6)
+        for i in entry["requests"]:
+            _say(console, f"{_describe_request(requests[i])}", 6)
+        if entry["error"]:
+            _say(console, f"would be dead-lettered: {entry['error']}", 6, "red")
+    if placeholders and any(r.get("placeholders") for r in requests):
+        shown = ", ".join(f"{k}={v}" for k, v in placeholders.items())
+        _say(
+            console,
+            "* placeholder: the preview has no plant configuration and no WATS to ask, so it uses "
+            f"stand-ins ({shown}). The listener sends the part number, revision and process from its "
+            "configuration (products, stations, processes) or from WATS.",
+            2,
+            "yellow",
+        )
+    if requests:
+        _say(
+            console,
+            "WATS answers are simulated as from a fresh server: no units exist yet, every asset is "
+            "registered (asset ids are made up), no processes are defined.",
+            2,
+        )
+    for i, r in enumerate(requests):
+        body = {k: v for k, v in r.items() if k != "placeholders"}
+        _section(console, f"request {i}: {r.get('method')} {r.get('path')}", _json_view(body))
+
+
+def _describe_request(r: dict[str, Any]) -> str:
+    """One line a test engineer can read: the call, and the fields that matter to WATS."""
+    marked = set(r.get("placeholders") or [])
+    params: dict[str, Any] = r["params"] if isinstance(r.get("params"), dict) else {}
+    body: dict[str, Any] = r["json"] if isinstance(r.get("json"), dict) else {}
+
+    def show(section: str, data: dict[str, Any], keys: Sequence[str]) -> list[str]:
+        out = []
+        for key in keys:
+            if key in data and data[key] not in (None, ""):
+                star = "*" if f"{section}.{key}" in marked else ""
+                out.append(f"{key}={data[key]}{star}")
+        return out
+
+    head = f"{r.get('method')} {r.get('path')}{'*' if 'path' in marked else ''}"
+    if r.get("operation"):
+        head += f" ({r['operation']})"
+    fields = show("params", params, ("serialNumber", "partNumber", "phase", "processCode", "comment"))
+    if "root" in body:  # a WSJF report
+        kind = {"T": "UUT report", "R": "repair report"}.get(str(body.get("type")), "report")
+        fields += [kind]
+        fields += show(
+            "json", body, ("sn", "pn", "rev", "processCode", "result", "machineName", "location", "start")
+        )
+        steps = body["root"].get("steps") if isinstance(body["root"], dict) else None
+        if isinstance(steps, list):
+            fields.append(f"steps={len(steps)}")
+    else:
+        fields += show(
+            "json", body, ("serialNumber", "partNumber", "revision", "currentLocation", "assetId", "comment")
+        )
+    return "  ".join([head, *fields])
+
+
+_SUMMARY_KEYS = (
+    "unit_serial",
+    "result",
+    "method",
+    "old_state",
+    "new_state",
+    "new_state_code",
+    "fault_code",
+    "severity",
+    "material_serial",
+    "part_number",
+    "location",
+    "reason",
+    "work_order",
+)
 
 
 def _summary(p: dict[str, Any]) -> str:
-    parts = []
-    for key in ("unit_serial", "result", "method", "new_state", "fault_code", "material_serial", "reason"):
-        if p.get(key) not in (None, ""):
-            parts.append(f"{key}={p[key]}")
-    if "tests" in p:
-        n = sum(len(t.get("measurements", [])) for t in p["tests"])
+    parts = [f"{key}={p[key]}" for key in _SUMMARY_KEYS if p.get(key) not in (None, "")]
+    if isinstance(p.get("tests"), list):
+        n = sum(len(t.get("measurements", [])) for t in p["tests"] if isinstance(t, dict))
         parts.append(f"tests={len(p['tests'])} measurements={n}")
+    if isinstance(p.get("materials"), list):
+        parts.append(f"materials={len(p['materials'])}")
     return " ".join(parts)
 
 
 def _public(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if not k.startswith("_")}
+
+
+def _render_list(console: Any, rows: list[dict[str, Any]]) -> None:
+
+    _say(
+        console,
+        f"{len(rows)} bundled CFX samples (show one with --sample NAME, its events with --convert NAME)",
+        0,
+        "bold",
+    )
+    for r in rows:
+        _say(console, "")
+        _say(console, r["name"], style="bold")
+        _say(console, f"{r['message_name']}", 4)
+        if r["description"]:
+            _say(console, f"{r['description']}", 4)
 
 
 # ---------------------------------------------------------------- CLI
@@ -175,24 +412,61 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pywats_cfx.explorer",
         description="Show what a CFX message decodes into: raw message, typed model, domain events "
-        "and the requests WATS would receive.",
+        "and the requests WATS would receive (an offline preview: values marked * are placeholders).",
+        epilog="Exit status: 0 when everything decoded, 1 for an unknown sample, an unreadable file or "
+        "input that could not be decoded (the reason is on stderr), 2 for wrong arguments.",
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--list", action="store_true", help="list the bundled samples")
-    what.add_argument("--sample", metavar="NAME", help="show a bundled sample in full")
-    what.add_argument("--convert", metavar="NAME", help="show only the events a bundled sample becomes")
     what.add_argument(
-        "--file", metavar="PATH", type=Path, help="a captured message (gzipped or not, envelope or body)"
+        "--sample", metavar="NAME", help="show a bundled sample in full: raw, decoded model, events, WATS"
     )
-    p.add_argument("--message-name", metavar="NAME", help="message name for a bare MessageBody without $type")
+    what.add_argument(
+        "--convert",
+        metavar="NAME",
+        help="show only the events a bundled sample becomes and the WATS requests",
+    )
+    what.add_argument(
+        "--file",
+        metavar="PATH",
+        type=Path,
+        help="a captured message: gzipped or not, AMQP 1.0 framed or not, an envelope, a JSON array of "
+        "envelopes or a bare MessageBody",
+    )
+    p.add_argument(
+        "--message-name",
+        metavar="NAME",
+        help="message name for a bare MessageBody without $type, e.g. CFX.Production.WorkStarted",
+    )
     p.add_argument("--topic", metavar="TOPIC", help="the routing key / topic the message arrived on")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout (errors on stderr)")
     return p
 
 
 def _fail(message: str) -> int:
     sys.stderr.write(f"error: {message}\n")
     return EXIT_FAILED
+
+
+def _read_capture(path: Path, codec: CFXCodec) -> bytes | dict[str, Any] | str:
+    """The file's bytes; a report when it is too big to decode; an error message when unreadable."""
+    try:
+        if path.is_dir():
+            return f"{path} is a directory: give one captured message file"
+        size = path.stat().st_size
+        limit = codec.limits.max_compressed_bytes
+        if size > limit:  # refuse before reading, like the codec would after
+            reason = f"body of {size} bytes exceeds the {limit}-byte limit"
+            return {
+                "input": str(path),
+                "bytes": size,
+                "encoding": [],
+                "messages": [],
+                "quarantined": [{"reason": reason, "bytes": size}],
+            }
+        return path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,23 +486,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             _print_json(rows)
         else:
-            from rich.console import Console
-            from rich.table import Table
-
-            table = Table(title="bundled CFX samples")
-            for col in ("name", "message", "description"):
-                table.add_column(col)
-            for r in rows:
-                table.add_row(r["name"], r["message_name"], r["description"])
-            Console().print(table)
+            _emit(lambda console: _render_list(console, rows))
         return EXIT_OK
 
     if args.file is not None:
-        try:
-            raw = args.file.read_bytes()
-        except OSError as exc:
-            return _fail(f"cannot read {args.file}: {exc.strerror or exc}")
         label = str(args.file)
+        capture = _read_capture(args.file, codec)
+        if isinstance(capture, str):
+            return _fail(capture)
+        if isinstance(capture, dict):
+            report: dict[str, Any] = capture
+            if args.json:
+                _print_json(report)
+            else:
+                _emit(lambda console: _say(console, f"{label} ({report['bytes']} bytes): too big, not read"))
+            return _fail(f"{label}: could not decode: {report['quarantined'][0]['reason']}")
+        raw = capture
     else:
         name = args.sample or args.convert
         try:
@@ -242,9 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_json(_public(report))
     else:
         full = args.convert is None
-        _render(report, show_raw=full, show_model=full)
+        _emit(lambda console: _render(console, report, show_raw=full, show_model=full))
     if report["quarantined"]:
-        reasons = "; ".join(q["reason"] for q in report["quarantined"])
+        reasons = "; ".join(q["reason"] + _hint(q["reason"], label) for q in report["quarantined"])
         return _fail(f"{label}: could not decode: {reasons}")
     return EXIT_OK
 

@@ -17,12 +17,32 @@ HandleResult = Awaitable[None] | None
 
 
 class BaseHandler:
-    """Subclass and implement `event_types` (property *or* plain method) and `handle` (sync *or* async).
+    """Subclass and implement `event_types` (property, plain method or class attribute) and `handle`.
 
-    Optional hooks: `on_start` / `on_stop` (sync or async) run once when the bus starts / after it drained;
-    `on_error(event, exc)` is told about every failed attempt. Class attributes `retry_policy` and
-    `error_policy` are used when `subscribe()` is not given policies. `breaker_key(event)` lets one handler
-    keep separate circuit breakers per destination (default: one per handler).
+    An async `handle` runs on the bus's event loop and must not block it; a sync `handle` runs in a
+    worker thread, possibly for several units at once, so shared state needs a lock. Raise
+    `TransientError` when the destination is down (retried, then deferred, never dead-lettered) and
+    `PermanentError` when the event itself is bad (dead-lettered at once). An event's handlers run one
+    after the other, and while one handler keeps an event deferred, the later events of its lane (its
+    ordering key and the keys sharing the lane) wait for every handler.
+
+    Hooks, sync or async; sync hooks run on the event loop, so keep them short:
+
+    * `on_start` runs once per `start()`, in subscription order, before any event is delivered;
+      `on_stop` runs once after the bus drained, in reverse order. An exception from either is logged
+      and swallowed: the handler is still subscribed and `on_stop` still runs, so a handler whose
+      `on_start` could not reach its destination should raise `TransientError` from `handle` until it can.
+    * `on_error(event, exc)` is told about every failed attempt, before the retry or dead-lettering.
+
+    `name` (default: the class name) identifies the handler in the journal's per-handler progress, in
+    dead letters (``pywats-events dlq list --handler``) and in logs and metrics. Two subscriptions with
+    the same name are told apart by a ``#2`` suffix given in subscription order, so a handler that is
+    instantiated more than once (one per destination) should override `name` with a stable, unique value.
+
+    Class attributes `retry_policy` and `error_policy` are used when `subscribe()` is not given policies
+    (they may also be set per instance in `__init__`). `breaker_key(event)` keys the circuit breaker of
+    `error_policy`, so one handler can keep one breaker per destination (default: one per handler); it
+    is consulted only when `error_policy` has a `circuit_breaker`.
     """
 
     retry_policy: RetryPolicy | None = None
@@ -102,7 +122,9 @@ def handler(
 ) -> Callable[[Callable[[Event], HandleResult]], FunctionHandler]:
     """Decorator turning a function into a handler.
 
-    ``@handler(EventType.TEST_RESULT)`` over ``def f(event)``, then ``bus.subscribe(f)``."""
+    ``@handler(EventType.TEST_RESULT)`` over ``def f(event)``, then ``bus.subscribe(f)``. `f` becomes a
+    `FunctionHandler`: call ``f.handle(event)`` to run the function directly (e.g. in a unit test). Its
+    `name` defaults to the function's qualified name; pass ``name=`` for one that survives refactoring."""
 
     def wrap(func: Callable[[Event], HandleResult]) -> FunctionHandler:
         return FunctionHandler(

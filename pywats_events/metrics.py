@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._event import Event
     from .transports import QuarantineRecord
 
-__all__ = ["ListenerStats", "MetricsObserver", "breaker_value"]
+__all__ = ["ListenerStats", "MetricsObserver", "breaker_value", "endpoint_label", "status_label"]
 
 _BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -28,6 +28,31 @@ _BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 def breaker_value(state: Any) -> int:
     name = str(getattr(state, "value", state)).lower().replace("-", "_")
     return _BREAKER_VALUES.get(name, 0)
+
+
+def _is_identifier(segment: str) -> bool:
+    """A path segment naming one thing (a serial number, a part number, an id), not an endpoint."""
+    return any(c.isdigit() or c in "%.=" for c in segment)
+
+
+def endpoint_label(method: str, path: str) -> str:
+    """``METHOD /path`` with per-item segments as ``{id}``: one label per endpoint, not one per unit.
+
+    ``GET /api/Production/Unit/SN-0001/PCB-4711`` → ``GET /api/Production/Unit/{id}/{id}``; a label per
+    serial number would grow the metrics (and the summary table) without bound."""
+    segments = path.split("?", 1)[0].split("/")
+    keep = [s if i <= 3 and not _is_identifier(s) else "{id}" for i, s in enumerate(segments) if s or i == 0]
+    return f"{method.upper()} {'/'.join(keep) or '/'}"
+
+
+def status_label(outcome: Any) -> str:
+    """HTTP status of a response or of a WATS error when it carries one, else the error's class name."""
+    status = getattr(outcome, "status", None)
+    if isinstance(status, int):
+        return str(status)
+    if isinstance(outcome, BaseException):
+        return type(outcome).__name__
+    return "ok"
 
 
 @dataclass

@@ -9,9 +9,16 @@ Groups and what an entry point must name:
     subclass also works: it is called with the options of ``[plugins.<name>]`` (plus ``codec=`` if
     it takes one).
 ``pywats_events.handlers``
-    ``factory(ctx: PluginContext) -> iterable of handlers`` (`BaseHandler` instances, or functions with an
-    ``event_types`` attribute). A `BaseHandler` subclass also works: it is instantiated with the
-    plugin options.
+    ``factory(ctx: PluginContext) -> iterable of handlers`` (`BaseHandler` instances, ``@handler(...)``
+    functions, or functions with an ``event_types`` attribute). ``ctx.options`` is the plugin's table
+    ``[handlers.<name>]`` as a plain dict; `PluginContext.parse_options` validates it with a pydantic
+    model and names a bad option. A `BaseHandler` subclass also works: it is instantiated with the
+    options as keyword arguments. The factory runs once at start-up, before the bus starts (so before
+    any ``on_start``); it appends coroutine functions that close what it opened to ``ctx.cleanups``
+    (run after the bus drained and every ``on_stop`` ran). Any exception it raises stops the start-up
+    with exit code 2: a `ConfigurationError` as raised, anything else as ``handlers.<name>: ...``.
+    Give every handler a stable, unique `name` (see `BaseHandler`): journal progress and dead letters
+    are recorded under it.
 ``pywats_events.samples``
     ``factory() -> iterable of (name, bytes)``: example messages for the codec of the same name, replayed
     by a run that is given no input (`pywats-events run` with no arguments).
@@ -29,7 +36,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from ._exceptions import ConfigurationError
 
@@ -49,9 +58,12 @@ __all__ = [
     "command_plugins",
     "load",
     "load_samples",
+    "make_handlers",
 ]
 
 log = logging.getLogger("pywats_events.plugins")
+
+_M = TypeVar("_M", bound=BaseModel)
 
 TRANSPORTS = "pywats_events.transports"
 CODECS = "pywats_events.codecs"
@@ -85,6 +97,18 @@ class PluginContext:
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: free-form facts a plugin reports for the summary (e.g. {"outbox": "/path"})
     facts: dict[str, str] = field(default_factory=dict)
+    #: the settings table `options` came from (``handlers`` or ``plugins``), for error messages
+    section: str = "handlers"
+
+    def parse_options(self, model: type[_M]) -> _M:
+        """`options` validated by a pydantic `model`; a bad or (with ``extra="forbid"``) unknown option is
+        a `ConfigurationError` naming it, e.g. ``handlers.my_plugin.port``."""
+        try:
+            return model.model_validate(self.options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in (self.section, self.name, *err["loc"]))
+            raise ConfigurationError(where, err["msg"]) from None
 
 
 def _entry_points(group: str) -> dict[str, EntryPoint]:
@@ -114,8 +138,10 @@ def load(group: str, name: str, *, setting: str) -> Any:
             return eps[name].load()
         if name in _FIRST_PARTY.get(group, {}):
             return _import(_FIRST_PARTY[group][name])
-    except ImportError as exc:
-        raise ConfigurationError(setting, f"plugin {name!r} ({group}) cannot be imported: {exc}") from exc
+    except Exception as exc:  # ImportError, or any error raised while the plugin's module runs
+        raise ConfigurationError(
+            setting, f"plugin {name!r} ({group}) cannot be imported: {type(exc).__name__}: {exc}"
+        ) from exc
     known = ", ".join(sorted(available(group))) or "none installed"
     raise ConfigurationError(setting, f"no plugin named {name!r} in {group} (available: {known})")
 
@@ -140,6 +166,7 @@ def make_transports(name: str, ctx: PluginContext, *, setting: str) -> list[Base
     from .transports import BaseTransport
 
     obj = load(TRANSPORTS, name, setting=setting)
+    ctx.section = "plugins"
     if inspect.isclass(obj) and issubclass(obj, BaseTransport):
         kwargs = dict(ctx.options)
         if ctx.codec is not None and _accepts(obj, "codec"):
@@ -153,17 +180,54 @@ def make_transports(name: str, ctx: PluginContext, *, setting: str) -> list[Base
 
 
 def make_handlers(name: str, ctx: PluginContext) -> list[Any]:
+    """The handlers of plugin `name`; any failure is a `ConfigurationError` naming ``handlers.<name>``."""
     from ._handlers import BaseHandler
 
     obj = load(HANDLERS, name, setting="listener.handlers")
-    if inspect.isclass(obj) and issubclass(obj, BaseHandler):
-        return [obj(**ctx.options)]
-    made = obj(ctx)
+    where = f"handlers.{name}"
+    ctx.section = "handlers"
+    try:
+        made: Any = obj(**ctx.options) if inspect.isclass(obj) and issubclass(obj, BaseHandler) else obj(ctx)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        log.debug("handler plugin %r failed", name, exc_info=True)
+        raise ConfigurationError(
+            where, f"handler plugin {name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     if made is None:
         return []
-    if isinstance(made, Iterable):
-        return list(made)
-    return [made]
+    if isinstance(made, (str, bytes, dict)) or not isinstance(made, Iterable):
+        made = [made]
+    return [_checked_handler(h, name, where) for h in made]
+
+
+def _checked_handler(h: Any, plugin: str, where: str) -> Any:
+    """`h` as a `BaseHandler` that subscribes to something, or a `ConfigurationError` naming the plugin."""
+    from ._handlers import BaseHandler, FunctionHandler, resolve_event_types
+
+    if not isinstance(h, BaseHandler):
+        types = getattr(h, "event_types", None)
+        if not callable(h):
+            raise ConfigurationError(where, f"handler plugin {plugin!r} returned {h!r}, not a handler")
+        if types is None:
+            raise ConfigurationError(
+                where,
+                f"handler plugin {plugin!r} returned {h!r} without event_types; "
+                "decorate it with @handler(EventType....)",
+            )
+        h = FunctionHandler(h, [types] if isinstance(types, str) else types)
+    try:
+        types = resolve_event_types(h)
+    except Exception as exc:
+        raise ConfigurationError(
+            where, f"handler {h.name!r} of plugin {plugin!r} has no usable event_types: {exc!r}"
+        ) from exc
+    if not types:
+        raise ConfigurationError(
+            where, f"handler {h.name!r} of plugin {plugin!r} subscribes to no event type"
+        )
+    return h
 
 
 def load_samples(codec_name: str) -> list[tuple[str, bytes]]:

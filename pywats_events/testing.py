@@ -1,21 +1,31 @@
-"""Test helpers: an in-memory `Journal` double and a recording observer.
+"""Test helpers: an in-memory `Journal` double, a recording observer and a plugin context.
 
 `MemoryJournal` follows the `Journal` contract (sequence numbers, pending reads, per-handler progress) without
 durability, so bus behaviour around journals (resume, skipping finished handlers) can be tested in isolation.
 Pass the same instance to a second bus to simulate a restart.
+
+`RecordingObserver.wait_for` lets a test wait for what happens after `publish` returned (a deferred event
+delivered once its destination is back, a breaker closing) without sleeping a guessed time.
+`plugin_context` builds the `PluginContext` a handler plugin's factory receives from `pywats-events run`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._event import Event
 from ._observer import BusObserver
 from .journal._protocol import JournalEntry
 
-__all__ = ["MemoryJournal", "RecordingObserver"]
+if TYPE_CHECKING:
+    from .config import Settings
+    from .plugins import PluginContext
+
+__all__ = ["MemoryJournal", "RecordingObserver", "plugin_context"]
 
 
 class MemoryJournal:
@@ -75,6 +85,25 @@ class RecordingObserver(BusObserver):
     def named(self, hook: str) -> list[tuple[Any, ...]]:
         return [args for name, args in self.calls if name == hook]
 
+    async def wait_for(
+        self, hook: str, count: int = 1, *, handler: str | None = None, timeout: float = 5.0
+    ) -> list[tuple[Any, ...]]:
+        """Waits until `hook` was called `count` times (for `handler` only, if given: the hooks whose
+        second argument is a handler name); returns those calls. `TimeoutError` lists what was seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                args for args in self.named(hook) if handler is None or (len(args) > 1 and args[1] == handler)
+            ]
+            if len(found) >= count:
+                return found
+            if time.monotonic() >= deadline:
+                seen = sorted({name for name, _ in self.calls})
+                raise TimeoutError(
+                    f"{hook} seen {len(found)} of {count} time(s) within {timeout:g}s; hooks seen: {seen}"
+                )
+            await asyncio.sleep(0.005)
+
     def on_accepted(self, event: Event) -> None:
         self.calls.append(("on_accepted", (event,)))
 
@@ -97,3 +126,22 @@ class RecordingObserver(BusObserver):
 
     def on_quarantine(self, record: Any) -> None:
         self.calls.append(("on_quarantine", (record,)))
+
+
+def plugin_context(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    settings: Settings | None = None,
+) -> PluginContext:
+    """The `PluginContext` `pywats-events run` hands a handler plugin's factory: default settings (with
+    `data_dir` as ``listener.data_dir`` if given, the environment ignored) and `options` as the plugin's
+    ``[handlers.<name>]`` table. Run ``await cleanup()`` for each of ``ctx.cleanups`` when done."""
+    from .config import load_settings
+    from .plugins import PluginContext
+
+    if settings is None:
+        overrides = {"listener": {"data_dir": str(data_dir)}} if data_dir is not None else None
+        settings = load_settings(overrides=overrides, environ={})
+    return PluginContext(name=name, settings=settings, options=dict(options or {}))

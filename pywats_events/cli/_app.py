@@ -201,6 +201,12 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+#: DLQ ids are 32 hex digits; `show`/`replay` also take a unique prefix of one
+_ID_WIDTH = 32
+#: console width from which `dlq list` prints a table
+_WIDE = 130
+
+
 def _dlq(settings: Settings) -> Any:
     from ..policies import SqliteDeadLetterQueue
 
@@ -251,18 +257,34 @@ def dlq_list(
         for e in entries:
             out.print_json(data=_dlq_dict(e, full=False), indent=None)
         return
-    table = Table(title=f"dead letters ({len(entries)})")
-    for col in ("id", "last failure", "handler", "event type", "attempts", "error"):
-        table.add_column(col)
-    for e in entries:
-        table.add_row(
+    rows = [
+        (
             e.id,
-            e.last_failure.isoformat(timespec="seconds"),
+            e.last_failure.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
             e.handler,
             e.event.type_name,
             str(e.attempts),
-            redact(f"{e.error_type}: {e.error}")[:120],
+            redact(f"{e.error_type.rsplit('.', 1)[-1]}: {e.error}")[:300],
         )
+        for e in entries
+    ]
+    if out.width < _WIDE:
+        # a narrow console (or a pipe) would squeeze a table until ids are cut: one entry per two lines
+        out.print(f"dead letters ({len(entries)}); times UTC")
+        for row in rows:
+            out.print(Text(f"{row[0]}  {row[1]}  {row[2]}  {row[3]}  attempts {row[4]}", style="bold"))
+            out.print(Text(f"    {row[5]}"))
+        return
+    table = Table(title=f"dead letters ({len(entries)})", expand=True)
+    # ids are what `dlq show` / `dlq replay` take: never cut them; the error text wraps instead
+    table.add_column("id", no_wrap=True, min_width=_ID_WIDTH)
+    table.add_column("last failure (UTC)", no_wrap=True)
+    table.add_column("handler", no_wrap=True)
+    table.add_column("event type", no_wrap=True)
+    table.add_column("attempts", justify="right", no_wrap=True)
+    table.add_column("error", ratio=1, min_width=20)
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
@@ -287,11 +309,27 @@ def _dlq_dict(e: Any, *, full: bool) -> dict[str, Any]:
 def dlq_show(entry_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Show one dead letter with its event."""
     settings = _settings(config, _base_overrides(data_dir))
-    entry = _dlq(settings).get(entry_id)
+    dlq = _dlq(settings)
+    entry = dlq.get(_resolve_ids(dlq, [entry_id])[0])
     if entry is None:
         err.print(f"no dead letter {entry_id!r}")
         raise typer.Exit(1)
     out.print_json(data=_dlq_dict(entry, full=True))
+
+
+def _resolve_ids(dlq: Any, given: list[str]) -> list[str]:
+    """Full ids for `given` ids or unique id prefixes (as `dlq list` shows them); exit 1 naming a bad one."""
+    known = [e.id for e in dlq.get_entries()]
+    resolved: list[str] = []
+    for wanted in given:
+        wanted = wanted.strip().rstrip("…")
+        matches = [k for k in known if k == wanted] or [k for k in known if wanted and k.startswith(wanted)]
+        if len(matches) != 1:
+            problem = "matches several dead letters" if matches else "is no dead letter"
+            err.print(f"{wanted!r} {problem} (see `pywats-events dlq list`)")
+            raise typer.Exit(1)
+        resolved.append(matches[0])
+    return resolved
 
 
 @dlq_app.command("purge")
@@ -327,16 +365,32 @@ def dlq_replay(
     error: ErrorOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Entries to replay (ids or unique id prefixes); default all.")
+    ] = None,
     entry_id: Annotated[
         list[str] | None, typer.Option("--id", help="Replay only this entry (repeatable).")
     ] = None,
+    wats_url: Annotated[
+        str | None, typer.Option(help="WATS server (as for `run`); token from WATS_AUTH_TOKEN.")
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding the WATS token.")] = None,
+    outbox: Annotated[Path | None, typer.Option(help="Directory of the local WATS outbox.")] = None,
 ) -> None:
-    """Hand dead letters back to the handler that failed them (through the journal, like new work)."""
-    settings = _settings(config, _base_overrides(data_dir))
+    """Hand dead letters back to the handler that failed them, with the current configuration.
+
+    Give the WATS server the same way as to `run` (file, environment or `--wats-url`): without one the
+    handlers write into the local outbox. Safe while the listener runs: the replay has its own journal."""
+    o = _base_overrides(data_dir)
+    _put(o, "wats.url", wats_url)
+    _put(o, "wats.token_file", token_file)
+    _put(o, "wats.outbox", outbox)
+    settings = _settings(config, o)
     configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
     entries = _dlq_select(settings, handler, event_type, error, since, until)
-    if entry_id:
-        wanted = set(entry_id)
+    explicit = [*(ids or []), *(entry_id or [])]
+    if explicit:
+        wanted = set(_resolve_ids(_dlq(settings), explicit))
         entries = [e for e in entries if e.id in wanted]
     if not entries:
         out.print("nothing to replay")
@@ -344,10 +398,20 @@ def dlq_replay(
     from ._listener import replay_dead_letters
 
     try:
-        done, left = asyncio.run(replay_dead_letters(settings, [e.id for e in entries]))
+        result = asyncio.run(replay_dead_letters(settings, [e.id for e in entries]))
     except ConfigurationError as exc:
         raise _fail_config(exc) from None
-    out.print(f"replayed {done} dead letters; {left} now in the DLQ")
+    target = result.facts.get("wats") or result.facts.get("outbox") or "?"
+    out.print(
+        f"replayed {result.replayed} dead letters to {redact(target)}: {result.failed_again} failed again"
+        f" (DLQ now {result.dlq_size})"
+    )
+    if result.unfinished:
+        out.print(
+            f"{result.unfinished} not finished yet (WATS unreachable?): they stay in {result.journal}"
+            " and are retried by the next `dlq replay`"
+        )
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------------- status

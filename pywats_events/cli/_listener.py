@@ -26,12 +26,12 @@ from ..config import Settings
 from ..health import HealthServer
 from ..journal import SqliteJournal
 from ..logging_setup import redact, register_secret
-from ..metrics import ListenerStats, MetricsObserver
+from ..metrics import ListenerStats, MetricsObserver, endpoint_label, status_label
 from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
 
-__all__ = ["Listener", "RunSummary"]
+__all__ = ["Listener", "ReplayResult", "RunSummary", "replay_dead_letters"]
 
 log = logging.getLogger("pywats_events.listener")
 
@@ -66,13 +66,13 @@ class MeteredSink:
         self.metrics = metrics
 
     async def send(self, request: Any) -> Any:
-        endpoint = f"{request.method.upper()} {request.path}"
+        endpoint = endpoint_label(request.method, request.path)
         try:
             response = await self.inner.send(request)
         except Exception as exc:
-            self.metrics.request_sent(endpoint, type(exc).__name__)
+            self.metrics.request_sent(endpoint, status_label(exc))
             raise
-        self.metrics.request_sent(endpoint, str(getattr(response, "status", "ok")))
+        self.metrics.request_sent(endpoint, status_label(response))
         return response
 
     async def aclose(self) -> None:
@@ -419,18 +419,45 @@ def _tune_gc_for_ingest() -> tuple[int, int, int]:
     return before
 
 
-async def replay_dead_letters(settings: Settings, ids: list[str]) -> tuple[int, int]:
-    """Re-runs dead letters through the configured handlers; returns (replayed, DLQ size after)."""
+@dataclass
+class ReplayResult:
+    replayed: int
+    failed_again: int
+    dlq_size: int
+    #: accepted but not finished within the drain timeout (kept in the replay journal)
+    unfinished: int
+    journal: str
+    facts: dict[str, str]
+
+
+def replay_journal_settings(settings: Settings) -> Settings:
+    """`dlq replay` runs beside a running listener, so it must not share the listener's journal: the
+    listener would also run the replayed events, and the replay would run the listener's pending work."""
+    journal = settings.journal.model_copy(update={"path": settings.path_for("dlq-replay-journal.db")})
+    return settings.model_copy(update={"journal": journal})
+
+
+async def replay_dead_letters(settings: Settings, ids: list[str]) -> ReplayResult:
+    """Re-runs dead letters through the configured handlers (with the replay's own journal)."""
+    settings = replay_journal_settings(settings)
     listener = Listener(settings)
     parts = listener.build_parts()
     await parts.bus.start()
     try:
         done = await parts.dlq.areplay(parts.bus, ids)
     finally:
-        await parts.bus.stop()
+        report = await parts.bus.stop(timeout=settings.listener.drain_timeout)
         for cleanup in parts.cleanups:
             with contextlib.suppress(Exception):
                 await cleanup()
+        unfinished = report.journal_pending or len(report.not_handled)
         if parts.journal is not None:
             await parts.journal.close()
-    return done, len(parts.dlq)
+    return ReplayResult(
+        replayed=done,
+        failed_again=listener.stats.dead_letters,
+        dlq_size=len(parts.dlq),
+        unfinished=unfinished,
+        journal=str(settings.journal_path),
+        facts=dict(parts.facts),
+    )

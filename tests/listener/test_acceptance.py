@@ -248,9 +248,11 @@ def test_broker_restart_mid_stream(tmp_path: Path, topology: tuple[str, str, str
         bodies, index = _messages(2000, 40, "restart")
         asyncio.run(publish(topology[0], bodies))
         wait_until(lambda: len(_delivered(wats)) >= 300, 60, interval=0.1, what="traffic before the restart")
-        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
-        time.sleep(3)
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=60)
+        try:
+            subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+            time.sleep(3)
+        finally:  # whatever happens, the broker comes back for the tests that follow
+            subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
         wait_until(lambda: len(_delivered(wats)) >= 2000, 150, what="all 2000 reports after the restart")
         assert listener.http("/readyz")[0] == 200, "consumer re-attached"
     finally:

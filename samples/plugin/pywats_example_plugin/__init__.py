@@ -1,7 +1,8 @@
 """Example pywats-events handler plugin: one CSV line per tested unit.
 
 The entry point (see pyproject.toml) names `create_handlers`, which receives a `PluginContext`
-with the listener settings and this plugin's own options (``[handlers.csv_archive]``).
+with the listener settings and this plugin's own options (``[handlers.csv_archive]``), validated here
+by a pydantic model so that a wrong option stops the start-up with a message naming it.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import csv
 import threading
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from pywats_events import BaseHandler, Event, EventType
 from pywats_events.payloads import TestResultEvent
+from pywats_events.plugins import PluginContext
 
-__all__ = ["CsvArchiveHandler", "create_handlers"]
+__all__ = ["CsvArchiveHandler", "CsvArchiveOptions", "create_handlers"]
 
 COLUMNS = ["time", "unit", "result", "method", "station", "event_id"]
 
@@ -50,7 +53,16 @@ class CsvArchiveHandler(BaseHandler):
                 writer.writerow(row)
 
 
-def create_handlers(ctx: Any) -> list[BaseHandler]:
-    """Entry point: `ctx.options` is ``[handlers.csv_archive]``; default file in the listener's data dir."""
-    path = ctx.options.get("path") or ctx.settings.listener.data_dir / "test-results.csv"
-    return [CsvArchiveHandler(path)]
+class CsvArchiveOptions(BaseModel):
+    """``[handlers.csv_archive]``; an unknown option is an error rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the CSV file; default ``test-results.csv`` in the listener's data directory
+    path: Path | None = None
+
+
+def create_handlers(ctx: PluginContext) -> list[BaseHandler]:
+    """Entry point: ``[handlers.csv_archive]`` options; default file in the listener's data dir."""
+    options = ctx.parse_options(CsvArchiveOptions)
+    return [CsvArchiveHandler(options.path or ctx.settings.listener.data_dir / "test-results.csv")]

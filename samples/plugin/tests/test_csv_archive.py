@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from pywats_example_plugin import CsvArchiveHandler, create_handlers
 
-from pywats_events import AsyncEventBus, Event, EventType
+from pywats_events import AsyncEventBus, ConfigurationError, Event, EventType
 from pywats_events.config import load_settings
 from pywats_events.plugins import PluginContext
+from pywats_events.testing import plugin_context
 
 
 async def test_handler_writes_one_line_per_test_result(tmp_path: Path) -> None:
@@ -48,4 +50,14 @@ def test_factory_follows_the_plugin_contract(tmp_path: Path) -> None:
     [custom] = create_handlers(
         PluginContext(name="csv_archive", settings=settings, options={"path": "x.csv"})
     )
-    assert custom.path == Path("x.csv")
+    assert isinstance(custom, CsvArchiveHandler) and custom.path == Path("x.csv")
+
+
+def test_a_wrong_option_stops_the_start_naming_it(tmp_path: Path) -> None:
+    for options, setting in (
+        ({"pth": "x.csv"}, "handlers.csv_archive.pth"),
+        ({"path": 5}, "handlers.csv_archive.path"),
+    ):
+        with pytest.raises(ConfigurationError) as exc:
+            create_handlers(plugin_context("csv_archive", options, data_dir=tmp_path))
+        assert exc.value.setting == setting
