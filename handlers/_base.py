@@ -29,7 +29,14 @@ def message_id_of(event: Event, payload: Any) -> str:
 class WatsHandler(BaseHandler):
     """Base of the WATS handlers. Sink errors (`WatsTransientError` / `WatsPermanentError`) and
     `ResolutionError` propagate on purpose: the bus retries or defers transient ones and dead-letters
-    permanent ones with the message."""
+    permanent ones with the message.
+
+    All WATS handlers share the ordering group ``"wats"``: they talk to the same server, so per unit the
+    production handler must have created the unit (WorkStarted) before the report handler posts its report,
+    before WorkCompleted. Within the group an event's handlers run in subscription order and a WATS outage
+    holds up only the WATS handlers, never handlers of other groups (plugins)."""
+
+    ordering_group = "wats"
 
     def __init__(
         self,

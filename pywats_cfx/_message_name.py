@@ -38,5 +38,5 @@ def message_name_problem(value: Any, origin: str) -> str | None:
     elif not value.strip():
         what = "empty"
     else:
-        what = f"{_shown(value)} is not of the form CFX.<Segment>.<Name>"
+        what = f"{_shown(value)} does not have the form CFX.<Name>[.<Name>...]"
     return f"not a CFX message name: {what} ({origin})"

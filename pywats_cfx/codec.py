@@ -179,7 +179,10 @@ class CFXCodec:
         except json.JSONDecodeError as exc:
             return [], [
                 self._record(
-                    body, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", headers, topic
+                    body,
+                    f"invalid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}",
+                    headers,
+                    topic,
                 )
             ]
         except (ValueError, RecursionError) as exc:

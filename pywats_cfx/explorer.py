@@ -2,7 +2,7 @@
 
     python -m pywats_cfx.explorer --list
     python -m pywats_cfx.explorer --sample units_tested_fct      # raw, decoded model, events, WATS preview
-    python -m pywats_cfx.explorer --convert units_tested_fct     # events (and WATS preview) only
+    python -m pywats_cfx.explorer --convert units_tested_fct     # the same without the raw message
     python -m pywats_cfx.explorer --file capture.bin [--message-name CFX.Production.WorkCompleted]
     ... --json                                                   # machine-readable
 
@@ -136,8 +136,9 @@ def _report(
     messages, quarantined = codec.decode_messages(raw, None, topic, message_name=message_name)
     try:
         text, layers = unwrap(raw, None, codec.limits)
+        peeled = True
     except WireError:
-        text, layers = raw, []
+        text, layers, peeled = raw, [], False
     events = [e for m in messages for e in m.events]
     report: dict[str, Any] = {
         "input": label,
@@ -146,7 +147,7 @@ def _report(
         "messages": [_message_report(m) for m in messages],
         "quarantined": [{"reason": q.reason, "bytes": len(q.raw)} for q in quarantined],
         "_text": text,
-        "_unwrapped": bool(layers) or text is not raw or not quarantined,
+        "_peeled": peeled,
     }
     wats = _wats_preview(events) if events else None
     if wats is not None:
@@ -239,11 +240,10 @@ def _json_view(data: Any) -> Any:
 
 def _raw_view(report: dict[str, Any]) -> Any:
     text: bytes = report["_text"]
-    if not report["quarantined"] or report["_unwrapped"]:
-        try:
-            return _json_view(json.loads(text.decode("utf-8")))
-        except Exception:  # not JSON: shown below as text or bytes
-            pass
+    try:
+        return _json_view(json.loads(text.decode("utf-8")))
+    except Exception:  # not JSON: shown below as text or bytes
+        pass
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
@@ -256,16 +256,17 @@ def _raw_view(report: dict[str, Any]) -> Any:
     return Text(shown, overflow="fold")
 
 
-def _render(console: Any, report: dict[str, Any], *, show_raw: bool, show_model: bool) -> None:
+def _render(console: Any, report: dict[str, Any], *, show_raw: bool) -> None:
+    from rich.text import Text
 
-    enc = ", ".join(report["encoding"]) or ("plain" if not report["quarantined"] else "not decoded")
-    _say(console, f"{report['input']} ({report['bytes']} bytes, {enc})", 0, "bold")
+    enc = ", ".join(report["encoding"]) or ("plain" if report["_peeled"] else "not decoded")
+    # the input may be a long path: left whole for the terminal to wrap, so it can be copied
+    console.print(Text(f"{report['input']} ({report['bytes']} bytes, {enc})", style="bold"), soft_wrap=True)
     if show_raw:
         _section(console, "raw message", _raw_view(report))
     index = 0
     for m in report["messages"]:
-        if show_model:
-            _section(console, f"decoded {m['message_name']}", _json_view(m["model"]))
+        _section(console, f"decoded {m['message_name']}", _json_view(m["model"]))
         _say(console, f"domain events from {m['message_name']}: {len(m['events'])}", 0, "bold")
         for ev in m["events"]:
             meta = ev["metadata"]
@@ -393,7 +394,7 @@ def _render_list(console: Any, rows: list[dict[str, Any]]) -> None:
 
     _say(
         console,
-        f"{len(rows)} bundled CFX samples (show one with --sample NAME, its events with --convert NAME)",
+        f"{len(rows)} bundled CFX samples (show one with --sample NAME, what it becomes with --convert NAME)",
         0,
         "bold",
     )
@@ -424,7 +425,7 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--convert",
         metavar="NAME",
-        help="show only the events a bundled sample becomes and the WATS requests",
+        help="what a bundled sample becomes: decoded model, domain events, WATS requests (no raw message)",
     )
     what.add_argument(
         "--file",
@@ -514,8 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         _print_json(_public(report))
     else:
-        full = args.convert is None
-        _emit(lambda console: _render(console, report, show_raw=full, show_model=full))
+        show_raw = args.convert is None
+        _emit(lambda console: _render(console, report, show_raw=show_raw))
     if report["quarantined"]:
         reasons = "; ".join(q["reason"] + _hint(q["reason"], label) for q in report["quarantined"])
         return _fail(f"{label}: could not decode: {reasons}")

@@ -5,6 +5,10 @@ Design (why it is fast and bounded):
 * Work is spread over `max_concurrency` *lanes* by `hash(event.ordering_key())`. Each lane is a deque plus
   one worker task that handles its events strictly in order, so events with the same key keep their order and
   different keys run concurrently. No task per event; a worker drains its whole deque per wakeup.
+* Each *ordering group* of handlers has its own set of lanes (workers start on first use). Within a group an
+  event's handlers run one after the other; an event wanted by several groups is put into one lane of each
+  and finishes (counts against `max_in_flight` once, resolves its acceptance, is marked complete in the
+  journal) when the last group is done with it. So one group's outage never holds up another group.
 * `max_in_flight` bounds accepted-but-unfinished events across all lanes. A producer that finds no room waits
   in one FIFO line; its event is put into its lane at the moment room frees (so FIFO holds even while
   waiting) and producers are woken in batches (below a low-water mark), not one per finished event.
@@ -82,6 +86,15 @@ class _Ack:
             self.future.set_exception(exc)
 
 
+class _Split:
+    """An event handed to the lanes of several ordering groups: it finishes when the last group is done."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, parts: int) -> None:
+        self.remaining = parts
+
+
 class _Waiter:
     __slots__ = ("ack", "cancelled", "event", "future", "subs")
 
@@ -99,8 +112,11 @@ class _Waiter:
         self.cancelled = False
 
 
-# (event, subscriptions still to run, submit-ack or None, journal seq or 0)
-_Item = tuple[Event, tuple[Subscription, ...], "_Ack | None", int]
+# (event, subscriptions of one group still to run, submit-ack or None, journal seq or 0,
+#  shared countdown when the event also went to other groups' lanes, else None)
+_Item = tuple[Event, tuple[Subscription, ...], "_Ack | None", int, "_Split | None"]
+# the subscriptions of one route split by ordering group: ((group lanes, group subscriptions), ...)
+_Parts = tuple[tuple[list["_Lane"], tuple[Subscription, ...]], ...]
 
 
 class _Lane:
@@ -137,7 +153,8 @@ class AsyncEventBus:
 
     Args:
         max_in_flight: accepted but unfinished events (backpressure above this).
-        max_concurrency: number of ordering lanes, i.e. how many keys are handled at once.
+        max_concurrency: number of ordering lanes per ordering group, i.e. how many keys each group
+            handles at once (each group has its own lanes; their workers start on first use).
         journal: durable `Journal`; accepted then means "appended" and work resumes after a restart.
         dead_letter_queue: where handlers without their own `ErrorPolicy` queue give-ups
             (default: an in-memory `DeadLetterQueue(10_000)`).
@@ -182,8 +199,14 @@ class AsyncEventBus:
         self._hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOK_NAMES}
         self.context = _Context(self)
 
+        #: the lanes of every ordering group; `_lanes` is the only group's (hot path) or empty
+        self._lane_sets: dict[str, list[_Lane]] = {}
         self._lanes: list[_Lane] = []
         self._nlanes = max_concurrency
+        #: more than one ordering group: events are split across the groups' lanes
+        self._multi = False
+        self._parts: dict[tuple[Subscription, ...], _Parts] = {}
+        self._lanes_open = False
         self._inflight = 0
         self._low_water = max(0, max_in_flight - max(1, max_in_flight // 4))
         self._waiters: deque[_Waiter] = deque()
@@ -191,6 +214,8 @@ class AsyncEventBus:
         self._drain_future: asyncio.Future[None] | None = None
         #: publish may go straight into a lane (running, no journal)
         self._direct = False
+        #: ... and into the one group's lanes without splitting
+        self._fast = False
         #: finished events must wake someone (journal feeder, stop() waiting for the drain)
         self._signal_finish = False
         self._accepted_hooks: list[Callable[..., Any]] = self._hooks["on_accepted"]
@@ -234,9 +259,12 @@ class AsyncEventBus:
         retry_policy: RetryPolicy | None = None,
         error_policy: ErrorPolicy | None = None,
         name: str | None = None,
+        ordering_group: str | None = None,
     ) -> BaseHandler:
         """Register a handler (a `BaseHandler`, an `@handler` function or a plain function plus
-        `event_types`). Policies given here win over the handler's class attributes. Returns the handler."""
+        `event_types`). Policies and `ordering_group` given here win over the handler's class attributes.
+        Handlers of one ordering group run one after the other per event, in subscription order; other
+        groups run independently (default: a group of the handler's own). Returns the handler."""
         if self._state not in (BusState.NEW, BusState.STOPPED):
             raise BusStateError("subscribe() before start()")
         h: BaseHandler
@@ -250,6 +278,7 @@ class AsyncEventBus:
                         name=name or h.name,
                         retry_policy=h.retry_policy,
                         error_policy=h.error_policy,
+                        ordering_group=h.ordering_group,
                     )
                 else:
                     raise ConfigurationError("event_types", "a BaseHandler declares its own event_types")
@@ -269,7 +298,8 @@ class AsyncEventBus:
         breaker = ep.circuit_breaker if ep is not None else None
         if breaker is not None:
             breaker.add_listener(self._breaker_changed)
-        sub = Subscription(h, self._unique_name(name or h.name), retry, dlq, breaker)
+        group = ordering_group or getattr(h, "ordering_group", None)
+        sub = Subscription(h, self._unique_name(name or h.name), retry, dlq, breaker, group)
         if not sub.event_types:
             raise ConfigurationError("event_types", f"{sub.name} subscribes to no event type")
         self._subs.append(sub)
@@ -332,9 +362,7 @@ class AsyncEventBus:
             for sub in self._subs:
                 await self._call_hook(sub.handler.on_start)
                 self._started_handlers.append(sub)
-            self._lanes = [_Lane() for _ in range(self._nlanes)]
-            for i, lane in enumerate(self._lanes):
-                lane.task = asyncio.create_task(self._run_lane(lane), name=f"pywats-lane-{i}")
+            self._open_lanes()
             if self.journal is not None:
                 self._feed_signal = asyncio.Event()
                 self._cache.clear()
@@ -345,6 +373,7 @@ class AsyncEventBus:
                 self._feeder = asyncio.create_task(self._feed(), name="pywats-journal-feeder")
             self._state = BusState.RUNNING
             self._direct = self.journal is None
+            self._fast = self._direct and not self._multi
             self._signal_finish = self.journal is not None
             for t in self._transports:
                 await t.start(self.context)
@@ -366,6 +395,7 @@ class AsyncEventBus:
     async def _shutdown(self, timeout: float, report: StopReport) -> StopReport:
         self._state = BusState.STOPPING
         self._direct = False
+        self._fast = False
         self._signal_finish = True
         for t in reversed(self._transports):
             try:
@@ -387,13 +417,20 @@ class AsyncEventBus:
         for task in list(self._overflow_tasks):
             task.cancel()
         # stop the lanes; whatever is left was not handled
-        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        self._lanes_open = False
+        lanes = [lane for group in self._lane_sets.values() for lane in group]
+        tasks = [lane.task for lane in lanes if lane.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *self._overflow_tasks, return_exceptions=True)
         gone = BusStateError("bus stopped before the event was handled")
-        for lane in self._lanes:
-            for event, _subs, ack, _seq in lane.q:
+        reported: set[int] = set()  # an event left in the lanes of several groups is reported once
+        for lane in lanes:
+            for event, _subs, ack, _seq, split in lane.q:
+                if split is not None:
+                    if id(split) in reported:
+                        continue
+                    reported.add(id(split))
                 report.not_handled.append(event)
                 if ack is not None:
                     ack.fail(gone)
@@ -429,6 +466,8 @@ class AsyncEventBus:
                 log.exception("journal close failed")
         report.handled = self._handled
         self._lanes = []
+        self._lane_sets = {}
+        self._parts.clear()
         self._state = BusState.STOPPED
         if report.not_handled:
             log.warning(
@@ -445,6 +484,34 @@ class AsyncEventBus:
                 await result
         except Exception:
             log.exception("handler hook %r raised", hook)
+
+    def _open_lanes(self) -> None:
+        """One set of lanes per ordering group (workers start when a lane first gets an event)."""
+        self._lane_sets = {}
+        for sub in self._subs:
+            lanes = self._lane_sets.get(sub.group)
+            if lanes is None:
+                lanes = self._lane_sets[sub.group] = [_Lane() for _ in range(self._nlanes)]
+            sub.lanes = lanes
+        self._multi = len(self._lane_sets) > 1
+        self._lanes = next(iter(self._lane_sets.values())) if len(self._lane_sets) == 1 else []
+        self._parts.clear()
+        self._lanes_open = True
+
+    def _start_lane(self, lane: _Lane) -> None:
+        if self._lanes_open:
+            lane.task = self._loop.create_task(self._run_lane(lane), name="pywats-lane")
+
+    def _split(self, subs: tuple[Subscription, ...]) -> _Parts:
+        parts = self._parts.get(subs)
+        if parts is None:
+            groups: dict[str, list[Subscription]] = {}
+            for s in subs:
+                groups.setdefault(s.group, []).append(s)
+            parts = tuple((g[0].lanes, tuple(g)) for g in groups.values())
+            if len(self._parts) < 10_000:
+                self._parts[subs] = parts
+        return parts
 
     # ------------------------------------------------------------------ publishing
     def _route(self, event: Event) -> tuple[Subscription, ...]:
@@ -477,18 +544,21 @@ class AsyncEventBus:
         """Accept `event`; waits while the bus is full (backpressure). With a journal, returns once it is
         durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
         `timeout` bounds the wait for room (then `BusOverloaded`)."""
-        # hot path: running, no journal, known route, room and nobody waiting → straight into its lane
-        if handler is None and self._direct:
+        # hot path: running, no journal, one ordering group, known route, room and nobody waiting →
+        # straight into its lane
+        if handler is None and self._fast:
             subs = self._routes.get(event.event_type)
             if subs is not None and self._inflight < self.max_in_flight and not self._waiters:
                 if subs:
                     self._inflight += 1
                     lane = self._lanes[hash(event.ordering_key()) % self._nlanes]
-                    lane.q.append((event, subs, None, 0))
+                    lane.q.append((event, subs, None, 0, None))
                     wakeup = lane.wakeup
                     if wakeup is not None:
                         lane.wakeup = None
                         wakeup.set_result(None)
+                    elif lane.task is None:
+                        self._start_lane(lane)
                     if self._accepted_hooks:
                         for hook in self._accepted_hooks:
                             _safe(hook, event)
@@ -585,12 +655,19 @@ class AsyncEventBus:
             self._waiters.append(_Waiter(event, subs, ack, None))
 
     def _enqueue(self, event: Event, subs: tuple[Subscription, ...], ack: _Ack | None, seq: int) -> None:
-        lane = self._lanes[hash(event.ordering_key()) % self._nlanes]
-        lane.q.append((event, subs, ack, seq))
-        wakeup = lane.wakeup
-        if wakeup is not None:
-            lane.wakeup = None
-            wakeup.set_result(None)
+        """Into the lane of the event's key in each ordering group of `subs` (counted in flight once)."""
+        index = hash(event.ordering_key()) % self._nlanes
+        parts = self._split(subs) if self._multi else ((subs[0].lanes, subs),)
+        split = _Split(len(parts)) if len(parts) > 1 else None
+        for lanes, group_subs in parts:
+            lane = lanes[index]
+            lane.q.append((event, group_subs, ack, seq, split))
+            wakeup = lane.wakeup
+            if wakeup is not None:
+                lane.wakeup = None
+                wakeup.set_result(None)
+            elif lane.task is None:
+                self._start_lane(lane)
         hooks = self._hooks["on_accepted"]
         if hooks and seq == 0:
             for hook in hooks:
@@ -707,7 +784,7 @@ class AsyncEventBus:
                 lane.wakeup = fut = loop.create_future()
                 await fut
                 continue
-            event, subs, ack, seq = q[0]
+            event, subs, ack, seq, split = q[0]
             for sub in subs:
                 breaker = sub.breaker
                 if sub.fast and (breaker is None or not breaker._circuits):
@@ -741,7 +818,11 @@ class AsyncEventBus:
                         )
                         outcome = await sub.give_up(self, event, exc)
                 # the last handler's progress is implied by mark_complete (both are buffered alike)
-                if seq and journal is not None and sub is not subs[-1]:
+                if (
+                    seq
+                    and journal is not None
+                    and (sub is not subs[-1] or (split is not None and split.remaining > 1))
+                ):
                     try:
                         if marks is not None:
                             marks.mark_handled_nowait(seq, sub.name, outcome)
@@ -754,6 +835,10 @@ class AsyncEventBus:
                             extra=log_extra(event, sub.name, seq=seq),
                         )
             q.popleft()
+            if split is not None:
+                split.remaining -= 1
+                if split.remaining:
+                    continue  # other ordering groups still have it
             if seq and journal is not None:
                 try:
                     if marks is not None:

@@ -47,8 +47,10 @@ class Subscription:
         "dlq",
         "event_types",
         "fast",
+        "group",
         "handler",
         "is_async",
+        "lanes",
         "name",
         "retry",
     )
@@ -60,9 +62,14 @@ class Subscription:
         retry: RetryPolicy,
         dlq: DeadLetterStore,
         breaker: CircuitBreaker | None,
+        group: str | None = None,
     ) -> None:
         self.handler = handler
         self.name = name
+        #: ordering group: subscriptions of one group share lanes and run one after the other per event
+        self.group = group or name
+        #: the group's lanes (set by the bus on start)
+        self.lanes: list[Any] = []
         self.retry = retry
         self.dlq = dlq
         self.breaker = breaker

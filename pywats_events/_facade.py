@@ -89,9 +89,15 @@ class EventBus:
         retry_policy: RetryPolicy | None = None,
         error_policy: ErrorPolicy | None = None,
         name: str | None = None,
+        ordering_group: str | None = None,
     ) -> BaseHandler:
         return self._engine.subscribe(
-            handler_or_function, event_types, retry_policy=retry_policy, error_policy=error_policy, name=name
+            handler_or_function,
+            event_types,
+            retry_policy=retry_policy,
+            error_policy=error_policy,
+            name=name,
+            ordering_group=ordering_group,
         )
 
     def register_transport(self, transport: BaseTransport) -> BaseTransport:

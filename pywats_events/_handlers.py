@@ -22,9 +22,15 @@ class BaseHandler:
     An async `handle` runs on the bus's event loop and must not block it; a sync `handle` runs in a
     worker thread, possibly for several units at once, so shared state needs a lock. Raise
     `TransientError` when the destination is down (retried, then deferred, never dead-lettered) and
-    `PermanentError` when the event itself is bad (dead-lettered at once). An event's handlers run one
-    after the other, and while one handler keeps an event deferred, the later events of its lane (its
-    ordering key and the keys sharing the lane) wait for every handler.
+    `PermanentError` when the event itself is bad (dead-lettered at once).
+
+    `ordering_group` decides which handlers wait for each other. Handlers of one group share ordering
+    lanes: per event they run one after the other in subscription order, so a handler can rely on an
+    earlier one of its group (create the unit before posting its report), and while one of them keeps
+    an event deferred (an outage), the later events of its lane wait for the whole group. Handlers of
+    different groups run independently: one group's outage never holds up another. The default `None`
+    puts the handler in a group of its own (named after the handler); `subscribe(ordering_group=...)`
+    overrides the class attribute.
 
     Hooks, sync or async; sync hooks run on the event loop, so keep them short:
 
@@ -47,6 +53,7 @@ class BaseHandler:
 
     retry_policy: RetryPolicy | None = None
     error_policy: ErrorPolicy | None = None
+    ordering_group: str | None = None
 
     @property
     def name(self) -> str:
@@ -94,12 +101,14 @@ class FunctionHandler(BaseHandler):
         name: str | None = None,
         retry_policy: RetryPolicy | None = None,
         error_policy: ErrorPolicy | None = None,
+        ordering_group: str | None = None,
     ) -> None:
         self._func = func
         self._types = list(event_types)
         self._name: str = name or str(getattr(func, "__qualname__", repr(func)))
         self.retry_policy = retry_policy
         self.error_policy = error_policy
+        self.ordering_group = ordering_group
         self.is_async = inspect.iscoroutinefunction(func)
 
     @property
@@ -119,6 +128,7 @@ def handler(
     name: str | None = None,
     retry_policy: RetryPolicy | None = None,
     error_policy: ErrorPolicy | None = None,
+    ordering_group: str | None = None,
 ) -> Callable[[Callable[[Event], HandleResult]], FunctionHandler]:
     """Decorator turning a function into a handler.
 
@@ -128,7 +138,12 @@ def handler(
 
     def wrap(func: Callable[[Event], HandleResult]) -> FunctionHandler:
         return FunctionHandler(
-            func, event_types, name=name, retry_policy=retry_policy, error_policy=error_policy
+            func,
+            event_types,
+            name=name,
+            retry_policy=retry_policy,
+            error_policy=error_policy,
+            ordering_group=ordering_group,
         )
 
     return wrap

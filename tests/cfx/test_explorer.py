@@ -13,14 +13,22 @@ import pytest
 from pywats_cfx.samples import list_samples, load_sample
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, columns: int = 120, encoding: str = "utf-8") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pywats_cfx.explorer", *args],
         capture_output=True,
         text=True,
+        encoding=encoding,
         timeout=60,
-        env={"COLUMNS": "120", "PATH": "", "PYTHONIOENCODING": "utf-8"},
+        env={"COLUMNS": str(columns), "PATH": "", "PYTHONIOENCODING": encoding},
     )
+
+
+def needs_preview() -> None:
+    try:
+        from handlers.preview import preview, preview_placeholders  # noqa: F401
+    except Exception as exc:  # the explorer must work without the WATS handlers
+        pytest.skip(f"handlers.preview not importable: {exc}")
 
 
 def test_list_json() -> None:
@@ -46,6 +54,14 @@ def test_sample_shows_raw_model_and_events() -> None:
         "MB-4471-000145",
     ):
         assert text in proc.stdout
+
+
+def test_convert_shows_model_events_and_wats_but_not_raw() -> None:
+    proc = run("--convert", "work_completed_pass")
+    assert proc.returncode == 0, proc.stderr
+    assert "decoded CFX.Production.WorkCompleted" in proc.stdout
+    assert "production.work_completed" in proc.stdout
+    assert "raw message" not in proc.stdout
 
 
 def test_convert_json_has_events_and_model() -> None:
@@ -117,3 +133,115 @@ def test_wats_preview_section_when_handlers_offer_it() -> None:
     wats = json.loads(proc.stdout)["wats"]
     assert isinstance(wats, list) and wats
     assert any("MB-4471-000145" in json.dumps(r) for r in wats)
+
+
+def test_list_on_a_narrow_terminal_shows_names_in_full() -> None:
+    proc = run("--list", columns=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    for name in list_samples():
+        message_name = json.loads(load_sample(name))["MessageName"]
+        assert name in proc.stdout.split()
+        assert message_name in proc.stdout.split()
+
+
+def test_human_output_without_a_terminal_is_plain_and_uncropped() -> None:
+    proc = run("--sample", "units_tested_fct", columns=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" not in proc.stdout
+    assert all(line == line.rstrip() for line in proc.stdout.splitlines())
+    # long values are left whole for the terminal to wrap, not cut at the width
+    assert "Suspected bridge between U12 pins 14 and 15 (TXP/TXN) at U12.14" in proc.stdout
+    assert "decoded CFX.Production.TestAndInspection.UnitsTested" in proc.stdout
+
+
+def test_wats_preview_marks_placeholders() -> None:
+    needs_preview()
+    proc = run("--convert", "units_tested_fct")
+    assert proc.returncode == 0, proc.stderr
+    section = proc.stdout.split("what WATS would receive", 1)[1]
+    assert "POST /api/Report/WSJF" in section and "sn=MB-4471-000145" in section
+    assert "pn=PREVIEW-PN*" in section and "processCode=100*" in section
+    assert "placeholder" in section
+
+    report = json.loads(run("--convert", "units_tested_fct", "--json").stdout)
+    assert report["wats_placeholders"]["partNumber"] == "PREVIEW-PN"
+    [request] = report["wats"]
+    assert {"json.pn", "json.rev", "json.processCode"} <= set(request["placeholders"])
+    assert "json.sn" not in request["placeholders"]
+
+
+def test_wats_preview_tells_dead_letter_and_unhandled_events() -> None:
+    needs_preview()
+    proc = run("--convert", "materials_th")
+    assert proc.returncode == 0, proc.stderr
+    assert "would be dead-lettered" in proc.stdout and "ResolutionError" in proc.stdout
+    report = json.loads(run("--convert", "materials_th", "--json").stdout)
+    assert report["wats_per_event"][0]["error"]
+
+    proc = run("--convert", "materials_loaded")
+    assert "no WATS handler takes this event type" in proc.stdout
+    report = json.loads(run("--convert", "materials_loaded", "--json").stdout)
+    assert report["wats"] == [] and report["wats_per_event"][0]["handlers"] == []
+
+
+def test_bare_body_error_suggests_the_name_from_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "cfx-sdk__CFX.Heartbeat.json"
+    path.write_text(json.dumps({"CFXHandle": "Acme.Line1.X", "HeartbeatFrequency": "00:01:00"}))
+    proc = run("--file", str(path))
+    assert proc.returncode == 1
+    assert "--message-name CFX.Heartbeat" in proc.stderr
+    ok = run("--file", str(path), "--message-name", "CFX.Heartbeat", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["messages"][0]["message_name"] == "CFX.Heartbeat"
+
+
+def test_directory_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run("--file", str(tmp_path), "--json")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "is a directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.json"
+    with path.open("wb") as f:  # sparse: cheap to create, larger than the codec's body limit
+        f.truncate(17 * 1024 * 1024)
+    proc = run("--file", str(path), "--json")
+    assert proc.returncode == 1
+    assert "exceeds" in proc.stderr
+    assert "exceeds" in json.loads(proc.stdout)["quarantined"][0]["reason"]
+
+
+def test_undecodable_binary_is_not_dumped(tmp_path: Path) -> None:
+    path = tmp_path / "bad.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))
+    proc = run("--file", str(path))
+    assert proc.returncode == 1
+    assert "binary data" in proc.stdout and "\x07" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "encoding"),
+    [
+        (lambda b: b"\x00\x53\x77\xb1" + len(b).to_bytes(4, "big") + b, ["amqp-1.0"]),
+        (lambda b: b"\xef\xbb\xbf" + b, ["bom"]),
+        (lambda b: gzip.compress(b"[" + b + b"," + b + b"]"), ["gzip"]),
+    ],
+)
+def test_file_framings(tmp_path: Path, make: object, encoding: list[str]) -> None:
+    path = tmp_path / "capture.bin"
+    path.write_bytes(make(load_sample("work_started")))  # type: ignore[operator]
+    proc = run("--file", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["encoding"] == encoding
+    assert {m["message_name"] for m in report["messages"]} == {"CFX.Production.WorkStarted"}
+
+
+def test_ascii_only_stdout_gets_valid_output() -> None:
+    # the FCT report text carries a non-ASCII ellipsis
+    proc = run("--convert", "units_tested_fct", "--json", encoding="ascii")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["messages"]
+    proc = run("--sample", "units_tested_fct", encoding="ascii")
+    assert proc.returncode == 0, proc.stderr

@@ -39,16 +39,16 @@ def test_wellformed_unknown_name_is_passthrough(codec: CFXCodec, name: str) -> N
         (["CFX.Heartbeat"], "is a list, not a string"),
         ({"n": 1}, "is a dict, not a string"),
         (True, "is a bool, not a string"),
-        ("Heartbeat", "not of the form"),
-        ("CFX", "not of the form"),
-        ("CFX.", "not of the form"),
-        ("CFX..Heartbeat", "not of the form"),
-        ("CFX.Production.1Unit", "not of the form"),
-        ("CFX.Production Unit", "not of the form"),
-        ("CFX.Heartbeat\n", "not of the form"),
-        ("XCFX.Heartbeat", "not of the form"),
-        ("CFX.Héartbeat", "not of the form"),
-        ("CFX.\u017fignal", "not of the form"),  # long s: folds to "s" under re.IGNORECASE
+        ("Heartbeat", "does not have the form"),
+        ("CFX", "does not have the form"),
+        ("CFX.", "does not have the form"),
+        ("CFX..Heartbeat", "does not have the form"),
+        ("CFX.Production.1Unit", "does not have the form"),
+        ("CFX.Production Unit", "does not have the form"),
+        ("CFX.Heartbeat\n", "does not have the form"),
+        ("XCFX.Heartbeat", "does not have the form"),
+        ("CFX.Héartbeat", "does not have the form"),
+        ("CFX.\u017fignal", "does not have the form"),  # long s: folds to "s" under re.IGNORECASE
     ],
 )
 def test_implausible_message_name_is_quarantined(codec: CFXCodec, name: Any, what: str) -> None:

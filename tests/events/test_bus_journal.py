@@ -38,8 +38,8 @@ async def test_accepted_means_appended_and_resume_skips_finished_handlers():
     gate = asyncio.Event()
     a, b = Rec("a"), Rec("b", gate)
     bus = AsyncEventBus(journal=journal, max_in_flight=8, max_concurrency=2)
-    bus.subscribe(a)
-    bus.subscribe(b)
+    bus.subscribe(a, ordering_group="g")  # one group: b holding an event holds a's later events too
+    bus.subscribe(b, ordering_group="g")
     await bus.start()
     # submit returns once appended, even though handler b is stuck
     await asyncio.wait_for(bus.context.submit([make_event("U", i) for i in range(30)]), 1)
@@ -53,8 +53,8 @@ async def test_accepted_means_appended_and_resume_skips_finished_handlers():
     # "restart": same journal, fresh handlers; a already did event 0, b nothing
     a2, b2 = Rec("a"), Rec("b")
     bus2 = AsyncEventBus(journal=journal, max_in_flight=8, max_concurrency=2)
-    bus2.subscribe(a2)
-    bus2.subscribe(b2)
+    bus2.subscribe(a2, ordering_group="g")
+    bus2.subscribe(b2, ordering_group="g")
     await bus2.start()
     await wait_until(lambda: len(b2.seen) == 30)
     report2 = await bus2.stop()
@@ -154,8 +154,8 @@ async def test_progress_is_marked_for_all_but_the_last_handler():
     journal = BufferedJournal()
     a, b = Rec("a"), Rec("b")
     bus = AsyncEventBus(journal=journal, max_concurrency=1)
-    bus.subscribe(a)
-    bus.subscribe(b)
+    bus.subscribe(a, ordering_group="g")
+    bus.subscribe(b, ordering_group="g")
     async with bus:
         await bus.context.submit([make_event("U", i) for i in range(3)])
         await wait_until(lambda: len(journal.completed) == 3)
