@@ -4,11 +4,8 @@ One run publishes N realistic gzipped UnitsTested envelopes (unique serial and U
 to a fresh topic exchange bound to two queues, so both consumers get the very same messages; it then drains
 queue A with a bare aio-pika consumer that only acks, and queue B with the full pipeline (ack after the bus
 accepted, i.e. after the no-op handler ran). Both use the same prefetch. Prints both rates and the ratio.
-With `--decode-workers N` a further queue is drained by the pipeline decoding in N worker processes
-(`AMQPConfig.decode_workers`), and what the parent pays to take a decoded result back is measured.
 
-    python bench/cfx_ingest.py [--count 20000] [--prefetch 128] [--decode-workers 2] [--profile]
-                               [--url amqp://guest:guest@127.0.0.1/]
+    python bench/cfx_ingest.py [--count 20000] [--prefetch 128] [--profile] [--url amqp://guest:guest@127.0.0.1/]
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import gc
 import gzip
 import io
 import json
-import pickle
 import pstats
 import time
 import uuid
@@ -196,7 +192,6 @@ async def _pipeline(
     prefetch: int,
     profile: cProfile.Profile | None,
     codec: Codec | None = None,
-    decode_workers: int = 0,
 ) -> tuple[float, float, CFXTransport]:
     handled = 0
 
@@ -215,7 +210,6 @@ async def _pipeline(
             declare_exchange=False,
             passive_queue=True,
             prefetch_count=prefetch,
-            decode_workers=decode_workers,
         ),
         endpoint=EndpointConfig(cfx_handle=f"//Bench/WATS/{parts.hostname}"),
     )
@@ -251,45 +245,6 @@ def _codec_only(messages: list[aio_pika.Message], routing_key: str) -> tuple[flo
     return len(sample) / (time.perf_counter() - started), (time.process_time() - cpu0) / len(sample) * 1e6
 
 
-def _result_transfer(messages: list[aio_pika.Message], routing_key: str) -> None:
-    """Parent-side cost of taking one decoded message back from a worker, by wire format."""
-    codec = CFXCodec()
-    headers = {"content-encoding": "gzip"}
-    results = [codec.decode(m.body, headers, routing_key) for m in messages[:200]]
-    pickled = [pickle.dumps(r, pickle.HIGHEST_PROTOCOL) for r in results]
-    as_dicts = [
-        pickle.dumps(
-            [(e.type_name, e.payload, e.metadata.__dict__) for e in r.events], pickle.HIGHEST_PROTOCOL
-        )
-        for r in results
-    ]
-    as_json = [[e.model_dump_json() for e in r.events] for r in results]
-
-    def rebuild(blob: bytes) -> list[Event]:
-        return [
-            Event.model_construct(
-                event_type=EventType(t), payload=p, metadata=EventMetadata.model_construct(**m)
-            )
-            for t, p, m in pickle.loads(blob)
-        ]
-
-    cases = {
-        "unpickle DecodeResult (kept)": lambda: [pickle.loads(b) for b in pickled],
-        "unpickle dicts + model_construct": lambda: [rebuild(b) for b in as_dicts],
-        "JSON + model_validate_json": lambda: [[Event.from_json(j) for j in js] for js in as_json],
-    }
-    print(f"    result size pickled: {sum(map(len, pickled)) / len(pickled):.0f} bytes/msg")
-    for name, run in cases.items():
-        best = min(_timed(run) for _ in range(3))
-        print(f"    parent takes result back: {name:34s} {best / len(results) * 1e6:6.0f} us/msg")
-
-
-def _timed(run: Any) -> float:
-    started = time.process_time()
-    run()
-    return time.process_time() - started
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -298,12 +253,6 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--prefetch", type=int, default=128)
     parser.add_argument("--profile", action="store_true", help="cProfile the pipeline phase")
-    parser.add_argument(
-        "--decode-workers",
-        type=int,
-        default=0,
-        help="also run the pipeline with decoding in this many worker processes",
-    )
     parser.add_argument(
         "--gc-threshold",
         type=int,
@@ -316,8 +265,8 @@ async def main() -> None:
         gc.set_threshold(args.gc_threshold, 50, 100)
     run = uuid.uuid4().hex[:8]
     exchange_name, raw_q, pipe_q = f"bench.cfx.{run}", f"bench.raw.{run}", f"bench.pipeline.{run}"
-    bare_q, pool_q = f"bench.bare.{run}", f"bench.pool.{run}"
-    queues = (raw_q, pipe_q, bare_q) + ((pool_q,) if args.decode_workers else ())
+    bare_q = f"bench.bare.{run}"
+    queues = (raw_q, pipe_q, bare_q)
     template = _sample_envelope()
     routing_key = f"{template.get('Source') or HANDLE}.{template['MessageName']}"
     print(f"building {args.count} gzipped {template['MessageName']} envelopes ...")
@@ -356,23 +305,6 @@ async def main() -> None:
                 f"{raw_cpu / pipe_cpu:.2f} by CPU time"
                 "   (target >= 0.75)"
             )
-            if args.decode_workers:
-                pool_rate, pool_cpu, pool_transport = await _pipeline(
-                    args.url,
-                    exchange_name,
-                    pool_q,
-                    args.count,
-                    args.prefetch,
-                    None,
-                    decode_workers=args.decode_workers,
-                )
-                label = f"(c) same, decode_workers={args.decode_workers}"
-                print(
-                    f"{label:38s}: {pool_rate:8.0f} msg/s  {pool_cpu:7.0f} us CPU/msg (parent only)"
-                    f"  ratio (c)/(a) {pool_rate / raw_rate:.2f}, (c)/(b) {pool_rate / pipe_rate:.2f}"
-                )
-                print(f"    pool transport stats: {pool_transport.stats}")
-                _result_transfer(messages, routing_key)
             bare_rate, bare_cpu, _ = await _pipeline(
                 args.url, exchange_name, bare_q, args.count, args.prefetch, None, _EnvelopeOnlyCodec()
             )

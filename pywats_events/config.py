@@ -95,6 +95,19 @@ class ReplaySettings(_Section):
     samples_by_default: bool = True
 
 
+def _check_scheme(url: SecretStr | None, schemes: tuple[str, ...], example: str) -> SecretStr | None:
+    """Fails at load time (naming the setting, never echoing the URL: it may hold a password)."""
+    if url is None:
+        return None
+    value = url.get_secret_value().strip()
+    if not value:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest.split("@")[-1].split("/")[0]:
+        raise ValueError(f"expected {example} (scheme {' or '.join(schemes)})")
+    return url
+
+
 class AmqpSettings(_Section):
     url: SecretStr | None = None
     exchange: str = "cfx"
@@ -104,12 +117,28 @@ class AmqpSettings(_Section):
     prefetch: int = Field(200, gt=0)
     durable: bool = True
 
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_scheme(
+            v, ("amqp", "amqps"), "amqp://host[:port]/vhost, credentials as user:password@ before the host"
+        )
+
 
 class MqttSettings(_Section):
     url: SecretStr | None = None
     topics: list[str] = Field(default_factory=lambda: ["cfx/#"])
     qos: int = Field(1, ge=0, le=2)
     client_id: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_scheme(
+            v,
+            ("mqtt", "mqtts", "tcp", "ssl"),
+            "mqtt://host[:port], credentials as user:password@ before the host",
+        )
 
 
 class WatsSettings(_Section):
@@ -222,7 +251,12 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
                 out.setdefault(section, {})[name] = value
                 break
         else:
-            raise ConfigurationError(rest.replace("_", ".", 1), f"unknown setting (from environment {key})")
+            sections = ", ".join(s.upper() for s in _SECTIONS)
+            raise ConfigurationError(
+                key,
+                f"unknown setting: environment names are {ENV_PREFIX}<SECTION>_<NAME>"
+                f" with SECTION one of {sections}",
+            )
     return out
 
 
@@ -262,4 +296,23 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigurationError(_setting_name(err["loc"]), err["msg"]) from exc
+        raise ConfigurationError(_setting_name(err["loc"]), _message(err)) from exc
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _message(err: Any) -> str:
+    """pydantic's message, minus its "Value error, " prefix; an unknown name says which names exist."""
+    if err["type"] == "extra_forbidden":
+        loc = err["loc"]
+        model: Any = Settings
+        for part in loc[:-1]:
+            field = model.model_fields.get(part) if _is_model(model) else None
+            model = field.annotation if field is not None else None
+        if _is_model(model):
+            return f"unknown setting (known: {', '.join(model.model_fields)})"
+        return "unknown setting"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")

@@ -22,10 +22,22 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # scheme://user:password@host → scheme://user:***@host
     (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?P<post>@)"), r"\g<pre>***\g<post>"),
     (re.compile(r"(?i)(?P<pre>\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+"), r"\g<pre>***"),
+    # token=abc, password = "x" (query strings, settings, env dumps)
+    (
+        re.compile(r"(?i)(?P<pre>\b(?:token|password|passwd|secret|api[_-]?key)\b\s*=\s*[\"']?)[^\s\"'&,;]+"),
+        r"\g<pre>***",
+    ),
+    # "token": "abc", 'password': 'x' (JSON, dict reprs); the value must be quoted, so prose such as
+    # "wats.token: no token: set WATS_AUTH_TOKEN" stays readable
     (
         re.compile(
-            r"(?i)(?P<pre>\b(?:token|password|passwd|secret|api[_-]?key|authorization)\b\s*[=:]\s*[\"']?)[^\s\"'&,;]+"
+            r"(?i)(?P<pre>[\"']?\b(?:token|password|passwd|secret|api[_-]?key)[\"']?\s*:\s*[\"'])[^\"']+"
         ),
+        r"\g<pre>***",
+    ),
+    # Authorization: <raw token> (a header without Basic/Bearer)
+    (
+        re.compile(r"(?i)(?P<pre>\bauthorization[\"']?\s*[=:]\s*[\"']?)(?!(?:basic|bearer)\s)[^\s\"'&,;]+"),
         r"\g<pre>***",
     ),
 ]

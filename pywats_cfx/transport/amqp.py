@@ -8,10 +8,6 @@ Delivery guarantees, in the order a message meets them:
 * A message is acknowledged only after `submit` returned, i.e. the bus accepted its events. A crash or
   a lost connection before that leaves it unacked: the broker redelivers it and downstream de-duplicates
   by the CFX UniqueID.
-* With `decode_workers > 0` decoding runs in worker processes and finishes out of order; each delivery
-  waits for its predecessor's turn before `submit`, so the bus still sees broker order. A worker crash
-  hands the affected deliveries back to the broker (requeue) and replaces the pool; nothing is lost, but
-  the requeued ones arrive again after later messages.
 * Undecodable input is quarantined (raw bytes + reason) and then rejected to the dead-letter exchange, so a
   poison message never blocks the queue and is never silently dropped.
 * The connection is robust: after a broker restart or a cut connection aio-pika re-declares the topology and
@@ -41,7 +37,6 @@ from aio_pika.abc import (
 from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult
 from pywats_events.transports import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
 
-from ._decode_pool import BrokenProcessPool, DecodePool
 from .config import CFXConfig, ConnectionParameters
 from .envelope import build_envelope, encode_envelope
 
@@ -63,8 +58,6 @@ class TransportStats:
     requeued: int = 0
     quarantined: int = 0
     ack_failures: int = 0
-    #: decode worker pools replaced after a worker died
-    decode_pool_restarts: int = 0
 
 
 def _text(value: Any) -> Any:
@@ -135,9 +128,6 @@ class CFXTransport(BaseTransport):
         self._inflight: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._started = False
-        self._decode_pool: DecodePool | None = None
-        #: resolved when the latest delivery has made (or given up) its `submit` call
-        self._turn: asyncio.Future[None] | None = None
         self.stats = TransportStats()
 
     def __repr__(self) -> str:
@@ -167,21 +157,15 @@ class CFXTransport(BaseTransport):
         amqp = self.config.amqp
         try:
             params = amqp.connection_parameters(self._environ)
-            if amqp.decode_workers and self._decode_pool is None:
-                self._decode_pool = DecodePool(self.codec, amqp.decode_workers)
         except ConfigurationError:
             self._set_state(ConnectionState.DISCONNECTED, "configuration error")
             raise
-        if self._decode_pool is not None:
-            await self._decode_pool.start()
         try:
             connection = await self._connect(params)
         except ConfigurationError:
-            await self._close_decode_pool()
             self._set_state(ConnectionState.DISCONNECTED, "configuration error")
             raise
         except Exception as exc:
-            await self._close_decode_pool()
             detail = _scrub(f"{type(exc).__name__}: {exc}", params.password)
             self._set_state(ConnectionState.DISCONNECTED, detail)
             raise ConnectionError(f"cannot connect to {params.display_url}: {detail}") from None
@@ -195,7 +179,6 @@ class CFXTransport(BaseTransport):
             with contextlib.suppress(Exception):
                 await connection.close()
             self._connection = None
-            await self._close_decode_pool()
             self._set_state(ConnectionState.DISCONNECTED, detail)
             raise ConnectionError(
                 f"cannot set up queue {amqp.queue!r} on {params.display_url}: {detail}"
@@ -241,20 +224,11 @@ class CFXTransport(BaseTransport):
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
-        await self._close_decode_pool()
         self._connection = self._channel = self._queue = None
         self._publish_exchange = None
         self._consumer_tag = None
         self._started = False
         self._set_state(ConnectionState.CLOSED)
-
-    async def _close_decode_pool(self) -> None:
-        pool, self._decode_pool = self._decode_pool, None
-        self._turn = None
-        if pool is not None:
-            self.stats.decode_pool_restarts = pool.restarts
-            with contextlib.suppress(Exception):
-                await pool.shutdown()
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -350,22 +324,16 @@ class CFXTransport(BaseTransport):
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         self.stats.received += 1
-        pool = self._decode_pool
-        if pool is not None:
-            await self._process_pooled(message, pool)
-            return
         headers = delivery_headers(message)
         topic = message.routing_key
         if self._is_own_announcement(headers):
             await self._settle(message, "ack")
             return
-        await self._deliver(message, self._decode_inline(message.body, headers, topic), topic)
-
-    def _decode_inline(self, body: bytes, headers: dict[str, Any], topic: str | None) -> DecodeResult:
+        body = message.body
         try:
-            return self.codec.decode(body, headers, topic)
+            result = self.codec.decode(body, headers, topic)
         except Exception as exc:  # the contract says never, but a bug must not cost the message
-            return DecodeResult(
+            result = DecodeResult(
                 quarantined=[
                     QuarantineRecord(
                         raw=body,
@@ -376,47 +344,10 @@ class CFXTransport(BaseTransport):
                     )
                 ]
             )
-
-    async def _process_pooled(self, message: AbstractIncomingMessage, pool: DecodePool) -> None:
-        """Decode in a worker, then wait for the previous delivery's `submit` before making ours."""
-        loop = asyncio.get_running_loop()
-        previous, mine = self._turn, loop.create_future()
-        self._turn = mine
-        try:
-            headers = delivery_headers(message)
-            topic = message.routing_key
-            if self._is_own_announcement(headers):
-                await self._settle(message, "ack")
-                return
-            try:
-                result = await pool.decode(message.body, headers, topic)
-            except BrokenProcessPool:
-                self.stats.decode_pool_restarts = pool.restarts
-                log.warning("a decode worker died; delivery %s requeued", message.message_id)
-                await self._settle(message, "requeue")
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # e.g. headers that cannot be pickled: decode here instead
-                log.info("decode worker unusable for %s (%s); decoding inline", message.message_id, exc)
-                result = self._decode_inline(message.body, headers, topic)
-            if previous is not None and not previous.done():
-                await asyncio.shield(previous)
-            # No suspension between passing the turn on and our submit being queued (its first await).
-            mine.set_result(None)
-            await self._deliver(message, result, topic)
-        finally:
-            if not mine.done():
-                _pass_turn_after(previous, mine)
-
-    async def _deliver(
-        self, message: AbstractIncomingMessage, result: DecodeResult, topic: str | None
-    ) -> None:
         context = self._context
         assert context is not None
         if result.events:
-            # No suspension before this since the task started (inline) or took its turn (pooled):
-            # keeps submit order == delivery order.
+            # First await of this task: keeps submit order == delivery order.
             try:
                 await context.submit(result.events)
             except asyncio.CancelledError:
@@ -531,19 +462,6 @@ class CFXTransport(BaseTransport):
     async def publish_envelope(self, message_name: str, body: Mapping[str, Any]) -> bool:
         """Publish one CFX message as this endpoint (needs `announce` or `heartbeat_interval` configured)."""
         return await self._publish_cfx(message_name, body)
-
-
-def _pass_turn_after(previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
-    """A delivery that makes no submit still must not let later ones overtake earlier ones."""
-
-    def release(_: object = None) -> None:
-        if not mine.done():
-            mine.set_result(None)
-
-    if previous is None or previous.done():
-        release()
-    else:
-        previous.add_done_callback(release)
 
 
 def _scrub(text: str, secret: str) -> str:

@@ -134,9 +134,6 @@ class AMQPConfig(BaseModel):
     connect_timeout: float = Field(default=10.0, gt=0)
     #: shown in the broker's connection list; lets an operator close exactly this connection
     connection_name: str | None = None
-    #: decode (gunzip, JSON, mapping) in this many worker processes instead of on the event loop;
-    #: 0 decodes inline. Pays only with spare cores: workers cost pickling both ways.
-    decode_workers: int = Field(default=0, ge=0, le=64)
 
     @field_validator("routing_keys")
     @classmethod

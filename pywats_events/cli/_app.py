@@ -34,8 +34,9 @@ quarantine_app = typer.Typer(help="Quarantine: input that could not be decoded."
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(quarantine_app, name="quarantine")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# markup off: error texts, ids and reasons come from outside and may contain "[...]"
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
 DataDirOpt = Annotated[
@@ -44,7 +45,7 @@ DataDirOpt = Annotated[
 
 
 def _fail_config(exc: ConfigurationError) -> typer.Exit:
-    err.print(f"[bold red]configuration error[/]: {redact(str(exc))}")
+    err.print(Text.assemble(("configuration error", "bold red"), f": {redact(str(exc))}"))
     return typer.Exit(2)
 
 
@@ -142,7 +143,7 @@ def run(
     except ConfigurationError as exc:
         raise _fail_config(exc) from None
     except ConnectionError as exc:
-        err.print(f"[bold red]cannot start[/]: {redact(str(exc))}")
+        err.print(Text.assemble(("cannot start", "bold red"), f": {redact(str(exc))}"))
         raise typer.Exit(1) from None
     finally:
         if live is not None:
@@ -406,10 +407,12 @@ def dlq_replay(
         f"replayed {result.replayed} dead letters to {redact(target)}: {result.failed_again} failed again"
         f" (DLQ now {result.dlq_size})"
     )
-    if result.unfinished:
-        out.print(
-            f"{result.unfinished} not finished yet (WATS unreachable?): they stay in {result.journal}"
-            " and are retried by the next `dlq replay`"
+    if result.stopped_early:
+        err.print(
+            f"stopped early: {result.not_replayed} selected entries were not replayed and stay in the DLQ"
+            f" (a handler did not finish within listener.drain_timeout ="
+            f" {settings.listener.drain_timeout:g}s;"
+            " is WATS reachable?)"
         )
         raise typer.Exit(1)
 

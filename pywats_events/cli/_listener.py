@@ -30,6 +30,7 @@ from ..metrics import ListenerStats, MetricsObserver, endpoint_label, status_lab
 from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
+from .status import unfinished_entries
 
 __all__ = ["Listener", "ReplayResult", "RunSummary", "replay_dead_letters"]
 
@@ -156,6 +157,7 @@ class Listener:
         self.stop_requested = asyncio.Event()
         self.stopped_by = ""
         self._journal_depth = 0
+        self._journal_final = False
         self._dlq_size = 0
         for secret in (settings.amqp.url, settings.mqtt.url, settings.wats.token):
             if secret is not None:
@@ -255,7 +257,7 @@ class Listener:
     def _refresh_gauges(self) -> None:
         if self.parts is None:
             return
-        if self.parts.journal is not None:
+        if self.parts.journal is not None and not self._journal_final:
             self._journal_depth = self.parts.journal.stats.pending
         with contextlib.suppress(Exception):
             self._dlq_size = len(self.parts.dlq)
@@ -383,6 +385,11 @@ class Listener:
                 with contextlib.suppress(Exception):
                     self._journal_depth = await parts.journal.depth()
                     await parts.journal.close()
+                # what the file says, as `status` reports it (the in-memory count can lag behind)
+                stored = unfinished_entries(self.settings.journal_path)
+                if stored is not None:
+                    self._journal_depth = stored
+                self._journal_final = True
             self.write_status(running=False)
             loop = asyncio.get_running_loop()
             for sig in installed:
@@ -424,8 +431,9 @@ class ReplayResult:
     replayed: int
     failed_again: int
     dlq_size: int
-    #: accepted but not finished within the drain timeout (kept in the replay journal)
-    unfinished: int
+    #: selected entries still in the DLQ because the replay stopped early (e.g. a WATS outage)
+    not_replayed: int
+    stopped_early: bool
     journal: str
     facts: dict[str, str]
 
@@ -438,26 +446,56 @@ def replay_journal_settings(settings: Settings) -> Settings:
 
 
 async def replay_dead_letters(settings: Settings, ids: list[str]) -> ReplayResult:
-    """Re-runs dead letters through the configured handlers (with the replay's own journal)."""
+    """Re-runs dead letters, each through the handler that failed it, one after the other.
+
+    An entry leaves the DLQ only once its handler finished (if it fails for good it comes back as a new
+    entry). Each waits at most ``listener.drain_timeout`` seconds: during a WATS outage the replay stops
+    there instead of waiting for ever, and what was not replayed stays in the DLQ."""
     settings = replay_journal_settings(settings)
     listener = Listener(settings)
     parts = listener.build_parts()
+    limit = settings.listener.drain_timeout
+    done = 0
+    pending: asyncio.Task[None] | None = None
+    pending_id = ""
     await parts.bus.start()
     try:
-        done = await parts.dlq.areplay(parts.bus, ids)
+        for entry_id in ids:
+            entry = parts.dlq.get(entry_id)
+            if entry is None:  # replayed or purged meanwhile
+                continue
+            event = entry.event
+            fresh = event.model_copy(update={"metadata": event.metadata.model_copy(update={"attempt": 0})})
+            task = asyncio.ensure_future(parts.bus.publish(fresh, handler=entry.handler))
+            try:
+                await asyncio.wait_for(asyncio.shield(task), limit)
+            except asyncio.TimeoutError:
+                pending, pending_id = task, entry_id
+                log.warning(
+                    "dead letter %s not finished after %.0fs (WATS unreachable?): replay stopped",
+                    entry_id,
+                    limit,
+                )
+                break
+            parts.dlq.remove(entry_id)
+            done += 1
     finally:
-        report = await parts.bus.stop(timeout=settings.listener.drain_timeout)
+        report = await parts.bus.stop(timeout=limit)
+        if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
+            parts.dlq.remove(pending_id)  # it finished while the bus drained
+            done += 1
+            pending = None
         for cleanup in parts.cleanups:
             with contextlib.suppress(Exception):
                 await cleanup()
-        unfinished = report.journal_pending or len(report.not_handled)
         if parts.journal is not None:
             await parts.journal.close()
     return ReplayResult(
         replayed=done,
         failed_again=listener.stats.dead_letters,
         dlq_size=len(parts.dlq),
-        unfinished=unfinished,
+        not_replayed=len(ids) - done,
+        stopped_early=pending is not None or bool(report.not_handled),
         journal=str(settings.journal_path),
         facts=dict(parts.facts),
     )

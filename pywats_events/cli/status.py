@@ -11,7 +11,9 @@ from typing import Any
 
 from ..config import Settings
 
-__all__ = ["collect_status"]
+__all__ = ["collect_status", "unfinished_entries"]
+
+_UNFINISHED = "SELECT COUNT(*) FROM entries WHERE completed IS NULL"
 
 
 def _count(path: Any, sql: str) -> int | None:
@@ -22,6 +24,14 @@ def _count(path: Any, sql: str) -> int | None:
             return int(conn.execute(sql).fetchone()[0])
         except sqlite3.Error:
             return None
+
+
+def unfinished_entries(journal_path: Any) -> int | None:
+    """Journal entries not yet completed, read from the file (None when there is no journal)."""
+    try:
+        return _count(journal_path, _UNFINISHED)
+    except sqlite3.Error:
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -43,9 +53,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "listener": "running" if running else "stopped",
         "pid": snap.get("pid") if running else None,
         "snapshot_age_s": round(time.time() - snap["updated"], 1) if "updated" in snap else None,
-        "journal_depth": _count(
-            settings.journal_path, "SELECT COUNT(*) FROM entries WHERE completed IS NULL"
-        ),
+        "journal_depth": unfinished_entries(settings.journal_path),
         "dlq_size": _count(settings.dlq_path, "SELECT COUNT(*) FROM dead_letters"),
         "quarantine_size": _count(settings.quarantine_path, "SELECT COUNT(*) FROM quarantine"),
         "breakers": snap.get("breakers", {}),

@@ -194,3 +194,73 @@ def test_max_messages_stops_the_run(tmp_path: Path, cli: Cli) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert "stopped: max-messages 10" in res.stdout
+
+
+def test_dlq_ids_are_usable_from_a_pipe_and_replay_stops_during_an_outage(tmp_path: Path, cli: Cli) -> None:
+    from listener_support import free_port
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[handlers.wats]\nlocation = "L"\nenable_assets = false\n')
+    assert cli("run", "--config", cfg, cwd=tmp_path).returncode == 0
+    ids = [json.loads(x)["id"] for x in cli("dlq", "list", "--json", cwd=tmp_path).stdout.splitlines()]
+    assert len(ids) >= 2
+    listed = cli("dlq", "list", cwd=tmp_path)  # not a terminal: 80 columns
+    assert all(i in listed.stdout for i in ids), listed.stdout
+
+    # a unique prefix works like the full id; an unknown one exits 1 and says so
+    shown = cli("dlq", "show", ids[0][:10], cwd=tmp_path)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == ids[0]
+    missing = cli("dlq", "show", "zzzz", cwd=tmp_path)
+    assert missing.returncode == 1 and "zzzz" in missing.stderr
+
+    # WATS unreachable: the replay gives up after drain_timeout instead of hanging; nothing leaves the DLQ
+    stuck = cli(
+        "dlq",
+        "replay",
+        ids[0][:10],
+        "--wats-url",
+        f"http://127.0.0.1:{free_port()}",
+        cwd=tmp_path,
+        WATS_AUTH_TOKEN="tok-for-test",
+        PYWATS_EVENTS_LISTENER_DRAIN_TIMEOUT="1",
+    )
+    assert stuck.returncode == 1, stuck.stdout + stuck.stderr
+    assert "stay in the DLQ" in stuck.stderr
+    assert len(cli("dlq", "list", "--json", cwd=tmp_path).stdout.splitlines()) == len(ids)
+
+    # ids as arguments (as README shows), replayed with a fixed configuration into the outbox
+    fixed = tmp_path / "fixed.toml"
+    fixed.write_text(
+        '[handlers.wats]\nlocation = "L"\nenable_assets = false\ndefault_part_number = "P"\n'
+        'default_revision = "A"\ndefault_process_code = 10\n'
+    )
+    replayed = cli("dlq", "replay", "--config", fixed, ids[0], ids[1][:12], cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 2 dead letters" in replayed.stdout
+    left = {json.loads(x)["id"] for x in cli("dlq", "list", "--json", cwd=tmp_path).stdout.splitlines()}
+    assert ids[0] not in left and ids[1] not in left
+
+
+def test_resumed_journal_entries_are_not_counted_as_unfinished_after_the_run(
+    tmp_path: Path, cli: Cli
+) -> None:
+    import asyncio
+
+    from pywats_events import Event, EventType
+    from pywats_events.journal import SqliteJournal
+
+    async def leave_pending() -> None:
+        async with SqliteJournal(tmp_path / "pywats-data" / "journal.db") as journal:
+            events = [
+                Event(event_type=EventType.PASSTHROUGH, payload={"n": n}, source="left-over")
+                for n in range(4)
+            ]
+            await journal.append(events)
+
+    (tmp_path / "pywats-data").mkdir()
+    asyncio.run(leave_pending())
+    res = cli("run", cwd=tmp_path)  # resumes the four, then replays the samples
+    assert res.returncode == 0, res.stderr
+    depth = next(line for line in res.stdout.splitlines() if "journal depth" in line)
+    assert depth.split()[-2] == "0", res.stdout
+    assert json.loads(cli("status", "--json", cwd=tmp_path).stdout)["journal_depth"] == 0

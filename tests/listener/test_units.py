@@ -253,7 +253,7 @@ async def test_health_and_metrics_endpoints() -> None:
         await server.stop()
 
 
-@pytest.mark.parametrize("name", ["listener.toml", "offline-outbox.toml"])
+@pytest.mark.parametrize("name", ["listener.toml", "offline-outbox.toml", "line-simulator.toml"])
 def test_sample_configurations_are_valid(name: str) -> None:
     from handlers.config import WatsHandlersConfig
 
@@ -320,3 +320,89 @@ def test_bad_mqtt_settings_name_the_setting(url: str, options: dict[str, object]
     with pytest.raises(ConfigurationError) as err:
         mqtt_config(_mqtt_ctx(url, **options))
     assert err.value.setting == setting
+
+
+# ------------------------------------------------------------------ operator-facing details
+
+
+def test_unknown_environment_name_is_named_with_the_sections() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(environ={"PYWATS_EVENTS_FOO": "1"})
+    assert err.value.setting == "PYWATS_EVENTS_FOO"
+    assert "AMQP" in str(err.value) and "<SECTION>_<NAME>" in str(err.value)
+
+
+def test_unknown_setting_lists_the_known_names(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[listener]\nmetrics_prot = 9108\n")
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(cfg, environ={})
+    assert err.value.setting == "listener.metrics_prot"
+    assert "unknown setting" in str(err.value) and "metrics_port" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "url"),
+    [
+        ("amqp", "htp://guest:pw123@host/"),
+        ("amqp", "broker:5672"),
+        ("mqtt", "http://u:pw123@h"),
+        ("mqtt", "h:1883"),
+    ],
+)
+def test_broker_urls_are_checked_at_load_without_echoing_them(section: str, url: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(overrides={section: {"url": url}}, environ={})
+    assert err.value.setting == f"{section}.url"
+    assert "pw123" not in str(err.value) and "Value error" not in str(err.value)
+
+
+def test_redaction_keeps_prose_readable_but_hides_quoted_values() -> None:
+    prose = "wats.token: no WATS token: set WATS_AUTH_TOKEN or --token-file"
+    assert redact(prose) == prose
+    assert redact("Authorization has been denied for this request") == (
+        "Authorization has been denied for this request"
+    )
+    out = redact('{"token": "tok-9f8e", "password": "pw-1a2b"} Authorization: rawtok-77 secret=s-3c4d')
+    for secret in ("tok-9f8e", "pw-1a2b", "rawtok-77", "s-3c4d"):
+        assert secret not in out
+
+
+def test_wats_request_metrics_have_one_label_per_endpoint_not_per_unit() -> None:
+    from handlers._exceptions import WatsTransientError
+    from handlers.wats._request import WatsRequest, WatsResponse
+    from pywats_events.cli._listener import MeteredSink
+    from pywats_events.metrics import endpoint_label
+
+    assert endpoint_label("get", "/api/Production/Unit/PCB-4711-0000001/PCB-4711") == (
+        "GET /api/Production/Unit/{id}/{id}"
+    )
+    assert endpoint_label("GET", "/api/Asset/SN1001") == "GET /api/Asset/{id}"
+    assert endpoint_label("POST", "/api/Report/WSJF") == "POST /api/Report/WSJF"
+
+    class Sink:
+        def __init__(self) -> None:
+            self.fail = False
+
+        async def send(self, request: WatsRequest) -> WatsResponse:
+            if self.fail:
+                raise WatsTransientError("down", status=503)
+            return WatsResponse(200)
+
+        async def aclose(self) -> None:
+            pass
+
+    obs = MetricsObserver()
+    inner = Sink()
+    sink = MeteredSink(inner, obs)
+
+    async def drive() -> None:
+        for n in range(5):
+            await sink.send(WatsRequest("GET", f"/api/Production/Unit/SN-{n:04d}/PN-1"))
+        inner.fail = True
+        with pytest.raises(WatsTransientError):
+            await sink.send(WatsRequest("GET", "/api/Production/Unit/SN-9999/PN-1"))
+
+    asyncio.run(drive())
+    assert dict(obs.stats.requests_by_endpoint) == {"GET /api/Production/Unit/{id}/{id}": 6}
+    assert dict(obs.stats.requests_by_status) == {"200": 5, "503": 1}
