@@ -6,14 +6,28 @@ import logging
 from typing import Any
 
 from pywats_events import BaseHandler, Event
+from pywats_events.policies import CircuitBreaker, ErrorPolicy
 
 from .config import WatsHandlersConfig
 from .resolution import Resolver
 from .wats._request import RequestSink, WatsRequest, WatsResponse
 
-__all__ = ["WatsHandler", "message_id_of", "station_of"]
+__all__ = ["BREAKER_KEY", "WatsHandler", "message_id_of", "station_of", "wats_error_policy"]
 
 log = logging.getLogger("handlers")
+
+#: the circuit-breaker key of every WATS handler: one server, one circuit
+BREAKER_KEY = "wats"
+
+
+def wats_error_policy(config: WatsHandlersConfig) -> ErrorPolicy:
+    """A circuit breaker from `config.breaker`; no dead-letter queue of its own, so give-ups go to the
+    bus's queue. Give the same policy to all handlers of one server so they share the circuit."""
+    settings = config.breaker
+    breaker = CircuitBreaker(
+        failure_threshold=settings.failure_threshold, reset_timeout=settings.reset_timeout
+    )
+    return ErrorPolicy(circuit_breaker=breaker)
 
 
 def station_of(event: Event, payload: Any) -> str | None:
@@ -34,7 +48,12 @@ class WatsHandler(BaseHandler):
     All WATS handlers share the ordering group ``"wats"``: they talk to the same server, so per unit the
     production handler must have created the unit (WorkStarted) before the report handler posts its report,
     before WorkCompleted. Within the group an event's handlers run in subscription order and a WATS outage
-    holds up only the WATS handlers, never handlers of other groups (plugins)."""
+    holds up only the WATS handlers, never handlers of other groups (plugins).
+
+    They also share one circuit breaker (key ``"wats"``, `error_policy`): after
+    `config.breaker.failure_threshold` outage failures in a row events are deferred for
+    `config.breaker.reset_timeout` seconds, then one trial request decides. `create_handlers` hands all
+    handlers the same policy; a handler built alone gets its own."""
 
     ordering_group = "wats"
 
@@ -45,12 +64,17 @@ class WatsHandler(BaseHandler):
         resolver: Resolver | None = None,
         *,
         owns_sink: bool = False,
+        error_policy: ErrorPolicy | None = None,
     ) -> None:
         self.sink = sink
         #: close the sink in `on_stop` (the factory hands out a shared, reference-counted sink)
         self.owns_sink = owns_sink
         self.config = config or WatsHandlersConfig()
         self.resolver = resolver or Resolver(self.config, sink)
+        self.error_policy = error_policy or wats_error_policy(self.config)
+
+    def breaker_key(self, event: Event) -> str:
+        return BREAKER_KEY
 
     async def send(self, request: WatsRequest) -> WatsResponse:
         log.debug("%s %s %s %s", self.name, request.method, request.path, request.params)

@@ -45,6 +45,7 @@ from pywats_events.payloads import (
     AssetStateChangedEvent,
     TestResultEvent,
 )
+from pywats_events.policies import ErrorPolicy
 
 from ._base import WatsHandler, message_id_of, station_of
 from ._exceptions import WatsPermanentError
@@ -136,8 +137,9 @@ class AssetHandler(WatsHandler):
         resolver: Resolver | None = None,
         *,
         owns_sink: bool = False,
+        error_policy: ErrorPolicy | None = None,
     ) -> None:
-        super().__init__(sink, config, resolver, owns_sink=owns_sink)
+        super().__init__(sink, config, resolver, owns_sink=owns_sink, error_policy=error_policy)
         self._counted: OrderedDict[str, None] = OrderedDict()
         #: count increments whose answer was lost, by (unit key, asset serial)
         self._pending_counts: OrderedDict[tuple[str, str], _PendingCount] = OrderedDict()

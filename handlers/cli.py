@@ -1,4 +1,4 @@
-"""`pywats-events outbox list|push`: the WATS outbox commands, plugged into the CLI as a command plugin.
+"""`pywats-events outbox list|push|retry-failed`: the WATS outbox commands, as a CLI command plugin.
 
 Entry point ``pywats_events.commands: outbox`` → `outbox_app`; the core CLI adds every command plugin it
 finds, so it never imports the WATS side itself. Settings come from the same TOML file and environment as
@@ -125,5 +125,42 @@ def outbox_push(
         box.close()
     _out.print(f"sent {result.sent}, failed {result.failed}, pending {result.pending}")
     if result.stopped:
-        _err.print(f"stopped early: {redact(result.stopped)}")
+        _err.print(
+            f"push stopped: {redact(result.stopped)}\n"
+            f"{result.pending} request(s) left pending, in order; fix the cause and run `outbox push` again"
+        )
         raise typer.Exit(1)
+    if result.failed:
+        _err.print(
+            f"WATS refused {result.failed} request(s): see `pywats-events outbox list --state failed`; "
+            "once the cause is fixed, `pywats-events outbox retry-failed` queues them again"
+        )
+        raise typer.Exit(1)
+
+
+@outbox_app.command("retry-failed")
+def outbox_retry_failed(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    outbox: OutboxOpt = None,
+    include_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--include-unknown",
+            help="Also requeue non-idempotent requests whose outcome is unknown (check WATS first).",
+        ),
+    ] = False,
+) -> None:
+    """Put failed requests back to pending, in their original order; `outbox push` then sends them."""
+    box = _open(_settings(config, data_dir), outbox)
+    try:
+        moved = box.retry_failed(include_unknown=include_unknown)
+        left = box.count("failed")
+        pending = box.count("pending")
+    finally:
+        box.close()
+    _out.print(f"{moved} failed request(s) back to pending ({pending} pending, {left} still failed)")
+    if left and not include_unknown:
+        _err.print(
+            f"{left} request(s) with an unknown outcome stay failed: check WATS, then use --include-unknown"
+        )

@@ -20,6 +20,9 @@ Example (TOML)::
     revision = "B"
     [processes]
     AOI = 20                                 # TestMethod / InspectionMethod / station -> code or name
+    [breaker]
+    failure_threshold = 5                    # outage failures that open the shared circuit
+    reset_timeout = 15.0                     # seconds before a trial request
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "DEFAULT_ASSET_STATE_MAP",
     "DEFAULT_PROCESS_ALIASES",
     "AssetSettings",
+    "BreakerSettings",
     "PhaseSettings",
     "ProductRule",
     "StationConfig",
@@ -112,6 +116,16 @@ class AssetSettings(_Settings):
     user: str = "pywats-events"
 
 
+class BreakerSettings(_Settings):
+    """The circuit breaker all WATS handlers share (they talk to one server). While it is open, events
+    wait (deferred, not failed) instead of every handler hammering a server that is down."""
+
+    #: consecutive outage failures (timeouts, 5xx, refused token) that open the circuit
+    failure_threshold: int = Field(default=5, ge=1)
+    #: seconds the circuit stays open before one trial request is let through
+    reset_timeout: float = Field(default=15.0, gt=0)
+
+
 #: TestMethod / InspectionMethod → WATS process names tried (case-insensitive) after the method itself
 DEFAULT_PROCESS_ALIASES: dict[str, list[str]] = {
     "ICT": ["In-circuit test", "In circuit test"],
@@ -170,6 +184,7 @@ class WatsHandlersConfig(_Settings):
 
     phases: PhaseSettings = Field(default_factory=PhaseSettings)
     asset: AssetSettings = Field(default_factory=AssetSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
     # -- which handlers `create_handlers` builds --
     enable_reports: bool = True

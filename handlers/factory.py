@@ -8,6 +8,7 @@ from typing import Any
 
 from pywats_events import BaseHandler, ConfigurationError
 
+from ._base import wats_error_policy
 from .asset import AssetHandler
 from .config import WatsHandlersConfig
 from .production import ProductionHandler
@@ -65,7 +66,7 @@ def build_sink(config: WatsHandlersConfig) -> tuple[RequestSink, bool]:
 def create_handlers(
     settings: dict[str, Any] | WatsHandlersConfig | None = None, sink: RequestSink | None = None
 ) -> list[BaseHandler]:
-    """The enabled WATS handlers sharing one sink and one resolver.
+    """The enabled WATS handlers sharing one sink, one resolver and one circuit breaker.
 
     Without `sink` one is built from the settings (`build_sink`) and closed when the handlers stop;
     a given sink stays the caller's to close."""
@@ -89,4 +90,5 @@ def create_handlers(
     if config.enable_production:
         classes.append(ProductionHandler)
     shared: RequestSink = _SharedSink(sink, len(classes)) if owns else sink
-    return [cls(shared, config, resolver, owns_sink=owns) for cls in classes]
+    policy = wats_error_policy(config)
+    return [cls(shared, config, resolver, owns_sink=owns, error_policy=policy) for cls in classes]

@@ -64,6 +64,8 @@ class Resolver:
         self._sink = sink
         self._processes: dict[str, Process] | None = None
         self._process_lock = asyncio.Lock()
+        #: the start-up read was already tried (every handler sharing this resolver asks for it)
+        self._startup_load_tried = False
         self._units = _Lru()
         self._asset_ids = _Lru()
 
@@ -165,9 +167,13 @@ class Resolver:
     # -- processes ---------------------------------------------------------------------------------
 
     async def load_processes(self) -> None:
-        """Read the process list from WATS; failures are logged and retried on first need."""
+        """Read the process list from WATS once for all handlers sharing this resolver; a failure is
+        logged once and the read is retried on first need."""
         if not self.config.lookup_processes or not self.can_read or self._processes is not None:
             return
+        if self._startup_load_tried:
+            return
+        self._startup_load_tried = True
         try:
             await self._fetch_processes()
         except (TransientError, WatsPermanentError) as exc:

@@ -7,12 +7,15 @@ third-party plugin; nothing in the core imports this package.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from typing import Any
 
 from pywats_events import ConfigurationError
 from pywats_events.plugins import PluginContext
 from pywats_events.transports import BaseTransport
 
+from ._values import parse_datetime
 from .codec import CFXCodec
 
 __all__ = ["amqp_transport", "bundled_samples", "codec"]
@@ -27,10 +30,22 @@ def codec(**options: Any) -> CFXCodec:
 
 
 def bundled_samples() -> list[tuple[str, bytes]]:
-    """The CFX sample messages shipped as package data, by name (what a no-argument run replays)."""
+    """The CFX sample messages shipped as package data, in the order the line sent them (envelope
+    ``TimeStamp``; samples without a readable one go last, by name). A no-argument run replays them so:
+    file-name order would queue a unit's child units and phases before the WorkStarted that creates it."""
     from .samples import list_samples, load_sample
 
-    return [(name, load_sample(name)) for name in list_samples()]
+    samples = [(name, load_sample(name)) for name in list_samples()]
+    return sorted(samples, key=lambda sample: _sent_at(sample[1]))
+
+
+def _sent_at(body: bytes) -> tuple[int, datetime]:
+    """Sort key of a sample: (0, its envelope TimeStamp) or (1, a placeholder) when it has none."""
+    try:
+        stamp = parse_datetime(json.loads(body).get("TimeStamp"))
+    except (ValueError, AttributeError):
+        stamp = None
+    return (0, stamp) if stamp is not None else (1, datetime.min.replace(tzinfo=timezone.utc))
 
 
 def amqp_transport(ctx: PluginContext) -> BaseTransport | None:

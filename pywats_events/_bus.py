@@ -33,6 +33,7 @@ from ._dispatch import DONE, Subscription, log_extra, system_event
 from ._event import Event, EventType
 from ._exceptions import BusOverloaded, BusStateError, ConfigurationError
 from ._handlers import BaseHandler, FunctionHandler, HandleResult
+from ._log_context import Delivery, current_delivery
 from ._observer import HOOK_NAMES, BusObserver, overrides
 from .journal._protocol import BufferedMarks, Journal
 from .policies import DeadLetterQueue, ErrorPolicy, RetryPolicy
@@ -66,6 +67,14 @@ class StopReport:
     not_handled: list[Event] = field(default_factory=list)
     timed_out: bool = False
     journal_pending: int | None = None
+    #: how many of `not_handled` are journal entries (the rest are not kept anywhere by the bus)
+    kept_in_journal: int = 0
+    #: how many of `not_handled` were targeted deliveries (`publish(handler=...)`, e.g. dead-letter
+    #: replay): never journaled; their `publish` raised, so the caller still has them
+    targeted: int = 0
+    #: how many of `not_handled` were submitted by a transport without a journal: `submit` raised, so
+    #: the transport did not acknowledge them and the broker keeps them
+    refused: int = 0
 
     @property
     def clean(self) -> bool:
@@ -73,13 +82,15 @@ class StopReport:
 
 
 class _Ack:
-    """Counts down the events of one `submit` call; the future resolves when all are finished."""
+    """Counts down the events of one `submit` call (or one targeted `publish`: `targeted`); the future
+    resolves when all are finished."""
 
-    __slots__ = ("future", "remaining")
+    __slots__ = ("future", "remaining", "targeted")
 
-    def __init__(self, future: asyncio.Future[None]) -> None:
+    def __init__(self, future: asyncio.Future[None], targeted: bool = False) -> None:
         self.future = future
         self.remaining = 0
+        self.targeted = targeted
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
@@ -251,6 +262,11 @@ class AsyncEventBus:
     def handlers(self) -> list[BaseHandler]:
         return [s.handler for s in self._subs]
 
+    @property
+    def handler_names(self) -> list[str]:
+        """Subscription names, as `publish(handler=...)`, the journal and dead letters know them."""
+        return [s.name for s in self._subs]
+
     def subscribe(
         self,
         handler_or_function: BaseHandler | Callable[[Event], HandleResult],
@@ -360,7 +376,7 @@ class AsyncEventBus:
                 await self.journal.open()
             self._started_handlers = []
             for sub in self._subs:
-                await self._call_hook(sub.handler.on_start)
+                await self._call_hook(sub, "on_start")
                 self._started_handlers.append(sub)
             self._open_lanes()
             if self.journal is not None:
@@ -426,19 +442,19 @@ class AsyncEventBus:
         gone = BusStateError("bus stopped before the event was handled")
         reported: set[int] = set()  # an event left in the lanes of several groups is reported once
         for lane in lanes:
-            for event, _subs, ack, _seq, split in lane.q:
+            for event, _subs, ack, seq, split in lane.q:
                 if split is not None:
                     if id(split) in reported:
                         continue
                     reported.add(id(split))
-                report.not_handled.append(event)
+                _left_behind(report, event, ack, seq)
                 if ack is not None:
                     ack.fail(gone)
             lane.q.clear()
         while self._waiters:
             w = self._waiters.popleft()
             if not w.cancelled:
-                report.not_handled.append(w.event)
+                _left_behind(report, w.event, w.ack, 0)
                 if w.ack is not None:
                     w.ack.fail(gone)
                 if w.future is not None and not w.future.done():
@@ -453,7 +469,7 @@ class AsyncEventBus:
             except asyncio.TimeoutError:
                 log.warning("a synchronous handler is still running after stop(); on_stop runs anyway")
         for sub in reversed(self._started_handlers):
-            await self._call_hook(sub.handler.on_stop)
+            await self._call_hook(sub, "on_stop")
         self._started_handlers = []
         if self.journal is not None:
             try:
@@ -471,19 +487,28 @@ class AsyncEventBus:
         self._state = BusState.STOPPED
         if report.not_handled:
             log.warning(
-                "bus stopped with %d event(s) not handled%s",
-                len(report.not_handled),
-                " (kept in the journal)" if self.journal is not None else "",
+                "bus stopped with %d event(s) not handled: %s", len(report.not_handled), _fates(report)
             )
         return report
 
-    async def _call_hook(self, hook: Callable[[], HandleResult]) -> None:
+    async def _call_hook(self, sub: Subscription, hook_name: str) -> None:
+        """Run `on_start`/`on_stop`; a failure is logged at ERROR naming the handler and swallowed: the
+        handler stays subscribed and keeps receiving events (see `BaseHandler`)."""
         try:
-            result = hook()
+            result = getattr(sub.handler, hook_name)()
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 await result
-        except Exception:
-            log.exception("handler hook %r raised", hook)
+        except Exception as exc:
+            log.error(
+                "handler %s: %s failed: %s: %s%s",
+                sub.name,
+                hook_name,
+                type(exc).__name__,
+                exc,
+                "; it stays subscribed and still receives events" if hook_name == "on_start" else "",
+                exc_info=True,
+                extra={"handler": sub.name},
+            )
 
     def _open_lanes(self) -> None:
         """One set of lanes per ordering group (workers start when a lane first gets an event)."""
@@ -532,7 +557,8 @@ class AsyncEventBus:
         for s in self._subs:
             if s.name == handler:
                 return (s,)
-        raise ConfigurationError("handler", f"no subscribed handler named {handler!r}")
+        names = ", ".join(s.name for s in self._subs) or "none"
+        raise ConfigurationError("handler", f"no subscribed handler named {handler!r} (subscribed: {names})")
 
     def _check_open(self) -> None:
         if self._state is not BusState.RUNNING and self._state is not BusState.STOPPING:
@@ -640,7 +666,7 @@ class AsyncEventBus:
             log.error("queued publish failed: %r", task.exception())
 
     async def _deliver_now(self, event: Event, subs: tuple[Subscription, ...]) -> None:
-        ack = _Ack(self._loop.create_future())
+        ack = _Ack(self._loop.create_future(), targeted=True)
         self._place(event, subs, ack)
         await ack.future
 
@@ -779,13 +805,20 @@ class AsyncEventBus:
         finished = self._finished
         journal = self.journal
         marks = journal if isinstance(journal, BufferedMarks) else None
+        # log lines emitted while a handler runs carry its event's ids (see _log_context); this also
+        # replaces what a lane started from inside another lane's handler call would inherit
+        now = Delivery()
+        current_delivery.set(now)
         while True:
             if not q:
+                now.event = None
                 lane.wakeup = fut = loop.create_future()
                 await fut
                 continue
             event, subs, ack, seq, split = q[0]
             for sub in subs:
+                now.event = event
+                now.handler = sub.name
                 breaker = sub.breaker
                 if sub.fast and (breaker is None or not breaker._circuits):
                     # nothing to ask or time: call inline; policies step in only on failure
@@ -1036,6 +1069,34 @@ class AsyncEventBus:
                 record.raw[:200],
             )
         self._notify("on_quarantine", record)
+
+
+def _left_behind(report: StopReport, event: Event, ack: _Ack | None, seq: int) -> None:
+    report.not_handled.append(event)
+    if seq:
+        report.kept_in_journal += 1
+    elif ack is not None and ack.targeted:
+        report.targeted += 1
+    elif ack is not None:
+        report.refused += 1
+
+
+def _fates(report: StopReport) -> str:
+    """What becomes of the unfinished events, kind by kind (only the kinds present)."""
+    lost = len(report.not_handled) - report.kept_in_journal - report.targeted - report.refused
+    parts = []
+    if report.kept_in_journal:
+        parts.append(f"{report.kept_in_journal} kept in the journal (they resume on the next start)")
+    if report.targeted:
+        parts.append(
+            f"{report.targeted} targeted deliveries (publish(handler=...), e.g. dead-letter replay): not"
+            " journaled, their publish() failed (a replayed dead letter stays in the DLQ)"
+        )
+    if report.refused:
+        parts.append(f"{report.refused} refused to their transport (not acknowledged: the broker keeps them)")
+    if lost:
+        parts.append(f"{lost} lost (accepted without a journal, or bus-generated system events)")
+    return "; ".join(parts)
 
 
 def _copy_outcome(task: asyncio.Task[None], done: concurrent.futures.Future[None]) -> None:

@@ -11,6 +11,7 @@ retry budget the event is *deferred* (it waits with capped backoff) until it suc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
@@ -86,10 +87,13 @@ class Subscription:
         return f"Subscription({self.name!r}, types={self.event_types})"
 
     async def invoke(self, bus: AsyncEventBus, event: Event) -> None:
+        """One call of the handler; the caller has set `current_delivery` (a sync handler's worker
+        thread gets a copy of this context, so its log lines carry the event's ids too)."""
         if self.is_async:
             await self.call(event)
             return
-        result = await bus._loop.run_in_executor(bus._executor, self.call, event)
+        ctx = contextvars.copy_context()
+        result = await bus._loop.run_in_executor(bus._executor, ctx.run, self.call, event)
         if inspect.isawaitable(result):
             await result
 

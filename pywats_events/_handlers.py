@@ -36,8 +36,10 @@ class BaseHandler:
 
     * `on_start` runs once per `start()`, in subscription order, before any event is delivered;
       `on_stop` runs once after the bus drained, in reverse order. An exception from either is logged
-      and swallowed: the handler is still subscribed and `on_stop` still runs, so a handler whose
-      `on_start` could not reach its destination should raise `TransientError` from `handle` until it can.
+      at ERROR with the handler's name and the exception, and swallowed: the bus keeps running, the
+      handler stays subscribed and still receives events, and its `on_stop` still runs. So a handler
+      whose `on_start` could not reach its destination should raise `TransientError` from `handle`
+      until it can.
     * `on_error(event, exc)` is told about every failed attempt, before the retry or dead-lettering.
 
     `name` (default: the class name) identifies the handler in the journal's per-handler progress, in

@@ -2,6 +2,11 @@
 
 Every setting has a dotted name (``amqp.url``); invalid values fail at start-up with a `ConfigurationError`
 naming that setting. Secrets are `SecretStr` so they never reach logs or `repr`.
+
+Plugin options (``[handlers.<name>]``, ``[plugins.<name>]``) have no fixed names, so their environment
+names separate the levels with a double underscore: ``PYWATS_EVENTS_HANDLERS__FAILJSON__DESTINATIONS``
+→ ``handlers.failjson.destinations`` (names are lower-cased; a value starting with ``[`` or ``{`` is
+JSON, anything else a string the plugin's own option model converts).
 """
 
 from __future__ import annotations
@@ -69,6 +74,17 @@ class ListenerSettings(_Section):
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("handlers", "transports")
+    @classmethod
+    def _no_duplicates(cls, v: list[str]) -> list[str]:
+        # a plugin listed twice would subscribe its handlers twice (each event handled twice)
+        seen: set[str] = set()
+        for name in v:
+            if name in seen:
+                raise ValueError(f"{name!r} is listed twice")
+            seen.add(name)
+        return v
 
 
 class JournalSettings(_Section):
@@ -232,13 +248,51 @@ def _env_value(raw: str, annotation: Any) -> Any:
     return raw
 
 
+#: settings tables keyed by plugin name: their environment names nest with "__"
+_PLUGIN_TABLES = ("handlers", "plugins")
+_TABLE_KIND = {"handlers": "handler plugin", "plugins": "codec and transport plugin"}
+
+
+def _plugin_env(key: str, rest: str, raw: str) -> tuple[str, list[str], Any]:
+    """PYWATS_EVENTS_HANDLERS__<NAME>__<OPTION>[__<SUB>...] → ("handlers", [name, option, ...], value)."""
+    table = rest.split("_", 1)[0]
+    parts = rest[len(table) + 2 :].split("__") if rest.startswith(table + "__") else []
+    if len(parts) < 2 or not all(parts):
+        raise ConfigurationError(
+            key,
+            f"unknown setting: {_TABLE_KIND[table]} options are set by environment as"
+            f" {ENV_PREFIX}{table.upper()}__<NAME>__<OPTION> (double underscores between the levels)",
+        )
+    stripped = raw.strip()
+    value: Any = raw
+    if stripped.startswith(("[", "{")):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(".".join((table, *parts)), f"invalid JSON in {key}") from exc
+    return table, parts, value
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """PYWATS_EVENTS_AMQP_URL → {"amqp": {"url": ...}}; unknown PYWATS_EVENTS_* names are errors."""
+    """PYWATS_EVENTS_AMQP_URL → {"amqp": {"url": ...}}, PYWATS_EVENTS_HANDLERS__WATS__X → {"handlers":
+    {"wats": {"x": ...}}}; unknown PYWATS_EVENTS_* names are errors."""
     out: dict[str, dict[str, Any]] = {}
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
         rest = key[len(ENV_PREFIX) :].lower()
+        if rest.split("_", 1)[0] in _PLUGIN_TABLES:
+            table, parts, value = _plugin_env(key, rest, raw)
+            node = out.setdefault(table, {})
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ConfigurationError(
+                        ".".join((table, *parts)), f"{key} conflicts with another variable"
+                    )
+                node = child
+            node[parts[-1]] = value
+            continue
         for section, model in _SECTIONS.items():
             if rest.startswith(section + "_"):
                 name = rest[len(section) + 1 :]
@@ -255,7 +309,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             raise ConfigurationError(
                 key,
                 f"unknown setting: environment names are {ENV_PREFIX}<SECTION>_<NAME>"
-                f" with SECTION one of {sections}",
+                f" with SECTION one of {sections}, or {ENV_PREFIX}HANDLERS__<NAME>__<OPTION> and"
+                f" {ENV_PREFIX}PLUGINS__<NAME>__<OPTION> for plugin options",
             )
     return out
 

@@ -1,5 +1,9 @@
 """Logging for the listener: plain or JSON lines, event/correlation ids, credentials redacted everywhere.
 
+`DeliveryContextFilter` (installed by `configure_logging`) stamps every record emitted during a handler
+call with that call's event id, correlation id, event type and handler name, whatever logger wrote it
+(the handler's own, the WATS sender's, a plugin's), so JSON lines join with the message and DLQ entry.
+
 Redaction runs as a filter on the root handler, so every record (ours, aio-pika's, httpx's) passes through
 it: passwords in URLs, bearer/basic tokens, `token=` style parameters and any secret registered with
 `register_secret` (e.g. the WATS token read at start-up) are replaced by ``***``.
@@ -14,7 +18,16 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["JsonFormatter", "RedactingFilter", "configure_logging", "redact", "register_secret"]
+from ._log_context import delivery_fields
+
+__all__ = [
+    "DeliveryContextFilter",
+    "JsonFormatter",
+    "RedactingFilter",
+    "configure_logging",
+    "redact",
+    "register_secret",
+]
 
 _SECRETS: set[str] = set()
 
@@ -77,10 +90,29 @@ class RedactingFilter(logging.Filter):
 _CONTEXT_FIELDS = ("event_id", "correlation_id", "event_type", "handler", "transport", "seq")
 
 
+def _add_delivery_fields(record: logging.LogRecord) -> None:
+    """Fields of the running handler call, where the record does not set its own (`extra=` wins)."""
+    fields = delivery_fields()
+    if fields is not None:
+        for name, value in fields.items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+
+
+class DeliveryContextFilter(logging.Filter):
+    """Adds event_id, correlation_id, event_type and handler of the handler call the record was emitted
+    in (install it on a handler: handler filters see records of every logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _add_delivery_fields(record)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, context ids when present, exception text."""
 
     def format(self, record: logging.LogRecord) -> str:
+        _add_delivery_fields(record)  # also when used without `configure_logging`'s filter
         data: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -100,6 +132,7 @@ class JsonFormatter(logging.Formatter):
 
 class _PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        _add_delivery_fields(record)
         text = super().format(record)
         ids = [
             f"{n}={getattr(record, n)}" for n in ("event_id", "correlation_id") if getattr(record, n, None)
@@ -115,6 +148,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False, stream: 
             root.removeHandler(h)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._pywats = True  # type: ignore[attr-defined]
+    handler.addFilter(DeliveryContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(
         JsonFormatter()

@@ -7,8 +7,12 @@ Push rules (each stored request is carried out once):
 
 * success                → the row is marked ``sent`` durably before the next one is sent;
 * `WatsTransientError`   → push stops; the row and everything after it stay ``pending`` in order;
+* `WatsTransientError`   includes a refused token (401/403): nothing after it could succeed either;
 * `WatsPermanentError`   → the row is marked ``failed`` with the server's reason and push continues
-  (one refused request must not block the rest; `list(state="failed")` shows what needs attention);
+  (one refused request must not block the rest; `list(state="failed")` shows what needs attention,
+  `retry_failed()` queues them again once the cause is fixed);
+* 409 to a ``create_unit`` → the unit already exists (e.g. a report created it): counted as ``sent``,
+  as the production handler does online;
 * any other exception    → treated like a transient failure (stop, keep everything).
 
 A row is marked ``sending`` while its request is in flight. If the process dies then, reopening the
@@ -108,6 +112,14 @@ def _dedup_key(request: WatsRequest) -> str | None:
     if request.idempotent and isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
         return f"{request.method.upper()} {request.path} {body['id']}"
     return None
+
+
+#: operations whose 409 (Conflict) answer means "already there": the request's goal is reached
+_DONE_ON_CONFLICT = frozenset({"create_unit"})
+
+
+def _already_done(entry: OutboxEntry, exc: WatsPermanentError) -> bool:
+    return exc.status == 409 and entry.operation in _DONE_ON_CONFLICT
 
 
 class Outbox:
@@ -285,12 +297,17 @@ class Outbox:
         """Delete the rows already delivered; returns how many."""
         return self._tx(lambda db: db.execute("DELETE FROM requests WHERE state='sent'").rowcount)
 
-    def retry_failed(self) -> int:
-        """Put failed rows back to pending (after the cause was fixed); returns how many."""
+    def retry_failed(self, *, include_unknown: bool = False) -> int:
+        """Put failed rows back to pending (after the cause was fixed), keeping their place in the order;
+        returns how many. A non-idempotent row whose outcome is unknown may already have been carried
+        out, so it stays failed unless `include_unknown` (check WATS first)."""
+        sql = "UPDATE requests SET state='pending', error=NULL, updated=? WHERE state='failed'"
+        if not include_unknown:
+            sql += " AND NOT (idempotent=0 AND COALESCE(error, '') LIKE '%outcome unknown%')"
         return self._tx(
             lambda db: (
                 db.execute(
-                    "UPDATE requests SET state='pending', error=NULL, updated=? WHERE state='failed'",
+                    sql,
                     (time.time(),),
                 ).rowcount
             )
@@ -318,6 +335,10 @@ class Outbox:
                 try:
                     response = await sink.send(entry.to_request())
                 except WatsPermanentError as exc:
+                    if _already_done(entry, exc):
+                        await asyncio.to_thread(self._set_state, entry.id, "sent", status=exc.status)
+                        sent += 1
+                        continue
                     await asyncio.to_thread(
                         self._set_state, entry.id, "failed", error=str(exc), status=exc.status
                     )

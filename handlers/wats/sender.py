@@ -4,7 +4,10 @@ Error classification (what the bus sees):
 
 * 2xx                                   → `WatsResponse`
 * 408, 429, 5xx, timeout, connection    → `WatsTransientError` (429/503 carry `retry_after` from Retry-After)
-* other 4xx                             → `WatsPermanentError` with the server's message
+* 401, 403                              → `WatsAuthError` (transient): a wrong token is a fault of the whole
+  sink, not of the event, so events wait (deferred, behind the breaker) until the token is fixed;
+  logged at ERROR once per spell of failures and never retried inside the sender
+* other 4xx (400, 404, 409, 422, ...)   → `WatsPermanentError` with the server's message
 * outcome unknown for a non-idempotent request → `WatsOutcomeUnknownError` (permanent, flagged)
 
 Retrying. A few short retries happen here; after that the exception goes to the bus, whose retry/defer
@@ -23,7 +26,8 @@ policy takes over. What is retried depends on whether sending twice is harmless:
   request for a person rather than risk carrying it out twice.
 
 The token is never put in logs, reprs or exception messages: it lives only in the client's default
-headers, and any text that reaches an exception is scrubbed of it.
+headers, and any text that reaches an exception is scrubbed of it (a token shorter than
+`MIN_SCRUB_LENGTH` only where it stands alone, so a test token like ``T`` does not mangle "POST").
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,7 +51,7 @@ from .._exceptions import WatsPermanentError, WatsTransientError
 from ._request import WatsRequest, WatsResponse
 from .ratelimit import RateLimiter
 
-__all__ = ["HttpSender", "WatsOutcomeUnknownError", "parse_retry_after"]
+__all__ = ["MIN_SCRUB_LENGTH", "HttpSender", "WatsAuthError", "WatsOutcomeUnknownError", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,12 @@ ENV_TOKEN = "WATS_AUTH_TOKEN"
 _DECLINED = frozenset({408, 429, 503})
 _MESSAGE_KEYS = ("message", "Message", "error", "detail", "title")
 _REDACTED = "***"
+#: statuses that mean "the token is wrong or lacks rights": the sink's configuration, not the event
+_AUTH = frozenset({401, 403})
+#: tokens at least this long are scrubbed wherever they occur; shorter ones only where they stand alone
+MIN_SCRUB_LENGTH = 8
+_TOKEN_CHARS = "A-Za-z0-9+/=_-"
+AUTH_HINT = "check WATS_AUTH_TOKEN / the token file: the WATS API token of a user with API rights"
 
 
 class WatsOutcomeUnknownError(WatsPermanentError):
@@ -72,6 +83,11 @@ class WatsOutcomeUnknownError(WatsPermanentError):
         """The same failure as an outage: raise it (``from`` this error) once a later attempt is known
         to check WATS before sending the request again."""
         return WatsTransientError(f"{self}; WATS is checked before it is sent again", status=self.status)
+
+
+class WatsAuthError(WatsTransientError):
+    """WATS refused the credentials (401/403). Transient: every event would fail the same way, so the
+    bus defers them until the token is fixed instead of dead-lettering them; push stops on it."""
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -184,6 +200,13 @@ class HttpSender:
         self.max_connections = max_connections
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
+        #: in a spell of auth failures (logged once at ERROR until a request succeeds again)
+        self._auth_failing = False
+        self._short_token = (
+            None
+            if len(self.__token) >= MIN_SCRUB_LENGTH
+            else re.compile(f"(?<![{_TOKEN_CHARS}]){re.escape(self.__token)}(?![{_TOKEN_CHARS}])")
+        )
 
     def __repr__(self) -> str:
         return f"HttpSender(base_url={self.base_url!r}, token={_REDACTED!r})"
@@ -209,6 +232,8 @@ class HttpSender:
             attempt += 1
             try:
                 return await self._attempt(request)
+            except WatsAuthError:
+                raise  # the same token fails the same way; waiting is the bus's job
             except WatsTransientError as exc:
                 if attempt >= self.max_attempts:
                     raise
@@ -275,6 +300,9 @@ class HttpSender:
             except ValueError:
                 body = None
         if 200 <= status < 300:
+            if self._auth_failing:
+                self._auth_failing = False
+                log.info("WATS accepts the API token again")
             return WatsResponse(status=status, json=body, text=text)
         detail = self._scrub(_server_message(body, text) or response.reason_phrase or "no message")
         message = f"{request.method} {request.path}: WATS answered {status}: {detail}"
@@ -283,12 +311,25 @@ class HttpSender:
             if not request.idempotent and status not in _DECLINED:
                 raise WatsOutcomeUnknownError(_unknown(message), status=status)
             raise WatsTransientError(message, status=status, retry_after=retry_after)
-        if status == 401:
-            message += " (check the WATS API token)"
+        if status in _AUTH:
+            if not self._auth_failing:
+                self._auth_failing = True
+                log.error(
+                    "WATS at %s refused the API token (%d); events wait until it is fixed: %s",
+                    self.base_url,
+                    status,
+                    AUTH_HINT,
+                )
+            raise WatsAuthError(f"{message} ({AUTH_HINT})", status=status)
         raise WatsPermanentError(message, status=status)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self.__token, _REDACTED) if self.__token in text else text
+        token = self.__token
+        if token not in text:
+            return text
+        if self._short_token is not None:
+            return self._short_token.sub(_REDACTED, text)
+        return text.replace(token, _REDACTED)
 
 
 def _query_params(params: dict[str, Any]) -> dict[str, Any]:

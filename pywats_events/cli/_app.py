@@ -407,6 +407,11 @@ def dlq_replay(
         f"replayed {result.replayed} dead letters to {redact(target)}: {result.failed_again} failed again"
         f" (DLQ now {result.dlq_size})"
     )
+    if result.skipped:
+        err.print(
+            f"skipped {len(result.skipped)} entries whose handler is not configured (listener.handlers);"
+            " they stay in the DLQ (see the log for the handler names)"
+        )
     if result.stopped_early:
         err.print(
             f"stopped early: {result.not_replayed} selected entries were not replayed and stay in the DLQ"
@@ -414,6 +419,8 @@ def dlq_replay(
             f" {settings.listener.drain_timeout:g}s;"
             " is WATS reachable?)"
         )
+        raise typer.Exit(1)
+    if result.skipped:
         raise typer.Exit(1)
 
 

@@ -15,13 +15,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import plugins
 from .._codec import Codec, DecodeResult
 from .._event import Event
+from .._exceptions import ConfigurationError
 from ..config import Settings
 from ..health import HealthServer
 from ..journal import SqliteJournal
@@ -32,7 +33,14 @@ from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
 from .status import unfinished_entries
 
-__all__ = ["Listener", "ReplayResult", "RunSummary", "replay_dead_letters"]
+__all__ = [
+    "Listener",
+    "ReplayResult",
+    "RunSummary",
+    "check_plugin_tables",
+    "replay_dead_letters",
+    "run_cleanups",
+]
 
 log = logging.getLogger("pywats_events.listener")
 
@@ -138,7 +146,8 @@ class _Parts:
     metrics: MetricsObserver
     handlers: list[Any]
     codec: Codec
-    cleanups: list[Any] = field(default_factory=list)
+    #: (plugin name, coroutine function) pairs, run after the bus stopped
+    cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
 
 
@@ -159,6 +168,8 @@ class Listener:
         self._journal_depth = 0
         self._journal_final = False
         self._dlq_size = 0
+        #: cleanups of the plugins built so far, so a failed start-up still closes what they opened
+        self._built_cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         for secret in (settings.amqp.url, settings.mqtt.url, settings.wats.token):
             if secret is not None:
                 value = secret.get_secret_value()
@@ -173,11 +184,12 @@ class Listener:
         from ..policies import SqliteDeadLetterQueue
 
         s = self.settings
+        check_plugin_tables(s)
         s.listener.data_dir.mkdir(parents=True, exist_ok=True)
         name = s.listener.codec
         codec: Codec = MeteredCodec(plugins.make_codec(name, dict(s.plugins.get(name, {}))), self.metrics)
         facts: dict[str, str] = {}
-        cleanups: list[Any] = []
+        cleanups = self._built_cleanups = []
         handler_objs: list[Any] = []
         for hname in s.listener.handlers:
             ctx = plugins.PluginContext(
@@ -187,8 +199,10 @@ class Listener:
                 codec=codec,
                 meter_sink=lambda sink: MeteredSink(sink, self.metrics),
             )
-            handler_objs.extend(plugins.make_handlers(hname, ctx))
-            cleanups.extend(ctx.cleanups)
+            try:
+                handler_objs.extend(plugins.make_handlers(hname, ctx))
+            finally:  # what a failing factory opened before it raised is closed too
+                cleanups.extend((hname, c) for c in ctx.cleanups)
             facts.update(ctx.facts)
         journal = None
         if s.journal.enabled:
@@ -237,6 +251,19 @@ class Listener:
             out.extend(plugins.make_transports(tname, ctx, setting="listener.transports"))
             parts.facts.update(ctx.facts)
         return out
+
+    async def build(self, *, transports: bool = True) -> _Parts:
+        """`build_parts` (and `build_transports`); if either fails, the cleanups of the plugins built
+        so far run before the error propagates."""
+        try:
+            parts = self.build_parts()
+            if transports:
+                self.transports = self.build_transports(parts)
+        except BaseException:
+            await run_cleanups(self._built_cleanups)
+            raise
+        self.parts = parts
+        return parts
 
     # ------------------------------------------------------------------ running
     def request_stop(self, reason: str) -> None:
@@ -328,9 +355,7 @@ class Listener:
 
     async def run(self) -> RunSummary:
         t0 = time.monotonic()
-        parts = self.build_parts()
-        self.parts = parts
-        self.transports = self.build_transports(parts)
+        parts = await self.build()
         self.context = ListenerContext(parts.bus, parts.quarantine, self.metrics)
         installed = self._install_signals()
         report: Any = None
@@ -375,9 +400,7 @@ class Listener:
                     )
             except Exception:
                 log.exception("bus did not stop cleanly")
-            for cleanup in parts.cleanups:
-                with contextlib.suppress(Exception):
-                    await cleanup()
+            await run_cleanups(parts.cleanups)
             if self.health is not None:
                 await self.health.stop()
             self._refresh_gauges()
@@ -410,6 +433,53 @@ class Listener:
         )
 
 
+def check_plugin_tables(settings: Settings) -> None:
+    """A ``[handlers.<name>]`` / ``[plugins.<name>]`` table that nothing uses is a mistake: an error if no
+    such plugin is installed (a typo), else a warning naming it (the plugin is not enabled)."""
+    for name in settings.handlers:
+        if name in settings.listener.handlers:
+            continue
+        installed = plugins.available(plugins.HANDLERS)
+        if name not in installed:
+            raise ConfigurationError(
+                f"handlers.{name}",
+                f"no such handler plugin (installed: {', '.join(sorted(installed)) or 'none'})",
+            )
+        log.warning(
+            "handlers.%s: options given, but %r is not in listener.handlers, so they are not used",
+            name,
+            name,
+        )
+    used = {settings.listener.codec, "replay", *settings.listener.transports}
+    used.update(n for n, url in (("amqp", settings.amqp.url), ("mqtt", settings.mqtt.url)) if url is not None)
+    for name in settings.plugins:
+        if name in used:
+            continue
+        known = {*plugins.available(plugins.CODECS), *plugins.available(plugins.TRANSPORTS)}
+        if name not in known:
+            raise ConfigurationError(
+                f"plugins.{name}",
+                f"no such codec or transport plugin (installed: {', '.join(sorted(known)) or 'none'})",
+            )
+        log.warning(
+            "plugins.%s: options given, but %r is neither listener.codec nor a started transport,"
+            " so they are not used",
+            name,
+            name,
+        )
+
+
+async def run_cleanups(cleanups: Sequence[tuple[str, Callable[[], Awaitable[None]]]]) -> None:
+    """Run every plugin cleanup; one that fails is logged (naming its plugin) and the rest still run."""
+    for plugin, cleanup in cleanups:
+        try:
+            await cleanup()
+        except Exception:
+            log.exception(
+                "cleanup %s of plugin %r failed", getattr(cleanup, "__qualname__", repr(cleanup)), plugin
+            )
+
+
 #: generation-0 threshold while ingesting: decoded CFX messages allocate thousands of containers each, and
 #: the default (700) makes the collector rescan in-flight payloads many times per message (about 25 % of
 #: ingest CPU in bench/cfx_ingest.py). The payloads hold no reference cycles, so refcounting frees them.
@@ -436,6 +506,8 @@ class ReplayResult:
     stopped_early: bool
     journal: str
     facts: dict[str, str]
+    #: selected entries skipped (they stay in the DLQ) because their handler is not configured
+    skipped: list[str] = field(default_factory=list)
 
 
 def replay_journal_settings(settings: Settings) -> Settings:
@@ -453,49 +525,28 @@ async def replay_dead_letters(settings: Settings, ids: list[str]) -> ReplayResul
     there instead of waiting for ever, and what was not replayed stays in the DLQ."""
     settings = replay_journal_settings(settings)
     listener = Listener(settings)
-    parts = listener.build_parts()
+    parts = await listener.build(transports=False)
     limit = settings.listener.drain_timeout
-    done = 0
-    pending: asyncio.Task[None] | None = None
-    pending_id = ""
-    await parts.bus.start()
     try:
-        for entry_id in ids:
-            entry = parts.dlq.get(entry_id)
-            if entry is None:  # replayed or purged meanwhile
-                continue
-            event = entry.event
-            fresh = event.model_copy(update={"metadata": event.metadata.model_copy(update={"attempt": 0})})
-            task = asyncio.ensure_future(parts.bus.publish(fresh, handler=entry.handler))
-            try:
-                await asyncio.wait_for(asyncio.shield(task), limit)
-            except asyncio.TimeoutError:
-                pending, pending_id = task, entry_id
-                log.warning(
-                    "dead letter %s not finished after %.0fs (WATS unreachable?): replay stopped",
-                    entry_id,
-                    limit,
-                )
-                break
-            parts.dlq.remove(entry_id)
-            done += 1
+        await parts.bus.start()
+        outcome = await parts.dlq.areplay(parts.bus, ids, timeout=limit)
     finally:
         report = await parts.bus.stop(timeout=limit)
-        if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
-            parts.dlq.remove(pending_id)  # it finished while the bus drained
-            done += 1
-            pending = None
-        for cleanup in parts.cleanups:
-            with contextlib.suppress(Exception):
-                await cleanup()
+        await asyncio.sleep(0)  # an entry that finished while the bus drained leaves the DLQ now
+        await run_cleanups(parts.cleanups)
         if parts.journal is not None:
             await parts.journal.close()
+    done = outcome.replayed
+    late = outcome.timed_out is not None and parts.dlq.get(outcome.timed_out) is None
+    if late:
+        done += 1
     return ReplayResult(
         replayed=done,
         failed_again=listener.stats.dead_letters,
         dlq_size=len(parts.dlq),
-        not_replayed=len(ids) - done,
-        stopped_early=pending is not None or bool(report.not_handled),
+        not_replayed=len(ids) - done - len(outcome.skipped),
+        stopped_early=(outcome.timed_out is not None and not late) or bool(report.not_handled),
         journal=str(settings.journal_path),
         facts=dict(parts.facts),
+        skipped=list(outcome.skipped),
     )

@@ -776,18 +776,21 @@ class _Marks:
 
 class _SizeBook:
     """Sizes of unfinished entries by seq, 4 bytes each (seqs are dense), so completing an entry frees its
-    room on the loop at once, without asking the database."""
+    room on the loop at once, without asking the database. Entries below `base` (resumed at open: few,
+    and possibly far apart) are kept in a dict instead, so a stuck old entry cannot stretch the array."""
 
     def __init__(self, base: int) -> None:
         self._base = base
         self._head = 0
         self._sizes = array("I")
+        self._resumed: dict[int, int] = {}
 
     def add(self, seq: int, size: int) -> None:
         i = seq - self._base
-        if i < 0:
-            return
         size = max(1, min(size, 0xFFFFFFFF))
+        if i < 0:
+            self._resumed[seq] = size
+            return
         if i >= len(self._sizes):
             self._sizes.extend(array("I", bytes(4 * (i - len(self._sizes)))))
             self._sizes.append(size)
@@ -812,7 +815,9 @@ class _SizeBook:
     def pop(self, seq: int) -> int:
         i = seq - self._base
         sizes = self._sizes
-        if i < 0 or i >= len(sizes):
+        if i < 0:
+            return self._resumed.pop(seq, 0)
+        if i >= len(sizes):
             return 0
         size = sizes[i]
         sizes[i] = 0

@@ -1,7 +1,7 @@
 """Failure policies: retry with backoff, circuit breaker, dead-letter queues and the `ErrorPolicy` bundle."""
 
 from ._circuit_breaker import CircuitBreaker, CircuitState
-from ._dead_letter import DeadLetterEntry, DeadLetterQueue, SqliteDeadLetterQueue
+from ._dead_letter import DeadLetterEntry, DeadLetterQueue, ReplayReport, SqliteDeadLetterQueue
 from ._error import ErrorPolicy
 from ._retry import DEFAULT_TRANSIENT_ERRORS, FailureKind, RetryPolicy
 
@@ -13,6 +13,7 @@ __all__ = [
     "DeadLetterQueue",
     "ErrorPolicy",
     "FailureKind",
+    "ReplayReport",
     "RetryPolicy",
     "SqliteDeadLetterQueue",
 ]

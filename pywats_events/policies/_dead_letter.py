@@ -2,13 +2,15 @@
 
 `DeadLetterQueue` keeps entries in memory (bounded); `SqliteDeadLetterQueue` keeps them in a SQLite file so
 they survive restarts. Both share the same API: `add`, `get_entries(...)`, `get(id)`, `remove(id)`, `purge()`,
-and `replay(bus, ids=None)` / `await areplay(bus, ids=None)`, which hand each entry back to the one handler
-that failed it (other handlers never see the event twice). A full queue evicts its oldest entry
-with a warning.
+and `replay(bus, ids=None, timeout=None)` / `await areplay(...)`, which hand each entry back to the one
+handler that failed it (other handlers never see the event twice) and return a `ReplayReport`. A full
+queue evicts its oldest entry with a warning.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import sqlite3
 import threading
@@ -26,7 +28,13 @@ if TYPE_CHECKING:
     from .._bus import AsyncEventBus
     from .._facade import EventBus
 
-__all__ = ["DeadLetterEntry", "DeadLetterQueue", "DeadLetterStore", "SqliteDeadLetterQueue"]
+__all__ = [
+    "DeadLetterEntry",
+    "DeadLetterQueue",
+    "DeadLetterStore",
+    "ReplayReport",
+    "SqliteDeadLetterQueue",
+]
 
 log = logging.getLogger("pywats_events.dlq")
 
@@ -47,6 +55,27 @@ class DeadLetterEntry:
     first_failure: datetime = field(default_factory=_utcnow)
     last_failure: datetime = field(default_factory=_utcnow)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did with the selected entries. Every entry not `replayed` is still in the queue."""
+
+    #: entries whose handler finished with them (removed from the queue; a handler that failed them
+    #: again for good made a new entry)
+    replayed: int = 0
+    #: ids of entries skipped because their handler is not subscribed to the bus
+    skipped: list[str] = field(default_factory=list)
+    #: entries not tried because the replay stopped at a timeout
+    not_replayed: int = 0
+    #: id of the entry whose handler did not finish within `timeout` (the replay stopped there); it
+    #: still runs and leaves the queue if it finishes later
+    timed_out: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every selected entry was replayed."""
+        return not self.skipped and not self.not_replayed and self.timed_out is None
 
 
 class DeadLetterStore(Protocol):
@@ -103,28 +132,89 @@ class _DeadLetterBase:
         found = [self.get(i) for i in ids]
         return [e for e in found if e is not None]
 
-    async def areplay(self, bus: AsyncEventBus, ids: Iterable[str] | None = None) -> int:
-        """Re-publish entries (all, or `ids`) to the handler that failed them; removes each once the bus
-        accepted it (if it fails again it comes back as a new entry). Returns the number replayed."""
-        count = 0
-        for entry in self._selected(ids):
-            await bus.publish(_fresh_attempt(entry.event), handler=entry.handler)
-            self.remove(entry.id)
-            count += 1
-        return count
+    async def areplay(
+        self, bus: AsyncEventBus, ids: Iterable[str] | None = None, *, timeout: float | None = None
+    ) -> ReplayReport:
+        """Re-publish entries (all, or `ids`) one after the other, each to the handler that failed it;
+        an entry leaves the queue once its handler finished with it (if it fails again for good it
+        comes back as a new entry).
 
-    def replay(self, bus: EventBus | AsyncEventBus, ids: Iterable[str] | None = None) -> int:
+        An entry whose handler is not subscribed to `bus` is skipped with a warning naming the handler
+        and stays in the queue; the others are still replayed. `timeout` bounds the wait for each entry
+        (None: no bound): a handler that does not finish in time (an outage: the event is deferred)
+        stops the replay, and the rest stay in the queue."""
+        return await self._replay_entries(bus, self._selected(ids), timeout)
+
+    def replay(
+        self, bus: EventBus | AsyncEventBus, ids: Iterable[str] | None = None, *, timeout: float | None = None
+    ) -> ReplayReport:
         """Blocking twin of `areplay` for the synchronous `EventBus`."""
         from .._facade import EventBus
 
         if not isinstance(bus, EventBus):
             raise TypeError("replay() needs an EventBus; with AsyncEventBus use `await dlq.areplay(bus)`")
-        count = 0
-        for entry in self._selected(ids):
-            bus.publish(_fresh_attempt(entry.event), handler=entry.handler)
-            self.remove(entry.id)
-            count += 1
-        return count
+        entries = self._selected(ids)
+        return bus._call(self._replay_entries(bus.engine, entries, timeout))
+
+    async def _replay_entries(
+        self, bus: AsyncEventBus, entries: list[DeadLetterEntry], timeout: float | None
+    ) -> ReplayReport:
+        report = ReplayReport()
+        for n, entry in enumerate(entries):
+            subscribed = bus.handler_names
+            if entry.handler not in subscribed:
+                log.warning(
+                    "dead letter %s (event %s) skipped: its handler %r is not subscribed (subscribed: %s);"
+                    " it stays in the dead-letter queue",
+                    entry.id,
+                    entry.event.id,
+                    entry.handler,
+                    ", ".join(subscribed) or "none",
+                )
+                report.skipped.append(entry.id)
+                continue
+            task = asyncio.ensure_future(bus.publish(_fresh_attempt(entry.event), handler=entry.handler))
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+                # the delivery goes on: the entry leaves the queue if its handler still finishes it
+                task.add_done_callback(functools.partial(self._remove_if_done, entry_id=entry.id))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                report.timed_out = entry.id
+                report.not_replayed = len(entries) - n - 1
+                log.warning(
+                    "dead letter %s: handler %r did not finish within %gs (outage?); replay stopped,"
+                    " %d entr%s not tried",
+                    entry.id,
+                    entry.handler,
+                    timeout,
+                    report.not_replayed,
+                    "y" if report.not_replayed == 1 else "ies",
+                )
+                break
+            await self._aremove(entry.id)
+            report.replayed += 1
+        if report.skipped:
+            log.warning(
+                "dead-letter replay skipped %d entr%s whose handler is not subscribed",
+                len(report.skipped),
+                "y" if len(report.skipped) == 1 else "ies",
+            )
+        return report
+
+    async def _aremove(self, entry_id: str) -> None:
+        if self.blocking:
+            await asyncio.to_thread(self.remove, entry_id)
+        else:
+            self.remove(entry_id)
+
+    def _remove_if_done(self, task: asyncio.Future[None], *, entry_id: str) -> None:
+        if not task.cancelled() and task.exception() is None:
+            try:
+                self.remove(entry_id)
+            except Exception:
+                log.exception("could not remove replayed dead letter %s", entry_id)
 
 
 def _fresh_attempt(event: Event) -> Event:

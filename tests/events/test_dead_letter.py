@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
-from _bus_helpers import make_event
+from _bus_helpers import make_event, wait_until
 
 from pywats_events import AsyncEventBus, BaseHandler, Event, EventBus, EventType
 from pywats_events.policies import DeadLetterEntry, DeadLetterQueue, ErrorPolicy, SqliteDeadLetterQueue
@@ -56,9 +58,9 @@ def test_sqlite_dlq_survives_restart_and_replays_to_that_handler_only(tmp_path: 
     bus.subscribe(lambda e: fixed.append(e.payload["unit_id"]), [EventType.TEST_RESULT], name="reports")
     bus.subscribe(lambda e: archived.append(e.payload["unit_id"]), [EventType.TEST_RESULT], name="archive")
     bus.start()
-    assert dlq.replay(bus, ids=[entries[0].id]) == 1
+    assert dlq.replay(bus, ids=[entries[0].id]).replayed == 1
     assert fixed == ["SN-0"] and archived == []  # only the handler that failed sees it again
-    assert dlq.replay(bus) == 2
+    assert dlq.replay(bus).replayed == 2
     bus.stop()
     assert sorted(fixed) == ["SN-0", "SN-1", "SN-2"] and archived == [] and len(dlq) == 0
     dlq.close()
@@ -86,7 +88,7 @@ async def test_async_replay_and_refailure_makes_a_new_entry(tmp_path: Path):
         error_policy=ErrorPolicy(dead_letter_queue=dlq),
     )
     async with bus:
-        assert await dlq.areplay(bus) == 2
+        assert (await dlq.areplay(bus)).replayed == 2
     again = dlq.get_entries()
     assert len(again) == 2 and all(e.error == "still broken" for e in again)
     assert dlq.purge() == 2 and len(dlq) == 0
@@ -104,3 +106,73 @@ def test_memory_dlq_is_bounded_and_filterable():
     assert [e.event.payload["unit_id"] for e in dlq.get_entries(handler="b")] == ["SN-2", "SN-4"]
     first = dlq.get_entries()[0]
     assert dlq.remove(first.id) and not dlq.remove(first.id) and len(dlq) == 2
+
+
+def _entries(dlq: DeadLetterQueue, *handlers: str) -> list[DeadLetterEntry]:
+    made = [
+        DeadLetterEntry(event=make_event(f"SN-{i}"), handler=h, error="x", error_type="E")
+        for i, h in enumerate(handlers)
+    ]
+    for e in made:
+        dlq.add(e)
+    return made
+
+
+async def test_replay_skips_entries_of_unsubscribed_handlers_and_goes_on(caplog):
+    dlq = DeadLetterQueue()
+    first, gone, last = _entries(dlq, "reports", "retired-handler", "reports")
+    seen: list[str] = []
+    bus = AsyncEventBus()
+    bus.subscribe(lambda e: seen.append(e.payload["unit_id"]), [EventType.TEST_RESULT], name="reports")
+    async with bus:
+        report = await dlq.areplay(bus)
+    assert seen == ["SN-0", "SN-2"]
+    assert report.replayed == 2 and report.skipped == [gone.id] and not report.complete
+    assert [e.id for e in dlq.get_entries()] == [gone.id]  # kept for a later replay
+    warning = [r.getMessage() for r in caplog.records if gone.id in r.getMessage()]
+    assert warning and "retired-handler" in warning[0] and "not subscribed" in warning[0]
+    assert first.id not in {e.id for e in dlq.get_entries()} and last.id not in {
+        e.id for e in dlq.get_entries()
+    }
+
+
+async def test_replay_timeout_stops_and_a_late_finish_still_leaves_the_queue():
+    dlq = DeadLetterQueue()
+    slow, rest1, rest2 = _entries(dlq, "wats", "wats", "wats")
+    outage_over = asyncio.Event()
+    seen: list[str] = []
+
+    async def wats(event: Event) -> None:
+        await outage_over.wait()
+        seen.append(event.payload["unit_id"])
+
+    bus = AsyncEventBus()
+    bus.subscribe(wats, [EventType.TEST_RESULT], name="wats")
+    async with bus:
+        t0 = asyncio.get_running_loop().time()
+        report = await dlq.areplay(bus, timeout=0.2)
+        assert asyncio.get_running_loop().time() - t0 < 2.0
+        assert report.timed_out == slow.id and report.not_replayed == 2 and report.replayed == 0
+        assert len(dlq) == 3  # nothing removed that did not finish
+        outage_over.set()
+        await wait_until(lambda: len(dlq) == 2)
+    assert seen == ["SN-0"] and {e.id for e in dlq.get_entries()} == {rest1.id, rest2.id}
+
+
+def test_sync_replay_is_bounded_too():
+    dlq = DeadLetterQueue()
+    _entries(dlq, "stuck", "stuck")
+    release = threading.Event()
+    bus = EventBus()
+
+    def stuck(event: Event) -> None:
+        release.wait(10)
+
+    bus.subscribe(stuck, [EventType.TEST_RESULT], name="stuck")
+    bus.start()
+    try:
+        report = dlq.replay(bus, timeout=0.2)
+        assert report.timed_out is not None and report.not_replayed == 1 and len(dlq) == 2
+    finally:
+        release.set()
+        bus.stop()

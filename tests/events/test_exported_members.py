@@ -28,6 +28,7 @@ def test_policy_exports():
         "DeadLetterQueue",
         "ErrorPolicy",
         "FailureKind",
+        "ReplayReport",
         "RetryPolicy",
         "SqliteDeadLetterQueue",
     ]

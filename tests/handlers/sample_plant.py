@@ -33,6 +33,8 @@ def plant_config(**overrides: Any) -> WatsHandlersConfig:
         "products": [{"station": "*", "part_number": PN, "revision": REV}],
         "assets": dict(STATIONS),
         "stations": {FCT: {"last_operation": True, "process": "FCT"}},
+        # a short open spell keeps outage tests quick; the breaker itself is tested with its defaults too
+        "breaker": {"reset_timeout": 1.0},
     }
     values.update(overrides)
     return WatsHandlersConfig.model_validate(values)

@@ -148,6 +148,6 @@ def test_preview_with_a_plant_configuration() -> None:
 
 
 def test_asset_handler_subscriptions_follow_configuration() -> None:
-    cfg = WatsHandlersConfig(asset={"count_usage": True})  # type: ignore[arg-type]
+    cfg = WatsHandlersConfig(asset={"count_usage": True})
     h = AssetHandler(RecordingSink(), cfg)
     assert EventType.TEST_RESULT in list(h.event_types)

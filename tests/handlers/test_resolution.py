@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from handler_helpers import PROCESSES, STATION, base_config, server_sink
 
-from handlers import RecordingSink, ResolutionError, Resolver
+from handlers import RecordingSink, ResolutionError, Resolver, WatsTransientError, create_handlers
+from handlers._base import WatsHandler
+from handlers.wats._request import WatsRequest, WatsResponse
 
 
 async def test_product_rule_by_recipe_wins_and_is_remembered() -> None:
@@ -121,3 +125,21 @@ async def test_offline_resolution_never_asks_wats() -> None:
     with pytest.raises(ResolutionError, match="asset_ids"):
         await r.asset_id("B")
     assert sink.requests == []
+
+
+async def test_processes_unreadable_at_start_up_is_read_and_logged_once_for_all_handlers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def down(request: WatsRequest) -> WatsResponse:
+        raise WatsTransientError(f"{request.method} {request.path}: cannot reach WATS")
+
+    sink = RecordingSink(down)
+    handlers = create_handlers(base_config(lookup_processes=True), sink)
+    assert len(handlers) == 3
+    caplog.set_level(logging.WARNING)
+    for h in handlers:
+        assert isinstance(h, WatsHandler)
+        await h.on_start()
+    warnings = [r for r in caplog.records if "could not read WATS processes" in r.getMessage()]
+    assert len(warnings) == 1
+    assert [r.operation for r in sink.requests] == ["get_processes"]

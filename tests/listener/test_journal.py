@@ -210,3 +210,81 @@ def test_appended_entries_survive_kill_9(tmp_path: Path) -> None:
 
     seen = asyncio.run(check())
     assert set(range(acknowledged)) <= seen
+
+
+async def _leave_unfinished(path: Path, count: int) -> list[int]:
+    """A run that stops with `count` entries appended and none complete (what a restart resumes)."""
+    async with SqliteJournal(path) as j:
+        return await j.append([_ev(i) for i in range(count)])
+
+
+async def _done_rows(path: Path, want: int) -> int:
+    """Completions in the file as another reader sees them, polled until `want` are there (about 5 s)."""
+
+    def count() -> int:
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM done").fetchone()[0])
+
+    found = 0
+    for _ in range(250):
+        found = await asyncio.to_thread(count)
+        if found >= want:
+            break
+        await asyncio.sleep(0.02)
+    return found
+
+
+async def test_completing_resumed_entries_frees_their_room(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    seqs = await _leave_unfinished(path, 30)
+    async with SqliteJournal(path) as j:
+        assert j.stats.pending == 30 and j.stats.pending_bytes > 0
+        pending = await j.read_pending(0, 100)
+        assert [p.seq for p in pending] == seqs
+        await j.mark_complete(pending[0].seq)
+        await j.mark_complete(pending[0].seq)  # a repeated completion frees nothing twice
+        assert j.stats.pending == 29
+        for entry in pending[1:]:
+            await j.mark_complete(entry.seq)
+        assert j.stats.pending == 0, "the depth gauge comes back down for resumed entries"
+        assert j.stats.pending_bytes == 0
+        assert await j.depth() == 0
+        assert await _done_rows(path, 30) == 30, "buffered marks are written without a flush"
+        assert j.stats.pending == 0 and j.stats.pending_bytes == 0
+    async with SqliteJournal(path) as j:
+        assert await j.depth() == 0 and j.stats.pending_bytes == 0
+
+
+async def test_resumed_full_journal_takes_appends_again_once_caught_up(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    await _leave_unfinished(path, 30)
+    async with SqliteJournal(path, max_entries=30) as j:
+        assert j.stats.pending == 30
+        blocked = asyncio.ensure_future(j.append([_ev(100)]))
+        await asyncio.sleep(0.1)
+        assert not blocked.done(), "a journal resumed full still applies backpressure"
+        pending = await j.read_pending(0, 100)
+        await j.mark_complete(pending[0].seq)
+        new = await asyncio.wait_for(blocked, 5)
+        assert new[0] > pending[-1].seq
+        for entry in pending[1:]:
+            await j.mark_complete(entry.seq)
+        assert j.stats.pending == 1
+        more = await asyncio.wait_for(j.append([_ev(200 + i) for i in range(29)]), 5)
+        assert len(more) == 29 and await j.depth() == 30
+
+
+async def test_resumed_entries_count_their_bytes_until_complete(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    await _leave_unfinished(path, 30)
+    with sqlite3.connect(path) as conn:
+        total = conn.execute("SELECT SUM(size) FROM journal").fetchone()[0]
+    async with SqliteJournal(path, max_bytes=total + 10) as j:
+        assert j.stats.pending_bytes == total
+        blocked = asyncio.ensure_future(j.append([_ev(i) for i in range(10)]))
+        await asyncio.sleep(0.1)
+        assert not blocked.done(), "the byte limit holds for resumed entries"
+        for entry in await j.read_pending(0, 100):
+            await j.mark_complete(entry.seq)
+        await asyncio.wait_for(blocked, 5)
+        assert j.stats.pending == 10 and 0 < j.stats.pending_bytes < total

@@ -3,6 +3,7 @@ its event id and correlation id, so `--log-json` output can be joined with the m
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -20,7 +21,7 @@ from pywats_events import (
     PermanentError,
     TransientError,
 )
-from pywats_events.logging_setup import JsonFormatter
+from pywats_events.logging_setup import DeliveryContextFilter, JsonFormatter
 from pywats_events.policies import RetryPolicy
 
 
@@ -116,3 +117,77 @@ async def test_deferral_log_line_carries_the_ids(json_log: io.StringIO) -> None:
     assert deferred, "a transient failure past the retries is deferred, not dead-lettered"
     assert all(line["event_id"] == ev.id and line["correlation_id"] == "txn-3" for line in deferred)
     assert calls == 3
+
+
+@pytest.fixture
+def root_json_log() -> Iterator[io.StringIO]:
+    """JSON lines of every logger, through the filter `configure_logging` installs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(DeliveryContextFilter())
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+_plugin_log = logging.getLogger("handlers.test_plugin")
+_sender_log = logging.getLogger("handlers.wats.sender")
+
+
+class _Chatty(BaseHandler):
+    """Logs through loggers of its own, as handlers and the WATS sender do."""
+
+    event_types = [EventType.TEST_RESULT]
+
+    async def handle(self, event: Event) -> None:
+        _plugin_log.info("posting report for %s", event.payload["unit_serial"])
+        await asyncio.sleep(0)
+        _sender_log.info("POST /api/Report/WSJF -> 200")
+
+
+class _ChattySync(BaseHandler):
+    """A synchronous handler: it runs in a worker thread of the bus."""
+
+    event_types = [EventType.TEST_RESULT]
+
+    @property
+    def name(self) -> str:
+        return "chatty-sync"
+
+    def handle(self, event: Event) -> None:
+        _plugin_log.info("sync handler saw %s", event.payload["unit_serial"])
+
+
+async def test_handler_and_sender_log_lines_carry_the_event_ids(root_json_log: io.StringIO) -> None:
+    bus = AsyncEventBus(max_concurrency=4)
+    bus.subscribe(_Chatty())
+    bus.subscribe(_ChattySync())
+    events = [_event(n) for n in range(10, 16)]
+    async with bus:
+        for ev in events:
+            await bus.publish(ev)
+    _plugin_log.info("outside any handler call")
+    lines = _lines(root_json_log)
+    by_id = {ev.id: ev for ev in events}
+    for logger, handler_name, text in (
+        ("handlers.test_plugin", "_Chatty", "posting report"),
+        ("handlers.wats.sender", "_Chatty", "POST"),
+        ("handlers.test_plugin", "chatty-sync", "sync handler saw"),
+    ):
+        mine = [line for line in lines if line["logger"] == logger and line["message"].startswith(text)]
+        assert len(mine) == len(events), (logger, text, lines)
+        for line in mine:
+            ev = by_id[line["event_id"]]
+            assert line["message"].endswith(ev.payload["unit_serial"]) or text == "POST"
+            assert line["correlation_id"] == ev.metadata.correlation_id
+            assert line["event_type"] == ev.type_name
+            assert line["handler"] == handler_name
+    outside = [line for line in lines if line["message"] == "outside any handler call"]
+    assert outside and "event_id" not in outside[0] and "handler" not in outside[0]

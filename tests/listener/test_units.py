@@ -406,3 +406,144 @@ def test_wats_request_metrics_have_one_label_per_endpoint_not_per_unit() -> None
     asyncio.run(drive())
     assert dict(obs.stats.requests_by_endpoint) == {"GET /api/Production/Unit/{id}/{id}": 6}
     assert dict(obs.stats.requests_by_status) == {"200": 5, "503": 1}
+
+
+# ------------------------------------------------------------------ plugin tables, cleanups
+
+
+def test_plugin_options_from_the_environment_nest_with_double_underscores(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[handlers.failjson]\nfile = "from-file"\nkeep = 1\n')
+    s = load_settings(
+        cfg,
+        environ={
+            "PYWATS_EVENTS_HANDLERS__FAILJSON__DESTINATIONS": '["d"]',
+            "PYWATS_EVENTS_HANDLERS__FAILJSON__FILE": "from-env",
+            "PYWATS_EVENTS_HANDLERS__WATS__RETRY__MAX": "3",
+            "PYWATS_EVENTS_PLUGINS__AMQP__QUEUE_TYPE": "quorum",
+        },
+    )
+    assert s.handlers["failjson"] == {"file": "from-env", "keep": 1, "destinations": ["d"]}
+    assert s.handlers["wats"] == {"retry": {"max": "3"}}
+    assert s.plugins["amqp"] == {"queue_type": "quorum"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PYWATS_EVENTS_HANDLERS_FAILJSON_DESTINATIONS",
+        "PYWATS_EVENTS_PLUGINS__AMQP",
+        "PYWATS_EVENTS_HANDLERS__",
+    ],
+)
+def test_a_flat_plugin_environment_name_explains_the_scheme(name: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(environ={name: '["d"]'})
+    assert err.value.setting == name
+    assert "__<NAME>__<OPTION>" in str(err.value)
+
+
+def test_bad_json_in_a_plugin_option_names_it() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(environ={"PYWATS_EVENTS_HANDLERS__FAILJSON__DESTINATIONS": '["d"'})
+    assert err.value.setting == "handlers.failjson.destinations"
+
+
+@pytest.mark.parametrize("setting", ["handlers", "transports"])
+def test_a_plugin_listed_twice_is_rejected(tmp_path: Path, setting: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[listener]\n{setting} = ["x", "y", "x"]\n')
+    with pytest.raises(ConfigurationError) as err:
+        load_settings(cfg, environ={})
+    assert err.value.setting == f"listener.{setting}" and "'x' is listed twice" in str(err.value)
+
+
+def test_options_for_a_handler_plugin_that_does_not_exist_are_an_error(tmp_path: Path) -> None:
+    from pywats_events.cli._listener import check_plugin_tables
+
+    s = load_settings(overrides={"handlers": {"failjsn": {"destinations": ["d"]}}}, environ={})
+    with pytest.raises(ConfigurationError) as err:
+        check_plugin_tables(s)
+    assert err.value.setting == "handlers.failjsn"
+    assert "no such handler plugin (installed: " in str(err.value) and "wats" in str(err.value)
+    s = load_settings(overrides={"plugins": {"amqpp": {"queue_type": "quorum"}}}, environ={})
+    with pytest.raises(ConfigurationError) as err:
+        check_plugin_tables(s)
+    assert err.value.setting == "plugins.amqpp" and "amqp" in str(err.value)
+
+
+def test_options_for_an_installed_but_unlisted_handler_plugin_warn(caplog: pytest.LogCaptureFixture) -> None:
+    from pywats_events.cli._listener import check_plugin_tables
+
+    s = load_settings(
+        overrides={"listener": {"handlers": []}, "handlers": {"wats": {"x": 1}}, "plugins": {"mqtt": {}}},
+        environ={},
+    )
+    with caplog.at_level(logging.WARNING, logger="pywats_events.listener"):
+        check_plugin_tables(s)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("handlers.wats:") and "listener.handlers" in m for m in messages), messages
+    assert any(m.startswith("plugins.mqtt:") for m in messages), messages
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pywats_events.listener"):
+        check_plugin_tables(load_settings(overrides={"handlers": {"wats": {"x": 1}}}, environ={}))
+    assert not caplog.records  # listed: used, nothing to say
+
+
+_closed: list[str] = []
+
+
+def _good_plugin(ctx: PluginContext) -> list[object]:
+    async def close() -> None:
+        _closed.append(ctx.name)
+
+    ctx.cleanups.append(close)
+    return []
+
+
+def _bad_plugin(ctx: PluginContext) -> list[object]:
+    async def close_half_opened() -> None:
+        _closed.append(ctx.name)
+
+    ctx.cleanups.append(close_half_opened)
+    raise RuntimeError("destination unreachable")
+
+
+async def test_a_failing_plugin_factory_still_closes_the_plugins_built_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pywats_events import plugins
+    from pywats_events.cli._listener import Listener
+
+    monkeypatch.setitem(
+        plugins._FIRST_PARTY,
+        plugins.HANDLERS,
+        {"good": f"{__name__}:_good_plugin", "bad": f"{__name__}:_bad_plugin"},
+    )
+    _closed.clear()
+    s = load_settings(
+        overrides={"listener": {"handlers": ["good", "bad"], "data_dir": str(tmp_path)}}, environ={}
+    )
+    with pytest.raises(ConfigurationError) as err:
+        await Listener(s).build()
+    assert err.value.setting == "handlers.bad"
+    assert _closed == ["good", "bad"]
+
+
+async def test_a_failing_cleanup_is_logged_and_the_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
+    from pywats_events.cli._listener import run_cleanups
+
+    ran: list[str] = []
+
+    async def broken() -> None:
+        raise OSError("outbox disk gone")
+
+    async def fine() -> None:
+        ran.append("fine")
+
+    with caplog.at_level(logging.ERROR, logger="pywats_events.listener"):
+        await run_cleanups([("outbox", broken), ("wats", fine)])
+    assert ran == ["fine"]
+    (record,) = caplog.records
+    assert "'outbox'" in record.getMessage() and "broken" in record.getMessage()
+    assert record.exc_info is not None and "outbox disk gone" in str(record.exc_info[1])

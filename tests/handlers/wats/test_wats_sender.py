@@ -15,7 +15,7 @@ from wats_helpers import TOKEN, make_report
 from handlers._exceptions import WatsPermanentError, WatsTransientError
 from handlers.wats._request import WatsRequest
 from handlers.wats.fake import FakeWATS
-from handlers.wats.sender import HttpSender, WatsOutcomeUnknownError, parse_retry_after
+from handlers.wats.sender import HttpSender, WatsAuthError, WatsOutcomeUnknownError, parse_retry_after
 from pywats_events import ConfigurationError, PermanentError, TransientError
 
 VERSION = WatsRequest("GET", "/api/App/Version", operation="version")
@@ -134,13 +134,44 @@ async def test_400_is_permanent_with_the_server_message_and_not_retried(wats: Fa
     assert len(wats.requests) == 1
 
 
-async def test_401_is_permanent_and_points_at_the_token(wats: FakeWATS) -> None:
-    async with HttpSender(wats.url, "d3Jvbmc6dG9rZW4=", rate_limit_per_minute=60_000) as sender:
+async def test_401_is_transient_not_retried_inside_and_names_the_token_fix(
+    wats: FakeWATS, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "d3Jvbmc6dG9rZW4="
+    caplog.set_level(logging.ERROR, logger="handlers.wats.sender")
+    async with HttpSender(wats.url, wrong, rate_limit_per_minute=60_000, max_attempts=3) as sender:
+        for _ in range(2):
+            with pytest.raises(WatsAuthError) as info:
+                await sender.send(submit(make_report()))
+    # an auth failure belongs to the sink, not the event: the bus defers instead of dead-lettering
+    assert isinstance(info.value, TransientError) and not isinstance(info.value, PermanentError)
+    assert info.value.status == 401
+    assert "WATS_AUTH_TOKEN" in str(info.value) and wrong not in str(info.value)
+    assert len(wats.requests) == 2  # the same token fails the same way: no in-sender retries
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, "one ERROR per spell of auth failures, not one per request"
+    assert "WATS_AUTH_TOKEN" in errors[0].getMessage() and wrong not in caplog.text
+
+
+async def test_403_is_transient_even_for_a_non_idempotent_request(wats: FakeWATS) -> None:
+    wats.add_asset("FX-1")
+    wats.inject("error", status=403, count=1)
+    async with fast_sender(wats.url) as sender:
+        with pytest.raises(WatsAuthError) as info:
+            await sender.send(count("FX-1"))
+        assert info.value.status == 403
+        assert (await sender.send(count("FX-1"))).status == 200  # the server declined, nothing was done
+    assert wats.assets["FX-1"]["totalCount"] == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+async def test_other_client_errors_stay_permanent(wats: FakeWATS, status: int) -> None:
+    wats.inject("error", status=status, count=1)
+    async with fast_sender(wats.url) as sender:
         with pytest.raises(WatsPermanentError) as info:
             await sender.send(VERSION)
-    assert info.value.status == 401
-    assert "token" in str(info.value)
-    assert "d3Jvbmc6dG9rZW4=" not in str(info.value)
+    assert info.value.status == status
+    assert not isinstance(info.value, TransientError)
 
 
 async def test_500_is_retried_then_transient(wats: FakeWATS) -> None:
@@ -317,6 +348,20 @@ async def test_token_never_appears_in_logs_reprs_or_errors(caplog: pytest.LogCap
         assert error.__cause__ is None
     assert caplog.records, "expected debug logging from the HTTP stack"
     assert secret not in caplog.text
+
+
+async def test_a_short_token_does_not_mangle_messages_but_is_still_scrubbed_where_it_stands() -> None:
+    async with HttpSender(f"http://127.0.0.1:{free_port()}", "T", max_attempts=1) as sender:
+        with pytest.raises(WatsTransientError) as info:
+            await sender.send(submit(make_report()))
+        assert str(info.value).startswith("POST /api/Report/WSJF: cannot reach WATS"), str(info.value)
+        assert sender._scrub("token T was refused") == "token *** was refused"
+
+
+async def test_a_real_token_is_scrubbed_even_inside_other_text() -> None:
+    token = FakeWATS.make_token("bus-user", "s3cret")
+    async with HttpSender("http://127.0.0.1:9", token) as sender:
+        assert token not in sender._scrub(f"prefix{token}suffix")
 
 
 async def test_body_that_is_not_json_is_a_permanent_error(wats: FakeWATS) -> None:
