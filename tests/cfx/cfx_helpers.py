@@ -9,7 +9,8 @@ from pathlib import Path
 from pywats_cfx.samples import load_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CORPUS_DIR = (REPO_ROOT / ".." / "shared" / "reference" / "cfx-corpus").resolve()
+#: the SDK examples, kept with the tests (see corpus/README.md)
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
 #: the published SDK examples that are not valid JSON (listed in the corpus README)
 INVALID_CORPUS_FILES = frozenset(

@@ -13,7 +13,7 @@ from pywats_cfx import CFXCodec
 @pytest.fixture
 def corpus_dir() -> Path:
     if not (CORPUS_DIR / "messages").is_dir():
-        pytest.skip(f"CFX example corpus not found at {CORPUS_DIR} (expected ../shared/reference/cfx-corpus)")
+        pytest.fail(f"CFX example corpus not found at {CORPUS_DIR} (it ships with the tests)")
     return CORPUS_DIR
 
 

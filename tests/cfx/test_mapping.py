@@ -270,7 +270,7 @@ def test_station_state_changed(codec: CFXCodec) -> None:
 def _corpus(name_part: str) -> Path:
     matches = [p for p in corpus_files() if name_part in p.name]
     if not matches:
-        pytest.skip("CFX example corpus not found (expected ../shared/reference/cfx-corpus)")
+        pytest.skip("CFX example corpus not found (it ships with the tests)")
     return matches[0]
 
 
