@@ -991,43 +991,30 @@ class AsyncEventBus:
             return  # never report failures of system-event handlers as new system events
         if not self._routes.get(EventType.HANDLER_ERROR, True):
             return
-        self._emit_system(
-            system_event(
-                EventType.HANDLER_ERROR,
-                {
-                    "handler": handler,
-                    "event_id": event.id,
-                    "event_type": event.type_name,
-                    "error": str(error) or repr(error),
-                    "error_type": type(error).__qualname__,
-                    "attempt": attempt,
-                },
-                event,
-                f"system:{event.ordering_key()}",
-            )
-        )
+        self._emit_failure(EventType.HANDLER_ERROR, event, handler, error, attempt=attempt)
 
     def _emit_dead_letter(
         self, event: Event, handler: str, error: BaseException, attempts: int, entry_id: str
     ) -> None:
         if event.type_name.startswith("system."):
             return
-        self._emit_system(
-            system_event(
-                EventType.EVENT_DEAD_LETTER,
-                {
-                    "handler": handler,
-                    "event_id": event.id,
-                    "event_type": event.type_name,
-                    "error": str(error) or repr(error),
-                    "error_type": type(error).__qualname__,
-                    "attempts": attempts,
-                    "entry_id": entry_id,
-                },
-                event,
-                f"system:{event.ordering_key()}",
-            )
+        self._emit_failure(
+            EventType.EVENT_DEAD_LETTER, event, handler, error, attempts=attempts, entry_id=entry_id
         )
+
+    def _emit_failure(
+        self, kind: EventType, event: Event, handler: str, error: BaseException, **details: Any
+    ) -> None:
+        """A HANDLER_ERROR / EVENT_DEAD_LETTER system event describing `error` of `handler` on `event`."""
+        payload = {
+            "handler": handler,
+            "event_id": event.id,
+            "event_type": event.type_name,
+            "error": str(error) or repr(error),
+            "error_type": type(error).__qualname__,
+            **details,
+        }
+        self._emit_system(system_event(kind, payload, event, f"system:{event.ordering_key()}"))
 
     def _connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str) -> None:
         loop = self._loop
