@@ -26,9 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter
-
 from .._event import Event
+from .._event_json import dump_events
 from ._protocol import JournalEntry
 
 __all__ = ["JournalStats", "SqliteJournal"]
@@ -128,10 +127,6 @@ class _Batch:
     complete: list[int]
     handled: list[tuple[int, str, str, float]]
     ops: list[_Op]
-
-
-#: serialises a whole hand-over in one call (one JSON array; SQLite splits it with json_each)
-_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
 
 class SqliteJournal:
@@ -363,7 +358,7 @@ class SqliteJournal:
         reserved = self._new_reserved
         self._new_events, self._new_groups, self._new_reserved = [], [], 0
         try:
-            runs = [_Run(first, len(events), _EVENTS.dump_json(events).decode())]
+            runs = [_Run(first, len(events), dump_events(events))]
             waiters = [fut for fut, _ in groups]
         except Exception:
             runs, waiters = [], []
@@ -372,7 +367,7 @@ class SqliteJournal:
                 part = events[i : i + count]
                 seq, i = first + i, i + count
                 try:
-                    runs.append(_Run(seq, count, _EVENTS.dump_json(part).decode()))
+                    runs.append(_Run(seq, count, dump_events(part)))
                     waiters.append(fut)
                 except Exception as exc:
                     log.error("cannot serialise event for the journal: %s", exc)

@@ -11,11 +11,19 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pywats_events import Event, EventType
+from pywats_events import Event, EventType, _event_json
+from pywats_events._event import EventMetadata
+from pywats_events._event_json import dump_events
 from pywats_events.journal import Journal, SqliteJournal
 
 
@@ -288,3 +296,126 @@ async def test_resumed_entries_count_their_bytes_until_complete(tmp_path: Path) 
             await j.mark_complete(entry.seq)
         await asyncio.wait_for(blocked, 5)
         assert j.stats.pending == 10 and 0 < j.stats.pending_bytes < total
+
+
+# ---------------------------------------------------------------- what is written, and how it reads back
+def _varied_events() -> list[Event]:
+    utc = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    return [
+        _ev(0),
+        Event(event_type="plugin.custom_type", payload={"ok": True}, source="plug"),
+        Event(
+            event_type=EventType.ASSET_FAULT,
+            payload={
+                "text": 'Ærø \u2013 测试 😀 "quoted" \\ \n\t\x00',
+                "nested": {"a": [1, 2.5, -0.0, None, {"b": [True, False, []]}], "empty": {}},
+                "u64": 2**64 - 1,
+                "i64": -(2**63),
+                "float": 1e16,
+            },
+            metadata=EventMetadata(
+                timestamp=utc,
+                correlation_id="corr-1",
+                causation_id="cause-1",
+                source="st",
+                source_topic="cfx/line1",
+                ordering_key="U9",
+                attempt=3,
+                trace_context={"traceparent": "00-abc-def-01", "tracestate": "x=y"},
+                extras={"headers": {"k": ["v", 1]}, "ünï": "çødé"},
+            ),
+        ),
+        Event(event_type=EventType.TEST_RESULT, metadata=EventMetadata(timestamp=utc.replace(microsecond=0))),
+        Event(event_type=EventType.TEST_RESULT, metadata=EventMetadata(timestamp=datetime(2026, 1, 1, 12))),
+        Event(
+            event_type=EventType.TEST_RESULT,
+            metadata=EventMetadata(
+                timestamp=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))
+            ),
+        ),
+        Event(
+            event_type="x",
+            metadata=EventMetadata(timestamp=datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/Oslo"))),
+        ),
+    ]
+
+
+#: payload values the fast writer does not take: they must be written exactly as pydantic writes them
+_FALLBACK_VALUES: list[Any] = [
+    2**64,
+    -(2**63) - 1,
+    {1: "int key"},
+    b"bytes",
+    {3},
+    Decimal("1.5"),
+    timedelta(1),
+]
+
+
+def test_fast_serialisation_is_active() -> None:
+    assert _event_json._FAST, "orjson no longer writes what pydantic writes for Event: fix dump_events"
+
+
+def test_written_json_is_what_pydantic_writes() -> None:
+    events = [*_varied_events(), *(Event(event_type="t", payload={"v": v}) for v in _FALLBACK_VALUES)]
+    for ev in events:
+        assert dump_events([ev]) == f"[{ev.model_dump_json()}]"
+    assert dump_events(events) == "[" + ",".join(ev.model_dump_json() for ev in events) + "]"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    payload=st.dictionaries(
+        st.text(max_size=5),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+    event_type=st.sampled_from([*EventType, "plugin.type"]) | st.text(min_size=1, max_size=6),
+)
+def test_any_payload_is_written_as_pydantic_writes_it_or_rejected_alike(
+    payload: dict[str, Any], event_type: str
+) -> None:
+    ev = Event(event_type=event_type, payload=payload)
+    try:
+        expected = f"[{ev.model_dump_json()}]"
+    except Exception as exc:  # e.g. lone surrogates
+        with pytest.raises(type(exc)):
+            dump_events([ev])
+        return
+    assert dump_events([ev]) == expected
+
+
+async def test_varied_events_read_back_equal(tmp_path: Path) -> None:
+    events = [*_varied_events(), Event(event_type="t", payload={"big": 2**70})]
+    async with SqliteJournal(tmp_path / "j.db") as j:
+        # one batch with only fast-path events, one that needs the fallback for one of its events
+        await asyncio.gather(*(j.append([ev]) for ev in events[:-1]))
+        await asyncio.gather(j.append([events[0]]), j.append([events[-1]]))
+        back = [entry.event for entry in await j.read_pending(0, 100)]
+    assert back == [*events[:-1], events[0], events[-1]]
+    assert back[1].event_type == "plugin.custom_type"
+    assert back[4].timestamp.tzinfo is None and back[2].timestamp.tzinfo is not None
+
+
+async def test_fallback_batch_still_fails_only_the_unserialisable_append(tmp_path: Path) -> None:
+    bad = Event(event_type=EventType.TEST_RESULT, payload={"x": "\ud800"})  # lone surrogate: no JSON for it
+    big = Event(event_type=EventType.TEST_RESULT, payload={"i": 3, "big": 2**80})
+    async with SqliteJournal(tmp_path / "j.db") as j:
+        results = await asyncio.gather(
+            j.append([_ev(0)]),
+            j.append([bad]),
+            j.append([_ev(1), _ev(2)]),
+            j.append([big]),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], Exception)
+        assert [isinstance(r, Exception) for r in results] == [False, True, False, False]
+        pending = await j.read_pending(0, 10)
+        assert [e.event.payload["i"] for e in pending] == [0, 1, 2, 3]
+        assert pending[-1].event == big
