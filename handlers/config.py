@@ -77,7 +77,8 @@ class ProductRule(_Settings):
 
 
 class PhaseSettings(_Settings):
-    """WATS unit phase ids (WATS_API.md §4.2) per production event; `None` means "do not change the phase"."""
+    """WATS unit phase ids (WATS_API.md §4.2) per production event; `None` means "do not change the phase".
+    Also how many work transactions the production handler remembers for unit-less WorkCompleted."""
 
     work_started: int | None = 2  # Under production
     #: WorkCompleted with result Completed at a station marked `last_operation`
@@ -88,6 +89,9 @@ class PhaseSettings(_Settings):
     failed: int | None = 4  # Production repair
     aborted: int | None = None
     disqualified: int | None = 32  # Scrapped
+    #: work transactions whose WorkStarted units are remembered (least recently used dropped first), so
+    #: a WorkCompleted naming no unit can be applied to them; memory only, lost on restart
+    remembered_transactions: int = Field(default=10_000, ge=1)
 
 
 #: CFX/SEMI E10 state → WATS asset state (0..6); `None` = WATS has no such state, write a log message instead

@@ -6,12 +6,22 @@ nothing sent), and when an answer is lost (`WatsOutcomeUnknownError`) or WATS re
 it again: the relation is as wanted → done; it is not → sent once more, and a second lost answer is left
 to the bus as a transient error (retried or deferred, then checked again). While WATS is down the reads fail
 transiently too, so an outage never dead-letters an assembly event.
+
+CFX lets a WorkCompleted name no unit when its WorkStarted named them; the codec then yields one
+WORK_COMPLETED with an empty `unit_serial` and the `transaction_id`. The handler therefore remembers, per
+transaction id, the units of WorkStarted events (in memory, least recently used first out, at most
+`phases.remembered_transactions`) and applies such a WorkCompleted to each of them in position order. A
+transaction this process has not seen (its WorkStarted came before a restart, or was pushed out of the
+memory) raises `ResolutionError` ("WorkCompleted names no unit and transaction <id> was not seen by this
+process"), so the event lands in the dead-letter queue where an operator can see and replay it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pywats_events import Event, EventType
 from pywats_events.payloads import (
@@ -21,11 +31,14 @@ from pywats_events.payloads import (
     WorkResult,
     WorkStartedEvent,
 )
+from pywats_events.policies import ErrorPolicy
 
 from ._base import WatsHandler, station_of
 from ._exceptions import ResolutionError, WatsPermanentError
+from .config import WatsHandlersConfig
+from .resolution import Resolver
 from .wats import requests
-from .wats._request import WatsRequest
+from .wats._request import RequestSink, WatsRequest
 from .wats.sender import WatsOutcomeUnknownError
 
 __all__ = ["ProductionHandler"]
@@ -33,11 +46,66 @@ __all__ = ["ProductionHandler"]
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _StartedUnit:
+    """A unit a WorkStarted named: enough to apply a unit-less WorkCompleted of its transaction."""
+
+    serial: str
+    position: int | None
+    part_number: str | None
+    order: int  # order seen within the transaction; ties between equal or missing positions
+
+
+class _TransactionUnits:
+    """Units per work transaction id, bounded: the least recently used transaction goes first."""
+
+    def __init__(self, max_transactions: int) -> None:
+        self.max_transactions = max_transactions
+        self._units: OrderedDict[str, dict[str, _StartedUnit]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def remember(self, transaction_id: str, serial: str, position: int | None, pn: str | None) -> None:
+        units = self._units.setdefault(transaction_id, {})
+        self._units.move_to_end(transaction_id)
+        known = units.get(serial)
+        if known is None:
+            units[serial] = _StartedUnit(serial, position, pn, len(units))
+        else:  # a redelivery or retry: keep what is known
+            known.position = position if position is not None else known.position
+            known.part_number = pn or known.part_number
+        while len(self._units) > self.max_transactions:
+            self._units.popitem(last=False)
+
+    def units(self, transaction_id: str) -> list[_StartedUnit] | None:
+        """The transaction's units in position order (unpositioned last), or None when unknown."""
+        units = self._units.get(transaction_id)
+        if units is None:
+            return None
+        self._units.move_to_end(transaction_id)
+        return sorted(units.values(), key=lambda u: (u.position is None, u.position or 0, u.order))
+
+
 class ProductionHandler(WatsHandler):
     """WORK_STARTED → unit exists (created when missing), phase `phases.work_started`, process set;
     WORK_COMPLETED → phase per `phases` (Finalized at a `last_operation` station, Production repair on
     failure); UNIT_DISQUALIFIED → Scrapped with the reason as comment; MATERIAL_INSTALLED → serialized
-    components attached as child units (skipped when WATS already lists them, so redelivery is harmless)."""
+    components attached as child units (skipped when WATS already lists them, so redelivery is harmless).
+    A WorkCompleted naming no unit applies to the units its transaction's WorkStarted named."""
+
+    def __init__(
+        self,
+        sink: RequestSink,
+        config: WatsHandlersConfig | None = None,
+        resolver: Resolver | None = None,
+        *,
+        owns_sink: bool = False,
+        error_policy: ErrorPolicy | None = None,
+    ) -> None:
+        super().__init__(sink, config, resolver, owns_sink=owns_sink, error_policy=error_policy)
+        #: units per work transaction, for WorkCompleted messages that name none
+        self.transactions = _TransactionUnits(self.config.phases.remembered_transactions)
 
     @property
     def event_types(self) -> Iterable[EventType | str]:
@@ -61,13 +129,20 @@ class ProductionHandler(WatsHandler):
 
     async def _work_started(self, event: Event, p: WorkStartedEvent) -> None:
         station = station_of(event, p)
+        # remembered before the first await, so a WorkCompleted queued behind this event finds it
+        self._remember(p, None)
         # resolve everything first so an unresolvable event changes nothing in WATS
         pn, rev = await self.resolver.part(p.unit_serial, station=station, recipe=p.recipe)
+        self._remember(p, pn)
         code = await self.resolver.process_code(station=station, recipe=p.recipe, test_operation=False)
         await self._ensure_unit(p.unit_serial, pn, rev, self.resolver.location(station))
         if self.config.phases.work_started is not None:
             await self.send(requests.set_unit_phase(p.unit_serial, pn, self.config.phases.work_started))
         await self.send(requests.set_unit_process(p.unit_serial, pn, code))
+
+    def _remember(self, p: WorkStartedEvent, pn: str | None) -> None:
+        if p.transaction_id and p.unit_serial:
+            self.transactions.remember(p.transaction_id, p.unit_serial, p.unit_position, pn)
 
     async def _ensure_unit(self, serial: str, pn: str, rev: str, location: str | None) -> None:
         if self.resolver.can_read:
@@ -101,9 +176,25 @@ class ProductionHandler(WatsHandler):
         phase = self._completed_phase(station, p)
         if phase is None:
             return
-        pn, _ = await self.resolver.part(p.unit_serial, station=station)
         comment = f"Work {p.result.value.lower()} at {self.resolver.machine_name(station)}"
-        await self.send(requests.set_unit_phase(p.unit_serial, pn, phase, comment))
+        if p.unit_serial:
+            pn, _ = await self.resolver.part(p.unit_serial, station=station)
+            await self.send(requests.set_unit_phase(p.unit_serial, pn, phase, comment))
+            return
+        if not p.transaction_id:
+            raise ResolutionError("WorkCompleted names neither a unit nor a transaction")
+        units = self.transactions.units(p.transaction_id)
+        if not units:
+            raise ResolutionError(
+                f"WorkCompleted names no unit and transaction {p.transaction_id} was not seen by this process"
+            )
+        # resolve all first so an unresolvable unit changes nothing in WATS
+        targets = [
+            (u.serial, u.part_number or (await self.resolver.part(u.serial, station=station))[0])
+            for u in units
+        ]
+        for serial, pn in targets:
+            await self.send(requests.set_unit_phase(serial, pn, phase, comment))
 
     async def _disqualified(self, event: Event, p: UnitDisqualifiedEvent) -> None:
         phase = self.config.phases.disqualified
