@@ -987,8 +987,6 @@ class AsyncEventBus:
         self._enqueue(event, subs, None, 0)
 
     def _emit_handler_error(self, event: Event, handler: str, error: BaseException, attempt: int) -> None:
-        if event.type_name.startswith("system."):
-            return  # never report failures of system-event handlers as new system events
         if not self._routes.get(EventType.HANDLER_ERROR, True):
             return
         self._emit_failure(EventType.HANDLER_ERROR, event, handler, error, attempt=attempt)
@@ -996,8 +994,6 @@ class AsyncEventBus:
     def _emit_dead_letter(
         self, event: Event, handler: str, error: BaseException, attempts: int, entry_id: str
     ) -> None:
-        if event.type_name.startswith("system."):
-            return
         self._emit_failure(
             EventType.EVENT_DEAD_LETTER, event, handler, error, attempts=attempts, entry_id=entry_id
         )
@@ -1005,7 +1001,10 @@ class AsyncEventBus:
     def _emit_failure(
         self, kind: EventType, event: Event, handler: str, error: BaseException, **details: Any
     ) -> None:
-        """A HANDLER_ERROR / EVENT_DEAD_LETTER system event describing `error` of `handler` on `event`."""
+        """A HANDLER_ERROR / EVENT_DEAD_LETTER system event describing `error` of `handler` on `event`.
+        Failures of system-event handlers are never reported as new system events."""
+        if event.type_name.startswith("system."):
+            return
         payload = {
             "handler": handler,
             "event_id": event.id,
