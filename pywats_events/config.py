@@ -143,9 +143,26 @@ class AmqpSettings(_Section):
 
 class MqttSettings(_Section):
     url: SecretStr | None = None
-    topics: list[str] = Field(default_factory=lambda: ["cfx/#"])
+    #: MQTT protocol version: "3.1.1" or "5"
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    #: topic filters read with the listener's codec (``cfx/#`` when neither these nor subscriptions are set)
+    topics: list[str] = Field(default_factory=list)
+    #: ``[[mqtt.subscriptions]]`` tables: topic or template, codec, message_name, event_type, fields, qos
+    subscriptions: list[dict[str, Any]] = Field(default_factory=list)
     qos: int = Field(1, ge=0, le=2)
+    #: stable id the broker keys our persistent session by (default ``pywats-events-<host name>``)
     client_id: str | None = None
+    #: keep subscriptions and unacknowledged messages on the broker while the listener is down
+    persistent_session: bool = True
+    #: MQTT 5: seconds the broker keeps the session after a disconnect
+    session_expiry: int = Field(7 * 24 * 3600, ge=0)
+    #: instead of (or to override) the credentials in the URL
+    username: str | None = None
+    password: SecretStr | None = None
+    #: TLS: CA bundle, client certificate and key (PEM); TLS is on with an mqtts:// URL
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     @field_validator("url")
     @classmethod

@@ -80,6 +80,7 @@ _FIRST_PARTY: dict[str, dict[str, str]] = {
         "replay": "pywats_events.cli._builtin:replay_transport",
         "mqtt": "pywats_events.cli._builtin:mqtt_transport",
     },
+    CODECS: {"event": "pywats_events.event_codec:EventJsonCodec"},
 }
 
 
@@ -153,8 +154,8 @@ def _accepts(obj: Any, param: str) -> bool:
         return False
 
 
-def make_codec(name: str, options: dict[str, Any]) -> Codec:
-    obj = load(CODECS, name, setting="listener.codec")
+def make_codec(name: str, options: dict[str, Any], *, setting: str = "listener.codec") -> Codec:
+    obj = load(CODECS, name, setting=setting)
     try:
         codec: Codec = obj(**options)
         return codec

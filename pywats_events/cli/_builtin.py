@@ -51,7 +51,7 @@ def replay_transport(ctx: PluginContext) -> BaseTransport | None:
 
 
 def mqtt_config(ctx: PluginContext) -> Any:
-    """`MQTTConfig` from ``[mqtt]`` (URL, topics, QoS, client id) and ``[plugins.mqtt]`` (any other field).
+    """`MQTTConfig` from ``[mqtt]`` and ``[plugins.mqtt]`` (any other `MQTTConfig` field).
 
     ``mqtt://user:password@host:port`` (default port 1883); ``mqtts://`` turns TLS on (default port 8883)."""
     from ..transports.mqtt import MQTTConfig
@@ -72,23 +72,32 @@ def mqtt_config(ctx: PluginContext) -> Any:
         "host": url.hostname,
         "port": port,
         "tls": tls,
+        "protocol": s.protocol,
         "topics": dict.fromkeys(s.topics),
+        "subscriptions": s.subscriptions,
         "qos": s.qos,
+        "persistent_session": s.persistent_session,
+        "session_expiry": s.session_expiry,
     }
-    if url.username:
-        fields["username"] = unquote(url.username)
-    if url.password:
-        fields["password"] = unquote(url.password)
-    if s.client_id:
-        fields["client_id"] = s.client_id
+    username = s.username or (unquote(url.username) if url.username else None)
+    password = (
+        s.password.get_secret_value() if s.password else (unquote(url.password) if url.password else None)
+    )
+    if username is not None:
+        fields["username"] = username
+    if password is not None:
+        fields["password"] = password
+    for name in ("client_id", "ca_file", "cert_file", "key_file"):
+        if getattr(s, name) is not None:
+            fields[name] = getattr(s, name)
     options = dict(ctx.options)
     try:
         return MQTTConfig(**{**fields, **options})
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = str(err["loc"][0]) if err["loc"] else ""
-        where = f"plugins.{ctx.name}" if key in options else "mqtt"
-        raise ConfigurationError(f"{where}.{key}".rstrip("."), err["msg"]) from None
+        loc = [str(part) for part in err["loc"]]
+        where = f"plugins.{ctx.name}" if loc and loc[0] in options else "mqtt"
+        raise ConfigurationError(".".join([where, *loc]), err["msg"]) from None
 
 
 def mqtt_transport(ctx: PluginContext) -> BaseTransport | None:
@@ -97,8 +106,7 @@ def mqtt_transport(ctx: PluginContext) -> BaseTransport | None:
         return None
     from ..transports.mqtt import MQTTTransport
 
-    if ctx.codec is None:
-        raise ConfigurationError("listener.codec", "the MQTT transport needs a codec")
     config = mqtt_config(ctx)
-    ctx.facts["input"] = f"MQTT {config.host}:{config.port} topics {', '.join(config.topics)}"
+    filters = ", ".join(sub.topic for sub in config.all_subscriptions)
+    ctx.facts["input"] = f"MQTT {config.url} ({config.client_id}) topics {filters}"
     return MQTTTransport(config, ctx.codec)

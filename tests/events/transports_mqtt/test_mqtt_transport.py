@@ -69,6 +69,8 @@ async def test_receives_envelopes_and_bare_bodies_on_configured_topics(
     config = MQTTConfig(
         host=MQTT_HOST,
         port=MQTT_PORT,
+        client_id=f"pywats-test-{uuid.uuid4().hex[:8]}",
+        persistent_session=False,
         topics={f"{prefix}/+/cfx": None, f"{prefix}/+/units_tested": UNITS_TESTED},
     )
     context = RecordingContext()
@@ -101,7 +103,14 @@ async def test_undecodable_message_is_quarantined_and_the_next_one_processed(
 ) -> None:
     context = RecordingContext()
     transport = MQTTTransport(
-        MQTTConfig(host=MQTT_HOST, port=MQTT_PORT, topics={f"{prefix}/#": None}), EnvelopeCodec()
+        MQTTConfig(
+            host=MQTT_HOST,
+            port=MQTT_PORT,
+            client_id=f"pywats-test-{uuid.uuid4().hex[:8]}",
+            persistent_session=False,
+            topics={f"{prefix}/#": None},
+        ),
+        EnvelopeCodec(),
     )
     await transport.start(context)
     try:
@@ -204,16 +213,26 @@ async def test_unreachable_broker_fails_start_clearly() -> None:
     assert transport.state is ConnectionState.DISCONNECTED
 
 
-def test_persistent_session_needs_a_client_id() -> None:
+def test_at_least_once_by_default_under_a_stable_client_id() -> None:
+    """A restarted listener must find its session again: same client id, clean session off, QoS 1."""
+    first, second = MQTTConfig(), MQTTConfig()
+    assert first.client_id == second.client_id and first.client_id.startswith("pywats-events-")
+    assert first.persistent_session and first.qos == 1
+
+
+def test_a_subscription_without_any_codec_is_refused_naming_it() -> None:
     with pytest.raises(ConfigurationError) as info:
-        MQTTTransport(MQTTConfig(persistent_session=True), EnvelopeCodec())
-    assert info.value.setting == "mqtt.client_id"
+        MQTTTransport(MQTTConfig(topics={"plant/#": None}))
+    assert info.value.setting == "mqtt.subscriptions[plant/#].codec"
 
 
 def test_topic_mapping_uses_mqtt_wildcards() -> None:
     config = MQTTConfig(topics={"plant/+/ict/#": UNITS_TESTED, "plant/#": None})
-    assert config.message_name_for("plant/l1/ict/station/7") == UNITS_TESTED
-    assert config.message_name_for("plant/l1/aoi") is None
+    ict = config.subscription_for("plant/l1/ict/station/7")
+    aoi = config.subscription_for("plant/l1/aoi")
+    assert ict is not None and ict.message_name == UNITS_TESTED
+    assert aoi is not None and aoi.message_name is None
+    assert config.subscription_for("elsewhere/l1") is None
 
 
 def test_password_is_not_in_repr() -> None:
