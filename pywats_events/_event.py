@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -25,6 +26,8 @@ class EventType(str, Enum):
     ASSET_FAULT_ACKNOWLEDGED = "asset.fault_acknowledged"
     ASSET_STATE_CHANGED = "asset.state_changed"
     ASSET_MAINTENANCE = "asset.maintenance"
+    #: a reading from a machine or sensor (MQTT topic templates: temperature, humidity, ...)
+    ASSET_TELEMETRY = "asset.telemetry"
     # material
     MATERIAL_INSTALLED = "material.installed"
     MATERIAL_CONSUMED = "material.consumed"
@@ -57,8 +60,21 @@ class EventType(str, Enum):
         return self.value.startswith("system.")
 
 
+#: random, not cryptographic: `uuid4()` asks the kernel for every id, a system call that in a busy listener
+#: also hands the GIL to the broker client's thread. Reseeded in forked children so their ids differ.
+_id_source = random.Random()
+os.register_at_fork(after_in_child=_id_source.seed)
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    """A random version-4 UUID string (same form as ``str(uuid.uuid4())``)."""
+    h = f"{_id_source.getrandbits(128) & _V4_CLEAR | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_EVENT_TYPES: dict[str, EventType] = {member.value: member for member in EventType}
 
 
 def _utcnow() -> datetime:
@@ -91,6 +107,12 @@ class EventMetadata(BaseModel):
     #: free-form extras a transport or mapper wants to keep
     extras: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        # a producer's local time without an offset is read as UTC, so every event compares and sorts
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
 
 class Event(BaseModel):
     """One domain event. `payload` is a plain dict so handlers written against the docs keep working;
@@ -102,16 +124,17 @@ class Event(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     metadata: EventMetadata = Field(default_factory=EventMetadata)
 
-    @field_validator("event_type", mode="before")
+    @field_validator("event_type", mode="plain", json_schema_input_type=str)
     @classmethod
-    def _known_types_become_enum(cls, value: Any) -> Any:
-        # "test.result" read back from a journal must compare and hash like EventType.TEST_RESULT.
-        if isinstance(value, str) and not isinstance(value, EventType):
-            try:
-                return EventType(value)
-            except ValueError:
-                return value
-        return value
+    def _known_types_become_enum(cls, value: Any) -> EventType | str:
+        # "test.result" read back from a journal must compare and hash like EventType.TEST_RESULT; a plugin's
+        # own type stays a string. One dict lookup: this runs for every event a transport decodes.
+        if isinstance(value, EventType):
+            return value
+        if isinstance(value, str):
+            known: EventType | None = _EVENT_TYPES.get(value)
+            return known if known is not None else str(value)
+        raise ValueError(f"event_type must be a string, not {type(value).__name__}")
 
     def __init__(self, source: str | None = None, **data: Any) -> None:
         # `Event(..., source="station")` as in the pyWATS docs: a shortcut into metadata.

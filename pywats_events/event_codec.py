@@ -20,13 +20,16 @@ __all__ = ["EventJsonCodec"]
 
 
 class EventJsonCodec:
-    """Never raises: invalid JSON or an object that is not an event is quarantined with the reason."""
+    """Never raises: invalid JSON or an object that is not an event is quarantined with the reason; an
+    empty message yields nothing."""
 
     name = "event"
 
     def decode(
         self, body: bytes, headers: Mapping[str, Any] | None = None, topic: str | None = None
     ) -> DecodeResult:
+        if not body:  # MQTT's "clear the retained message": nothing to read
+            return DecodeResult()
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

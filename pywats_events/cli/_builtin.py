@@ -66,8 +66,11 @@ def mqtt_config(ctx: PluginContext) -> Any:
     tls = url.scheme in ("mqtts", "ssl")
     try:
         port = url.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise ConfigurationError("mqtt.url", f"bad port: {exc}") from None
+    except ValueError:
+        # never echo the URL: urlsplit cuts a password that holds '/', '#' or '?' and reads it as the port
+        raise ConfigurationError(
+            "mqtt.url", "bad port, or a password with '/', '#' or '?' that is not percent-encoded"
+        ) from None
     fields: dict[str, Any] = {
         "host": url.hostname,
         "port": port,
@@ -97,7 +100,8 @@ def mqtt_config(ctx: PluginContext) -> Any:
         err = exc.errors()[0]
         loc = [str(part) for part in err["loc"]]
         where = f"plugins.{ctx.name}" if loc and loc[0] in options else "mqtt"
-        raise ConfigurationError(".".join([where, *loc]), err["msg"]) from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(".".join([where, *loc]), message) from None
 
 
 def mqtt_transport(ctx: PluginContext) -> BaseTransport | None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .. import plugins
 from .._codec import Codec, DecodeResult
@@ -170,10 +171,12 @@ class Listener:
         self._dlq_size = 0
         #: cleanups of the plugins built so far, so a failed start-up still closes what they opened
         self._built_cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-        for secret in (settings.amqp.url, settings.mqtt.url, settings.wats.token):
+        for url in (settings.amqp.url, settings.mqtt.url):
+            if url is not None:
+                _register_url_password(url.get_secret_value())
+        for secret in (settings.mqtt.password, settings.wats.token):
             if secret is not None:
-                value = secret.get_secret_value()
-                register_secret(value)
+                register_secret(secret.get_secret_value())
         with contextlib.suppress(Exception):
             register_secret(settings.wats.resolved_token())
 
@@ -550,3 +553,17 @@ async def replay_dead_letters(settings: Settings, ids: list[str]) -> ReplayResul
         facts=dict(parts.facts),
         skipped=list(outcome.skipped),
     )
+
+
+def _register_url_password(url: str) -> None:
+    """Redact a URL's password (as written and decoded) but keep the host readable in messages."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password is None:
+        if "@" in url:  # unparseable credentials: hide the whole URL rather than guess
+            register_secret(url)
+        return
+    register_secret(password)
+    register_secret(unquote(password))

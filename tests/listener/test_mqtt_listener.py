@@ -1,7 +1,8 @@
 """`pywats-events run --mqtt …` against the real Mosquitto: CFX over MQTT → WATS requests in the outbox.
 
 Publishes the bundled CFX samples (gzipped and plain envelopes, and a bare MessageBody whose name comes from
-the topic) with paho and reads the outbox with `pywats-events outbox list --json`, as a user would.
+the topic) with paho and reads the outbox with `pywats-events outbox list --json`, as a user would; and kills
+the listener with -9 mid-stream on a private Mosquitto, against FakeWATS over HTTP.
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from brokers import MQTT_HOST, MQTT_PORT, require_mosquitto
-from listener_support import ListenerProcess, run_cli, wats_settings_toml
+from listener_support import ListenerProcess, clean_env, run_cli, wait_until, wats_settings_toml
+from mosquitto_instance import MosquittoInstance, recommended_config
+from mqtt_publisher_process import message_uuid, read_acked, start_publisher
 
 UNITS_TESTED = "CFX.Production.TestAndInspection.UnitsTested"
 
@@ -95,3 +100,71 @@ def test_mqtt_cfx_traffic_reaches_the_outbox(tmp_path: Path) -> None:
     for store in ("quarantine", "dlq"):
         listed = run_cli(store, "list", "--json", cwd=tmp_path)
         assert listed.returncode == 0 and listed.stdout.strip() == "", f"{store}: {listed.stdout}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_kill_9_mid_stream_then_restart_loses_nothing_over_mqtt(tmp_path: Path) -> None:
+    """The listener acknowledges an MQTT message only once the journal holds its events: killed with -9
+    mid-stream and started again (same client id, persistent session), every message the broker accepted
+    becomes exactly one report in WATS, including those published while the listener was dead."""
+    from handlers.wats.fake import FakeWATS
+
+    token = FakeWATS.make_token("listener", "s3cret-pw")
+    count = 2000
+    with (
+        FakeWATS(token=token) as wats,
+        MosquittoInstance(tmp_path / "broker", recommended_config()) as broker,
+    ):
+        wats.latency = 0.005  # slow WATS down so the kill lands mid-stream
+        config = "\n".join(
+            [
+                "[mqtt]",
+                f'url = "mqtt://{broker.host}:{broker.port}"',
+                'client_id = "pywats-kill9-test"',
+                "[[mqtt.subscriptions]]",
+                'topic = "line1/cfx/#"',
+                "[wats]",
+                f'url = "{wats.url}"',
+                "rate_limit_per_minute = 600000",
+                "timeout = 5",
+                "[listener]",
+                "drain_timeout = 15",
+                wats_settings_toml(),
+            ]
+        )
+        env = clean_env(WATS_AUTH_TOKEN=token)
+        listener = ListenerProcess(tmp_path, config, env=env).start()
+        acked_file = tmp_path / "acked.txt"
+        publisher = start_publisher(
+            broker.host, broker.port, topic="line1/cfx/ict", count=count, acked_file=acked_file,
+            payload="cfx-gzip", rate=300, client_id="pywats-kill9-publisher", deadline=120,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: len(_reported(wats)) >= 200, 60, interval=0.1, what="first reports")
+            listener.kill()
+            time.sleep(2)  # the publisher goes on: the broker queues for the dead listener's session
+            before = len(_reported(wats))
+            listener = ListenerProcess(tmp_path, config, env=env).start()
+            out, _ = publisher.communicate(timeout=150)
+            assert publisher.returncode == 0, out
+            accepted = {message_uuid(i) for i in read_acked(acked_file)}
+            assert len(accepted) == count
+            wait_until(lambda: _reported(wats) >= accepted, 120, what="every accepted message reported")
+        finally:
+            if publisher.poll() is None:
+                publisher.kill()
+            assert listener.stop() == 0
+        assert before < count, "the kill must land mid-stream"
+        assert _reported(wats) == accepted
+        assert len(wats.reports) == count, "a redelivered message overwrites its report, never adds one"
+
+
+def _reported(wats: Any) -> set[str]:
+    """CFX UniqueIDs of the messages behind the reports WATS holds."""
+    ids = set()
+    for report in wats.reports.values():
+        for info in report.get("miscInfos") or []:
+            if info.get("description") == "Message id":
+                ids.add(str(info.get("text")))
+    return ids

@@ -260,6 +260,30 @@ def test_sample_configurations_are_valid(name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "samples" / "config" / name
     settings = load_settings(path, environ={})
     WatsHandlersConfig.model_validate(settings.handlers.get("wats", {}))
+    if settings.mqtt.url is not None:  # subscriptions are checked when the transport's config is built
+        from pywats_events.cli._builtin import mqtt_config
+        from pywats_events.plugins import PluginContext
+
+        assert mqtt_config(PluginContext(name="mqtt", settings=settings, options={})).all_subscriptions
+
+
+def test_the_commented_mqtt_example_in_listener_toml_is_valid() -> None:
+    """Uncommented (with the CA file left out), the [mqtt] example of the plant template loads and builds."""
+    import tomllib
+
+    from pywats_events.cli._builtin import mqtt_config
+    from pywats_events.config import Settings
+    from pywats_events.plugins import PluginContext
+
+    text = (Path(__file__).resolve().parents[2] / "samples" / "config" / "listener.toml").read_text("utf-8")
+    start = text.index("# [mqtt]")
+    block = [line[2:] for line in text[start:].splitlines() if line.startswith("# ") or line == "#"]
+    toml = "\n".join(line for line in block[: block.index('fields = { units = "degC" }') + 1])
+    doc = tomllib.loads(toml.replace('ca_file = "/etc/pywats-events/plant-ca.pem"', ""))
+    settings = Settings.model_validate(doc)
+    config = mqtt_config(PluginContext(name="mqtt", settings=settings, options={}))
+    assert config.tls and config.protocol == "5" and config.client_id == "pywats-line3"
+    assert [s.codec for s in config.all_subscriptions] == [None, None, "event", "template"]
 
 
 def test_first_party_plugins_resolve_to_their_packages() -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
 
 from paho.mqtt import client as paho
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._topic_template import TopicTemplate
 
@@ -15,6 +25,8 @@ __all__ = ["MQTTConfig", "Subscription", "default_client_id"]
 
 #: a week: how long the broker keeps an MQTT 5 session (subscriptions, queued messages) while we are away
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
+#: topics remembered by `MQTTConfig.subscription_for` before the memory starts over
+_TOPIC_CACHE_SIZE = 10_000
 
 
 def default_client_id() -> str:
@@ -53,6 +65,16 @@ class Subscription(BaseModel):
             parsed = TopicTemplate(self.template)  # raises ValueError naming the problem
             if not self.topic:
                 object.__setattr__(self, "topic", parsed.topic_filter)
+            elif self.topic != parsed.topic_filter:
+                raise ValueError(
+                    f"topic {self.topic!r} does not fit template {self.template!r}: leave topic out "
+                    f"(it is {parsed.topic_filter!r})"
+                )
+            unknown = set(re.findall(r"\{([^}]*)\}", self.event_type)) - set(parsed.fields)
+            if unknown:
+                raise ValueError(
+                    f"event_type {self.event_type!r} names {sorted(unknown)}, not template fields"
+                )
             if self.codec is None:
                 object.__setattr__(self, "codec", "template")
         if not self.topic:
@@ -118,25 +140,34 @@ class MQTTConfig(BaseModel):
     batch_size: int = Field(default=256, ge=1)
 
     _effective: list[Subscription] = PrivateAttr(default_factory=list)
+    _by_topic: dict[str, Subscription | None] = PrivateAttr(default_factory=dict)
 
     @field_validator("subscriptions", mode="before")
     @classmethod
     def _tables(cls, value: Any) -> Any:
         return list(value.values()) if isinstance(value, dict) else value
 
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        if info.field_name == "key_file" and path is not None and info.data.get("cert_file") is None:
+            raise ValueError("a key_file needs its cert_file")
+        return path
+
+    @field_validator("password")
+    @classmethod
+    def _with_username(cls, password: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if password is not None and info.data.get("username") is None:
+            raise ValueError("a password needs a username")
+        return password
+
     @model_validator(mode="after")
     def _check(self) -> MQTTConfig:
         subs = [Subscription(topic=t, message_name=n) for t, n in self.topics.items()]
         subs += self.subscriptions
         self._effective = subs or [Subscription(topic="cfx/#")]
-        for path_field in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, path_field)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{path_field}: no such file: {path}")
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file needs cert_file")
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs username")
         if self.reconnect_max_delay < self.reconnect_min_delay:
             raise ValueError("reconnect_max_delay must not be below reconnect_min_delay")
         return self
@@ -147,11 +178,17 @@ class MQTTConfig(BaseModel):
         return self._effective
 
     def subscription_for(self, topic: str) -> Subscription | None:
-        """The first subscription whose filter matches `topic` (configuration order)."""
-        for sub in self._effective:
-            if sub.matches(topic):
-                return sub
-        return None
+        """The first subscription whose filter matches `topic` (configuration order); remembered per topic,
+        since a line publishes on a small, fixed set of topics."""
+        try:
+            return self._by_topic[topic]
+        except KeyError:
+            pass
+        found = next((sub for sub in self._effective if sub.matches(topic)), None)
+        if len(self._by_topic) >= _TOPIC_CACHE_SIZE:
+            self._by_topic.clear()
+        self._by_topic[topic] = found
+        return found
 
     @property
     def url(self) -> str:

@@ -42,6 +42,7 @@ class TopicTemplate:
                 raise ValueError(f"bad topic template {template!r}: name the level instead of {level!r}")
             else:
                 self.levels.append((False, level))
+        self._seen: dict[str, dict[str, str] | None] = {}
         names = [name for is_field, name in self.levels if is_field]
         if len(set(names)) != len(names):
             raise ValueError(f"bad topic template {template!r}: a field name appears twice")
@@ -53,7 +54,17 @@ class TopicTemplate:
         return "/".join("+" if is_field else text for is_field, text in self.levels)
 
     def match(self, topic: str) -> dict[str, str] | None:
-        """The captured fields, or None when `topic` does not fit the template."""
+        """The captured fields (a fresh dict), or None when `topic` does not fit the template."""
+        try:
+            known = self._seen[topic]
+        except KeyError:
+            known = self._match(topic)
+            if len(self._seen) >= 10_000:
+                self._seen.clear()
+            self._seen[topic] = known
+        return None if known is None else dict(known)
+
+    def _match(self, topic: str) -> dict[str, str] | None:
         parts = topic.split("/")
         if len(parts) != len(self.levels):
             return None
@@ -82,6 +93,7 @@ class TopicTemplateCodec:
         if unknown:
             raise ValueError(f"event_type {event_type!r} names {sorted(unknown)}, not fields of {template!r}")
         self.event_type = event_type
+        self._formatted = "{" in event_type
         self.fields = dict(fields or {})
 
     def decode(
@@ -101,16 +113,23 @@ class TopicTemplateCodec:
                 value = body.decode("utf-8").strip()
             except UnicodeDecodeError:
                 return _quarantine(body, "payload is neither JSON nor UTF-8 text", topic)
-        payload = {**self.fields, **(value if isinstance(value, dict) else {"value": value}), **captured}
-        meta = EventMetadata(source=captured.get("station") or topic, source_topic=topic)
+        if isinstance(value, dict):
+            payload = {**self.fields, **value, **captured}
+        else:
+            payload = {**self.fields, "value": value, **captured}
+        source = captured.get("station") or topic
         stamp = payload.get("timestamp")
-        if isinstance(stamp, str):
+        if stamp is None:
+            meta = EventMetadata(source=source, source_topic=topic)
+        else:
             try:
                 parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            except ValueError:
-                return _quarantine(body, f"timestamp {stamp!r} is not ISO 8601", topic)
-            meta.timestamp = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        event_type = self.event_type.format(**captured) if "{" in self.event_type else self.event_type
+            except (ValueError, AttributeError):
+                return _quarantine(body, f"timestamp {stamp!r} is not an ISO 8601 text", topic)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            meta = EventMetadata(source=source, source_topic=topic, timestamp=parsed)
+        event_type = self.event_type.format(**captured) if self._formatted else self.event_type
         return DecodeResult(events=[Event(event_type=event_type, payload=payload, metadata=meta)])
 
 

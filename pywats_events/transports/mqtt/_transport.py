@@ -28,6 +28,7 @@ from ..._codec import Codec, DecodeResult
 from ..._event import Event
 from ..._exceptions import BusStateError, ConfigurationError
 from .._base import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
+from ._client import BufferedClient
 from ._config import MQTTConfig, Subscription
 from ._topic_template import TopicTemplateCodec
 
@@ -80,7 +81,7 @@ class MQTTTransport(BaseTransport):
         self._codecs = {id(sub): self._codec_for(sub) for sub in config.all_subscriptions}
         self.stats = MQTTStats()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: paho.Client | None = None
+        self._client: BufferedClient | None = None
         self._first_connect: asyncio.Future[None] | None = None
         #: counts connections; written by paho's thread, read on the loop to skip acks for an old connection
         self._connection = 0
@@ -98,18 +99,18 @@ class MQTTTransport(BaseTransport):
         return self._default_codec
 
     def _codec_for(self, sub: Subscription) -> Codec:
+        setting = f"mqtt.subscriptions[{sub.topic}]"
         if sub.codec == "template":
             assert sub.template is not None  # the model guarantees it
             try:
                 return TopicTemplateCodec(sub.template, sub.event_type, sub.fields)
             except ValueError as exc:
-                raise ConfigurationError("mqtt.subscriptions", str(exc)) from None
+                raise ConfigurationError(setting, str(exc)) from None
         if sub.codec is not None:
-            return _load_codec(sub.codec, f"mqtt.subscriptions[{sub.topic}].codec")
+            return _load_codec(sub.codec, f"{setting}.codec")
         if self._default_codec is None:
             raise ConfigurationError(
-                f"mqtt.subscriptions[{sub.topic}].codec",
-                "no codec named, and the transport has no default codec",
+                f"{setting}.codec", "no codec named, and the transport has no default codec"
             )
         return self._default_codec
 
@@ -142,7 +143,8 @@ class MQTTTransport(BaseTransport):
         except (asyncio.TimeoutError, ConnectionError) as exc:
             await self._shutdown_client()
             self._set_state(ConnectionState.DISCONNECTED, str(exc) or "timeout")
-            raise ConnectionError(f"cannot connect to {cfg.url}: {exc or 'timeout'}") from None
+            reason = str(exc) or f"no answer within {cfg.connect_timeout:g} s"
+            raise ConnectionError(f"cannot connect to {cfg.url}: {reason}") from None
 
     async def stop(self) -> None:
         """Stop: in-flight messages finish (up to `drain_timeout`) and are acknowledged; messages not yet
@@ -159,14 +161,14 @@ class MQTTTransport(BaseTransport):
         self._arrivals.clear()
         self._set_state(ConnectionState.CLOSED)
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> BufferedClient:
         cfg = self.config
         if cfg.protocol == "5":
-            client = paho.Client(
+            client = BufferedClient(
                 CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=paho.MQTTv5, manual_ack=True
             )
         else:
-            client = paho.Client(
+            client = BufferedClient(
                 CallbackAPIVersion.VERSION2,
                 client_id=cfg.client_id,
                 clean_session=not cfg.persistent_session,
@@ -183,6 +185,7 @@ class MQTTTransport(BaseTransport):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         return client
 
@@ -212,6 +215,10 @@ class MQTTTransport(BaseTransport):
         subscriptions = [(sub.topic, _qos(sub, self.config)) for sub in self.config.all_subscriptions]
         client.subscribe(subscriptions)
         self._call(self._connected, bool(getattr(flags, "session_present", False)))
+
+    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
+        # paho retries on its own; only the first connect reports the failure (start() fails fast)
+        self._call(self._connect_failed, "connection failed (broker down, wrong host/port or TLS mismatch)")
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._call(self._disconnected, reason)
@@ -252,7 +259,7 @@ class MQTTTransport(BaseTransport):
         if self._first_connect is not None and not self._first_connect.done():
             self._first_connect.set_exception(ConnectionError(f"refused: {reason}"))
         else:
-            log.warning("mqtt broker %s refused the reconnect: %s", self.config.url, reason)
+            log.warning("mqtt reconnect to %s failed: %s", self.config.url, reason)
 
     def _disconnected(self, reason: Any) -> None:
         if self._stopping:
@@ -285,16 +292,21 @@ class MQTTTransport(BaseTransport):
         batch: list[_Pending] = []
         events: list[Event] = []
         quarantined: list[QuarantineRecord] = []
+        resumable = self.config.persistent_session
         for _ in range(min(len(arrivals), self.config.batch_size)):
             connection, message = arrivals.popleft()
-            pending = _Pending(mid=message.mid, qos=message.qos, connection=connection)
+            self.stats.received += 1
             if message.qos > 0:
+                if resumable and connection != self._connection:
+                    # from a connection that is gone: the session redelivers it, handle it then (once)
+                    self.stats.left_unacked += 1
+                    continue
+                pending = _Pending(mid=message.mid, qos=message.qos, connection=connection)
                 self.stats.pending.append(pending)
                 batch.append(pending)
             result = self._decode(message)
             events.extend(result.events)
             quarantined.extend(result.quarantined)
-        self.stats.received += len(batch)
         if arrivals and not self._wake_pending:
             self._wake_pending = True
             asyncio.get_running_loop().call_soon(self._drain)
@@ -382,13 +394,16 @@ class MQTTTransport(BaseTransport):
         (its packet ids may now name other messages; the broker redelivers those messages anyway)."""
         queue = self.stats.pending
         client = self._client
+        acks: list[tuple[int, int]] = []
         while queue and queue[0].outcome is not None:
             item = queue.popleft()
             if item.outcome != "ack" or client is None or item.connection != self._connection:
                 self.stats.left_unacked += 1
                 continue
-            client.ack(item.mid, item.qos)
-            self.stats.acked += 1
+            acks.append((item.mid, item.qos))
+        if acks and client is not None:
+            client.ack_batch(acks)
+            self.stats.acked += len(acks)
 
     def pending_acks(self) -> int:
         """Messages received but not yet acknowledged (for health checks and tests)."""
