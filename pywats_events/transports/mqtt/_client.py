@@ -10,6 +10,7 @@ they are missing the client behaves exactly like stock paho.
 
 from __future__ import annotations
 
+import ssl
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -27,15 +28,22 @@ _READ_BURST = 2000
 class _BufferedSocket:
     """Serves paho's small reads from one large `recv`; everything else goes to the real socket."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, owner: BufferedClient) -> None:
         self._sock = sock
+        self._owner = owner
         self._buffer = b""
         self._pos = 0
 
     def recv(self, size: int) -> bytes:
         available = len(self._buffer) - self._pos
         if available <= 0:
-            data = self._sock.recv(max(size, _READ_SIZE))  # BlockingIOError / EOF pass through
+            try:
+                data = self._sock.recv(max(size, _READ_SIZE))  # BlockingIOError / EOF pass through
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except OSError as exc:  # e.g. the broker's TLS alert: paho only logs it
+                self._owner.last_error = str(exc) or type(exc).__name__
+                raise
             if len(data) <= size:
                 return data
             self._buffer, self._pos = data, 0
@@ -57,16 +65,25 @@ class _BufferedSocket:
 
 
 class BufferedClient(paho.Client):
-    """paho's `Client` with buffered reads and `ack_batch`. Use it like `paho.Client`."""
+    """paho's `Client` with buffered reads and `ack_batch`, and `last_error`: the text of the last socket or
+    TLS error, which paho's callbacks do not carry (certificate refused, connection refused, ...)."""
 
     _batched_acks = hasattr(paho.Client, "_packet_queue")
     _buffered_reads = hasattr(paho.Client, "_create_socket")
+    last_error = ""
+
+    def reconnect(self) -> paho.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            raise
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()
         if not self._buffered_reads or isinstance(sock, paho._WebsocketWrapper):
             return sock
-        return _BufferedSocket(sock)
+        return _BufferedSocket(sock, self)
 
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
         """Reads on while whole packets wait in the buffer, instead of one packet per select."""

@@ -211,17 +211,19 @@ class MQTTTransport(BaseTransport):
             self._call(self._connect_failed, str(reason))
             return
         self._connection += 1
+        if isinstance(client, BufferedClient):
+            client.last_error = ""
         # Subscribe on every connect: a clean session forgets subscriptions; repeats are harmless.
         subscriptions = [(sub.topic, _qos(sub, self.config)) for sub in self.config.all_subscriptions]
         client.subscribe(subscriptions)
         self._call(self._connected, bool(getattr(flags, "session_present", False)))
 
-    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
-        # paho retries on its own; only the first connect reports the failure (start() fails fast)
-        self._call(self._connect_failed, "connection failed (broker down, wrong host/port or TLS mismatch)")
+    def _on_connect_fail(self, client: Any, _userdata: Any) -> None:
+        # paho retries on its own; the first connect's failure makes start() fail at once, with the reason
+        self._call(self._connect_failed, getattr(client, "last_error", "") or "connection failed")
 
-    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        self._call(self._disconnected, reason)
+    def _on_disconnect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._call(self._disconnected, reason, getattr(client, "last_error", ""))
 
     def _on_subscribe(self, _client: Any, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
         refused = [
@@ -261,8 +263,14 @@ class MQTTTransport(BaseTransport):
         else:
             log.warning("mqtt reconnect to %s failed: %s", self.config.url, reason)
 
-    def _disconnected(self, reason: Any) -> None:
+    def _disconnected(self, reason: Any, last_error: str = "") -> None:
         if self._stopping:
+            return
+        if self._first_connect is not None and not self._first_connect.done():
+            # closed before CONNACK: e.g. a TLS client certificate the broker refused after the handshake
+            self._connect_failed(
+                f"the broker closed the connection before accepting it: {last_error or reason}"
+            )
             return
         if isinstance(reason, ReasonCode) and reason.value == _SESSION_TAKEN_OVER:
             log.error(

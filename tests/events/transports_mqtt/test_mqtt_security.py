@@ -362,11 +362,6 @@ async def test_tls_untrusted_server_is_refused_fast(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="the transport reports a generic 'connection failed (... or TLS mismatch)': paho's "
-    "on_connect_fail does not carry the SSL error, and the transport does not keep it",
-)
 @pytest.mark.parametrize("case", ["other CA", "host name mismatch"])
 async def test_tls_refusal_names_the_certificate_problem(
     pki: Pki, broker_dir: Path, brokers: list[MosquittoInstance], case: str
@@ -388,12 +383,6 @@ async def test_client_certificate_signed_by_the_ca_is_accepted(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="with TLS 1.3 the broker rejects a missing client certificate after the handshake: paho sees a "
-    "lost connection, the transport reconnects instead of failing start(), which runs into connect_timeout "
-    "and says 'no answer'",
-)
 async def test_missing_client_certificate_is_refused_fast(
     pki: Pki, broker_dir: Path, brokers: list[MosquittoInstance]
 ) -> None:
