@@ -35,6 +35,8 @@ from pathlib import Path
 
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from pywats_events import AsyncEventBus, Event
 from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport, Subscription
@@ -46,6 +48,8 @@ PUBLISHER = r"""
 import json, sys, time
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 host, port, prefix, count, codec = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{prefix.rsplit('/', 1)[-1]}")
 client.max_inflight_messages_set(1000)
@@ -101,12 +105,28 @@ def private_broker() -> Iterator[int]:
             proc.wait(10)
 
 
-def register_session(host: str, port: int, client_id: str, topic: str) -> None:
+def persistent_client(client_id: str, protocol: str) -> paho.Client:
+    """A plain paho client that resumes its session (MQTT 3.1.1 clean session off, or MQTT 5)."""
+    if protocol == "5":
+        return paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    return paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+
+
+def connect(client: paho.Client, host: str, port: int, protocol: str) -> None:
+    if protocol == "5":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        client.connect(host, port, clean_start=False, properties=props)
+    else:
+        client.connect(host, port)
+
+
+def register_session(host: str, port: int, client_id: str, topic: str, protocol: str) -> None:
     """Subscribe once with a persistent session, then leave: the broker queues the burst for us."""
     done = threading.Event()
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    client = persistent_client(client_id, protocol)
     client.on_subscribe = lambda *_: done.set()
-    client.connect(host, port)
+    connect(client, host, port, protocol)
     client.loop_start()
     client.subscribe(topic, qos=1)
     if not done.wait(10):
@@ -117,7 +137,7 @@ def register_session(host: str, port: int, client_id: str, topic: str) -> None:
 
 def drop_session(host: str, port: int, client_id: str) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-    client.connect(host, port)
+    client.connect(host, port)  # a 3.1.1 clean session also ends an MQTT 5 session
     client.disconnect()
 
 
@@ -130,7 +150,7 @@ def publish_burst(host: str, port: int, prefix: str, count: int, codec: str) -> 
     return time.perf_counter() - started
 
 
-def raw_paho(host: str, port: int, client_id: str, count: int) -> tuple[float, float]:
+def raw_paho(host: str, port: int, client_id: str, count: int, protocol: str) -> tuple[float, float]:
     """paho with automatic acknowledgement, counting messages in its callback."""
     received = 0
     first = 0.0
@@ -144,10 +164,10 @@ def raw_paho(host: str, port: int, client_id: str, count: int) -> tuple[float, f
         if received >= count:
             done.set()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    client = persistent_client(client_id, protocol)
     client.on_message = on_message
     cpu0 = time.process_time()
-    client.connect(host, port)
+    connect(client, host, port, protocol)
     client.loop_start()
     if not done.wait(300):
         raise RuntimeError(f"raw paho received {received} of {count}")
@@ -235,11 +255,11 @@ def one_round(args: argparse.Namespace, port: int) -> float:
     prefix = f"bench/{run}"
     raw_id, ours_id = f"bench-raw-{run}", f"bench-ours-{run}"
     for client_id in (raw_id, ours_id):
-        register_session(args.host, port, client_id, f"{prefix}/#")
+        register_session(args.host, port, client_id, f"{prefix}/#", args.protocol)
     took = publish_burst(args.host, port, prefix, args.count, args.codec)
     print(f"  queued for both sessions in {took:.1f} s")
     try:
-        raw_rate, raw_cpu = raw_paho(args.host, port, raw_id, args.count)
+        raw_rate, raw_cpu = raw_paho(args.host, port, raw_id, args.count, args.protocol)
         print(f"  (a) raw paho, auto-ack            : {raw_rate:8.0f} msg/s  {raw_cpu:6.1f} us CPU/msg")
         profile = cProfile.Profile() if args.profile else None
         rate, cpu, transport = asyncio.run(

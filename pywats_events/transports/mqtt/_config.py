@@ -25,8 +25,6 @@ __all__ = ["MQTTConfig", "Subscription", "default_client_id"]
 
 #: a week: how long the broker keeps an MQTT 5 session (subscriptions, queued messages) while we are away
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
-#: topics remembered by `MQTTConfig.subscription_for` before the memory starts over
-_TOPIC_CACHE_SIZE = 10_000
 
 
 def default_client_id() -> str:
@@ -140,7 +138,6 @@ class MQTTConfig(BaseModel):
     batch_size: int = Field(default=256, ge=1)
 
     _effective: list[Subscription] = PrivateAttr(default_factory=list)
-    _by_topic: dict[str, Subscription | None] = PrivateAttr(default_factory=dict)
 
     @field_validator("subscriptions", mode="before")
     @classmethod
@@ -178,17 +175,8 @@ class MQTTConfig(BaseModel):
         return self._effective
 
     def subscription_for(self, topic: str) -> Subscription | None:
-        """The first subscription whose filter matches `topic` (configuration order); remembered per topic,
-        since a line publishes on a small, fixed set of topics."""
-        try:
-            return self._by_topic[topic]
-        except KeyError:
-            pass
-        found = next((sub for sub in self._effective if sub.matches(topic)), None)
-        if len(self._by_topic) >= _TOPIC_CACHE_SIZE:
-            self._by_topic.clear()
-        self._by_topic[topic] = found
-        return found
+        """The first subscription whose filter matches `topic` (configuration order)."""
+        return next((sub for sub in self._effective if sub.matches(topic)), None)
 
     @property
     def url(self) -> str:

@@ -79,6 +79,8 @@ class MQTTTransport(BaseTransport):
         self.config = config
         self._default_codec = _load_codec(codec, "mqtt.codec") if codec is not None else None
         self._codecs = {id(sub): self._codec_for(sub) for sub in config.all_subscriptions}
+        #: topic → (subscription, its codec); a line publishes on a small, fixed set of topics
+        self._routes: dict[str, tuple[Subscription, Codec] | None] = {}
         self.stats = MQTTStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: BufferedClient | None = None
@@ -330,10 +332,14 @@ class MQTTTransport(BaseTransport):
             "mqtt-qos": message.qos,
             "mqtt-retain": message.retain,
         }
-        sub = self.config.subscription_for(topic)
-        if sub is None:  # a filter the session kept from an earlier configuration
+        try:
+            route = self._routes[topic]
+        except KeyError:
+            route = self._route(topic)
+        if route is None:  # a filter the session kept from an earlier configuration
             reason = "no configured subscription matches this topic (left over in the persistent session?)"
             return DecodeResult(quarantined=[QuarantineRecord(body, reason, headers, self.name, topic)])
+        sub, codec = route
         if sub.message_name is not None:
             headers["cfx-message"] = sub.message_name
         properties = getattr(message, "properties", None)
@@ -341,10 +347,18 @@ class MQTTTransport(BaseTransport):
         if user_properties:
             headers.update((str(k), v) for k, v in user_properties if k not in headers)
         try:
-            return self._codecs[id(sub)].decode(body, headers, topic)
+            return codec.decode(body, headers, topic)
         except Exception as exc:  # the contract says never; a bug must still not cost the message
             reason = f"codec raised {type(exc).__name__}: {exc}"
             return DecodeResult(quarantined=[QuarantineRecord(body, reason, headers, self.name, topic)])
+
+    def _route(self, topic: str) -> tuple[Subscription, Codec] | None:
+        sub = self.config.subscription_for(topic)
+        route = None if sub is None else (sub, self._codecs[id(sub)])
+        if len(self._routes) >= 10_000:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
     async def _accept(
         self, batch: list[_Pending], events: list[Event], quarantined: list[QuarantineRecord]
