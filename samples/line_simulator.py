@@ -1,4 +1,5 @@
-"""CFX line simulator: publishes realistic IPC-CFX traffic to an AMQP exchange, as SDK endpoints would.
+"""CFX line simulator: publishes realistic IPC-CFX traffic to an AMQP exchange (as SDK endpoints would) or to
+MQTT (as a CFX gateway would).
 
 Each simulated unit goes through a test station: WorkStarted → UnitsTested (tests with numeric measurements
 and limits, some failing) → WorkCompleted. Now and then a station faults (FaultOccurred, StationStateChanged
@@ -8,6 +9,7 @@ routing key and are gzipped by default (the SDK default since 2020).
 
     python samples/line_simulator.py --count 100 --rate 20
     python samples/line_simulator.py --url amqps://user:pw@broker:5671/ --exchange cfx --stations 3 --no-gzip
+    python samples/line_simulator.py --mqtt mqtt://127.0.0.1:1883 --topic-prefix cfx/line1 --count 50
 
 The broker URL can come from the environment (`CFX_AMQP_URL`); passwords are never printed.
 """
@@ -25,9 +27,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
+from paho.mqtt import client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pywats_cfx.transport import build_envelope, encode_envelope
 from pywats_cfx.transport.config import redact_url
@@ -299,8 +303,86 @@ class LineSimulator:
         return build_envelope(STATE_CHANGED, body, station.handle, timestamp=now)
 
 
+class AmqpSink:
+    """Publishes to a topic exchange with the SDK subject as routing key (persistent messages)."""
+
+    def __init__(self, url: str, exchange: str, declare: bool) -> None:
+        self.url, self.exchange_name, self.declare = url, exchange, declare
+
+    async def __aenter__(self) -> AmqpSink:
+        self.connection = await aio_pika.connect_robust(
+            self.url, client_properties={"connection_name": "cfx-line-simulator"}
+        )
+        channel = await self.connection.channel()
+        if self.declare:
+            self.exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        else:
+            self.exchange = await channel.get_exchange(self.exchange_name, ensure=True)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.connection.close()
+
+    def describe(self) -> str:
+        return f"{redact_url(self.url)} exchange {self.exchange_name!r}"
+
+    async def send(self, body: bytes, routing_key: str, kwargs: dict[str, Any]) -> str:
+        message = aio_pika.Message(**kwargs, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await self.exchange.publish(message, routing_key=routing_key)
+        return routing_key
+
+
+class MqttSink:
+    """Publishes QoS 1 to ``<prefix>/<handle>/<MessageName>``, as a CFX-to-MQTT gateway would; waits for the
+    broker's acknowledgement of every message before it reports them sent."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("--mqtt expects mqtt://[user:password@]host[:port] or mqtts://...")
+        self.url, self.parts, self.prefix = url, parts, prefix.strip("/")
+        self.pending: list[paho.MQTTMessageInfo] = []
+
+    async def __aenter__(self) -> MqttSink:
+        parts = self.parts
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"cfx-line-simulator-{uuid.uuid4().hex[:8]}"
+        )
+        if parts.username:
+            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+        if parts.scheme == "mqtts":
+            self.client.tls_set()
+        self.client.max_inflight_messages_set(100)
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        await asyncio.to_thread(self.client.connect, parts.hostname or "", port)
+        self.client.loop_start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        for info in self.pending:
+            await asyncio.to_thread(info.wait_for_publish, 30)
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+
+    def describe(self) -> str:
+        return f"{redact_url(self.url)} topics {self.prefix}/<handle>/<MessageName>"
+
+    async def send(self, body: bytes, routing_key: str, kwargs: dict[str, Any]) -> str:
+        handle, _, name = routing_key.partition(".CFX.")
+        topic = (
+            f"{self.prefix}/{handle.replace('/', '_')}/CFX.{name}" if name else f"{self.prefix}/{routing_key}"
+        )
+        info = self.client.publish(topic, body, qos=1)
+        self.pending.append(info)
+        if len(self.pending) >= 1000:
+            await asyncio.to_thread(self.pending[0].wait_for_publish, 30)
+            self.pending = [i for i in self.pending if not i.is_published()]
+        return topic
+
+
 async def publish(args: argparse.Namespace) -> int:
-    url = args.url or os.environ.get("CFX_AMQP_URL") or "amqp://guest:guest@localhost:5672/"
     stations = [Station(handle=f"{args.vendor}.ICT.SN{1000 + i}") for i in range(args.stations)]
     sim = LineSimulator(
         stations,
@@ -309,30 +391,25 @@ async def publish(args: argparse.Namespace) -> int:
         seed=args.seed,
         panel_size=args.panel_size,
     )
-    connection = await aio_pika.connect_robust(
-        url, client_properties={"connection_name": "cfx-line-simulator"}
-    )
+    sink: AmqpSink | MqttSink
+    if args.mqtt:
+        sink = MqttSink(args.mqtt, args.topic_prefix)
+    else:
+        url = args.url or os.environ.get("CFX_AMQP_URL") or "amqp://guest:guest@localhost:5672/"
+        sink = AmqpSink(url, args.exchange, args.declare_exchange)
     sent = 0
-    async with connection:
-        channel = await connection.channel()
-        if args.declare_exchange:
-            exchange = await channel.declare_exchange(
-                args.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-        else:
-            exchange = await channel.get_exchange(args.exchange, ensure=True)
+    async with sink:
 
         async def send(envelope: dict[str, Any]) -> None:
             nonlocal sent
             out = encode_envelope(envelope, compress=not args.no_gzip)
-            message = aio_pika.Message(**out.message_kwargs(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-            await exchange.publish(message, routing_key=out.routing_key)
+            where = await sink.send(out.body, out.routing_key, out.message_kwargs())
             sent += 1
             if args.verbose:
-                print(f"  {out.routing_key}  {envelope['UniqueID']}")
+                print(f"  {where}  {envelope['UniqueID']}")
 
         print(
-            f"publishing to {redact_url(url)} exchange {args.exchange!r}: {args.count} units, "
+            f"publishing to {sink.describe()}: {args.count} units, "
             f"{args.stations} station(s), {'plain' if args.no_gzip else 'gzip'}"
         )
         for envelope in sim.announcements():
@@ -363,6 +440,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--url", help="amqp[s]://user:password@host:port/vhost (default: $CFX_AMQP_URL or localhost)"
     )
+    parser.add_argument(
+        "--mqtt", help="publish to MQTT instead: mqtt[s]://user:password@host:port (QoS 1, as a CFX gateway)"
+    )
+    parser.add_argument("--topic-prefix", default="cfx", help="MQTT topic prefix (default: cfx)")
     parser.add_argument("--exchange", default="cfx", help="topic exchange (default: cfx)")
     parser.add_argument("--declare-exchange", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--count", type=int, default=10, help="units to produce (default: 10)")
@@ -385,9 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         asyncio.run(publish(args))
-    except (OSError, aio_pika.exceptions.AMQPError) as exc:
+    except (OSError, ValueError, aio_pika.exceptions.AMQPError) as exc:
         text = f"{type(exc).__name__}: {exc}"
-        password = urlsplit(args.url or os.environ.get("CFX_AMQP_URL") or "").password
+        password = urlsplit(args.mqtt or args.url or os.environ.get("CFX_AMQP_URL") or "").password
         if password:
             text = text.replace(password, "******")
         print(f"error: {text}", file=sys.stderr)

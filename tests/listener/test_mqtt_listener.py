@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -168,3 +170,49 @@ def _reported(wats: Any) -> set[str]:
             if info.get("description") == "Message id":
                 ids.add(str(info.get("text")))
     return ids
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_mqtt_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """docs/operations.md: line simulator → Mosquitto → `pywats-events run --mqtt` → FakeWATS, as written
+    there (the demo configuration, the simulator's gateway topics), with a unique topic prefix."""
+    from handlers.wats.fake import FakeWATS
+
+    require_mosquitto()
+    root = Path(__file__).resolve().parents[2]
+    prefix = f"pywats-test/{uuid.uuid4().hex[:10]}"
+    token = FakeWATS.make_token("demo", "T")
+    with FakeWATS(token=token) as wats:
+        for serial in ("SN1000", "SN1001"):
+            wats.add_asset(serial)
+        env = clean_env(
+            WATS_AUTH_TOKEN=token,
+            PYWATS_EVENTS_MQTT_CLIENT_ID=f"pywats-test-{uuid.uuid4().hex[:8]}",
+            PYWATS_EVENTS_MQTT_PERSISTENT_SESSION="false",
+        )
+        config = (root / "samples" / "config" / "line-simulator.toml").read_text("utf-8")
+        listener = ListenerProcess(
+            tmp_path,
+            config,
+            "--mqtt",
+            f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+            "--topic",
+            f"{prefix}/#",
+            "--wats-url",
+            wats.url,
+            env=env,
+        ).start()
+        try:
+            simulator = subprocess.run(
+                [sys.executable, str(root / "samples" / "line_simulator.py"), "--mqtt",
+                 f"mqtt://{MQTT_HOST}:{MQTT_PORT}", "--topic-prefix", prefix, "--count", "10", "--rate", "0",
+                 "--fault-rate", "0", "--seed", "3"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert simulator.returncode == 0, simulator.stderr
+            wait_until(lambda: len(wats.reports) >= 10, 60, what="10 reports")
+        finally:
+            assert listener.stop() == 0
+        assert {r["pn"] for r in wats.reports.values()} == {"PCB-4711"}
+        dlq = run_cli("dlq", "list", "--json", "--config", tmp_path / "listener.toml", cwd=tmp_path)
+        assert dlq.returncode == 0 and dlq.stdout.strip() == "", dlq.stdout

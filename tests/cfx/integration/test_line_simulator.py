@@ -1,20 +1,23 @@
-"""The line simulator's traffic is valid CFX that our codec maps, and it reaches a consumer over RabbitMQ."""
+"""The line simulator's traffic is valid CFX that our codec maps, and it reaches a consumer over RabbitMQ and
+over MQTT."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from brokers import RABBITMQ_HOST
+from brokers import MQTT_HOST, MQTT_PORT, RABBITMQ_HOST, require_mosquitto
 from transport_doubles import RecordingContext
 
 from pywats_cfx import CFXCodec
 from pywats_cfx.transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig, encode_envelope
 from pywats_events import EventType
+from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport, Subscription
 
 
 def _load_simulator() -> ModuleType:
@@ -95,4 +98,35 @@ async def test_cli_publishes_to_rabbitmq(rabbitmq: str, names: dict[str, str]) -
     assert sent == 2 + 5 * 3  # EndpointConnected per station, then 3 messages per unit
     serials = [e.payload["unit_serial"] for e in context.events if e.event_type is EventType.TEST_RESULT]
     assert len(serials) == 5 and len(set(serials)) == 5
+    assert context.quarantined == []
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(30)
+async def test_cli_publishes_to_mqtt_as_a_gateway_would() -> None:
+    """`--mqtt`: the same traffic over Mosquitto, one topic per station and message, read by MQTTTransport."""
+    require_mosquitto()
+    prefix = f"pywats-test/{uuid.uuid4().hex[:10]}"
+    config = MQTTConfig(
+        host=MQTT_HOST,
+        port=MQTT_PORT,
+        client_id=f"pywats-test-{uuid.uuid4().hex[:8]}",
+        persistent_session=False,
+        subscriptions=[Subscription(topic=f"{prefix}/#")],
+    )
+    context = RecordingContext()
+    transport = MQTTTransport(config, codec=CFXCodec())
+    await transport.start(context)
+    try:
+        quick = ["--count", "5", "--rate", "0", "--fault-rate", "0", "--seed", "1"]
+        args = sim.parse_args(["--mqtt", f"mqtt://{MQTT_HOST}:{MQTT_PORT}", "--topic-prefix", prefix, *quick])
+        sent = await sim.publish(args)
+        await context.wait_for(lambda: transport.stats.acked >= sent)
+    finally:
+        await transport.stop()
+    assert sent == 2 + 5 * 3
+    serials = [e.payload["unit_serial"] for e in context.events if e.event_type is EventType.TEST_RESULT]
+    assert len(serials) == 5 and len(set(serials)) == 5
+    topics = {e.metadata.source_topic for e in context.events}
+    assert f"{prefix}/Acme.ICT.SN1000/CFX.Production.WorkStarted" in topics
     assert context.quarantined == []
