@@ -118,6 +118,8 @@ class MQTTConfig(BaseModel):
     persistent_session: bool = True
     #: MQTT 5: seconds the broker keeps the session after a disconnect
     session_expiry: int = Field(default=DEFAULT_SESSION_EXPIRY, ge=0)
+    #: MQTT 5: messages the broker may have in flight to us before our acknowledgements (memory bound)
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
     #: shorthand: topic filter → CFX message name on that topic (None: the envelope names itself)
     topics: dict[str, str | None] = Field(default_factory=dict)
     subscriptions: list[Subscription] = Field(default_factory=list)

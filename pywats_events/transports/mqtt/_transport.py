@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ..._codec import Codec, DecodeResult
 from ..._event import Event
@@ -134,6 +135,7 @@ class MQTTTransport(BaseTransport):
         if cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = cfg.session_expiry if cfg.persistent_session else 0
+            props.ReceiveMaximum = cfg.receive_maximum
             client.connect_async(
                 cfg.host, cfg.port, cfg.keepalive, clean_start=not cfg.persistent_session, properties=props
             )
@@ -215,8 +217,16 @@ class MQTTTransport(BaseTransport):
         self._connection += 1
         if isinstance(client, BufferedClient):
             client.last_error = ""
-        # Subscribe on every connect: a clean session forgets subscriptions; repeats are harmless.
-        subscriptions = [(sub.topic, _qos(sub, self.config)) for sub in self.config.all_subscriptions]
+        # Subscribe on every connect: a clean session forgets subscriptions; repeats are harmless. MQTT 5 asks
+        # for retained messages only with a new subscription, so a reconnect does not replay them.
+        subscriptions: list[tuple[str, Any]] = [
+            (sub.topic, _qos(sub, self.config)) for sub in self.config.all_subscriptions
+        ]
+        if self.config.protocol == "5":
+            subscriptions = [
+                (topic, SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
+                for topic, qos in subscriptions
+            ]
         client.subscribe(subscriptions)
         self._call(self._connected, bool(getattr(flags, "session_present", False)))
 

@@ -205,6 +205,46 @@ async def test_reconnects_after_a_cut_connection_and_loses_nothing(publisher: Pu
     await _drop_session(client_id)
 
 
+async def test_mqtt5_reconnect_does_not_replay_retained_messages(publisher: Publisher, prefix: str) -> None:
+    """A retained message is delivered with the subscription that finds it, not again on every reconnect of
+    the same session (MQTT 5 retain handling; MQTT 3.1.1 brokers resend it with each SUBSCRIBE)."""
+    proxy = TcpProxy(MQTT_HOST, MQTT_PORT)
+    await proxy.start()
+    client_id = f"pywats-test-{uuid.uuid4().hex[:8]}"
+    retained_topic = f"{prefix}/retained"
+    config = MQTTConfig(
+        host="127.0.0.1",
+        port=proxy.port,
+        protocol="5",
+        client_id=client_id,
+        topics={f"{prefix}/#": None},
+        reconnect_min_delay=1,
+        reconnect_max_delay=1,
+    )
+    unique_id, body = envelope()
+    info = publisher.client.publish(retained_topic, body, qos=1, retain=True)
+    await asyncio.to_thread(info.wait_for_publish, 5)
+    context = RecordingContext()
+    transport = MQTTTransport(config, EnvelopeCodec())
+    await transport.start(context)
+    try:
+        await context.wait_for(lambda: len(context.events) == 1 and transport.pending_acks() == 0)
+        await asyncio.sleep(0.3)  # the PUBACK reached the broker: no redelivery is due
+        proxy.cut()
+        await context.wait_for(lambda: context.states.count(ConnectionState.CONNECTED) >= 2, timeout=10)
+        live_id, live = envelope()
+        await publisher.send(f"{prefix}/live", live)
+        await context.wait_for(lambda: len(context.events) >= 2)
+        await asyncio.sleep(0.5)
+    finally:
+        await transport.stop()
+        await proxy.close()
+        cleared = publisher.client.publish(retained_topic, b"", qos=1, retain=True)
+        await asyncio.to_thread(cleared.wait_for_publish, 5)
+    assert context.ids() == [unique_id, live_id]
+    await _drop_session(client_id)
+
+
 async def test_unreachable_broker_fails_start_clearly() -> None:
     config = MQTTConfig(host="127.0.0.1", port=1, connect_timeout=2)
     transport = MQTTTransport(config, EnvelopeCodec())
