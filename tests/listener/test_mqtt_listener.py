@@ -119,22 +119,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_over_mqtt(tmp_path: Path) 
         MosquittoInstance(tmp_path / "broker", recommended_config()) as broker,
     ):
         wats.latency = 0.005  # slow WATS down so the kill lands mid-stream
-        config = "\n".join(
-            [
-                "[mqtt]",
-                f'url = "mqtt://{broker.host}:{broker.port}"',
-                'client_id = "pywats-kill9-test"',
-                "[[mqtt.subscriptions]]",
-                'topic = "line1/cfx/#"',
-                "[wats]",
-                f'url = "{wats.url}"',
-                "rate_limit_per_minute = 600000",
-                "timeout = 5",
-                "[listener]",
-                "drain_timeout = 15",
-                wats_settings_toml(),
-            ]
-        )
+        config = _listener_config(broker, wats.url)
         env = clean_env(WATS_AUTH_TOKEN=token)
         listener = ListenerProcess(tmp_path, config, env=env).start()
         acked_file = tmp_path / "acked.txt"
@@ -160,6 +145,66 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_over_mqtt(tmp_path: Path) 
         assert before < count, "the kill must land mid-stream"
         assert _reported(wats) == accepted
         assert len(wats.reports) == count, "a redelivered message overwrites its report, never adds one"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_broker_restart_under_a_running_listener_loses_nothing(tmp_path: Path) -> None:
+    """Mosquitto restarted mid-stream (SIGTERM, its store saved): the listener reports not ready while the
+    broker is away, reconnects to its session, and every message the broker accepted becomes one report."""
+    from handlers.wats.fake import FakeWATS
+
+    token = FakeWATS.make_token("listener", "s3cret-pw")
+    count = 1500
+    with (
+        FakeWATS(token=token) as wats,
+        MosquittoInstance(tmp_path / "broker", recommended_config()) as broker,
+    ):
+        listener = ListenerProcess(
+            tmp_path, _listener_config(broker, wats.url), env=clean_env(WATS_AUTH_TOKEN=token)
+        )
+        listener.start()
+        acked_file = tmp_path / "acked.txt"
+        publisher = start_publisher(
+            broker.host, broker.port, topic="line1/cfx/ict", count=count, acked_file=acked_file,
+            payload="cfx-gzip", rate=300, client_id="pywats-restart-publisher", deadline=120,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: len(_reported(wats)) >= 200, 60, interval=0.1, what="first reports")
+            broker.stop()
+            wait_until(lambda: listener.http("/readyz")[0] == 503, 15, interval=0.1, what="not ready")
+            broker.start()
+            wait_until(lambda: listener.http("/readyz")[0] == 200, 30, interval=0.2, what="ready again")
+            out, _ = publisher.communicate(timeout=150)
+            assert publisher.returncode == 0, out
+            accepted = {message_uuid(i) for i in read_acked(acked_file)}
+            wait_until(lambda: _reported(wats) >= accepted, 120, what="every accepted message reported")
+        finally:
+            if publisher.poll() is None:
+                publisher.kill()
+            assert listener.stop() == 0
+        assert len(accepted) == count
+        assert _reported(wats) == accepted
+        assert len(wats.reports) == count
+
+
+def _listener_config(broker: MosquittoInstance, wats_url: str) -> str:
+    return "\n".join(
+        [
+            "[mqtt]",
+            f'url = "mqtt://{broker.host}:{broker.port}"',
+            'client_id = "pywats-listener-test"',
+            "[[mqtt.subscriptions]]",
+            'topic = "line1/cfx/#"',
+            "[wats]",
+            f'url = "{wats_url}"',
+            "rate_limit_per_minute = 600000",
+            "timeout = 5",
+            "[listener]",
+            "drain_timeout = 15",
+            wats_settings_toml(),
+        ]
+    )
 
 
 def _reported(wats: Any) -> set[str]:

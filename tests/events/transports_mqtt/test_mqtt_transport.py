@@ -12,6 +12,8 @@ import pytest
 from brokers import MQTT_HOST, MQTT_PORT, TcpProxy, require_mosquitto
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from transport_doubles import RecordingContext
 
 from pywats_events import ConfigurationError
@@ -243,6 +245,40 @@ async def test_mqtt5_reconnect_does_not_replay_retained_messages(publisher: Publ
         await asyncio.to_thread(cleared.wait_for_publish, 5)
     assert context.ids() == [unique_id, live_id]
     await _drop_session(client_id)
+
+
+async def test_mqtt5_user_properties_reach_the_codec_as_headers(prefix: str) -> None:
+    require_mosquitto()
+    codec = EnvelopeCodec()
+    config = MQTTConfig(
+        host=MQTT_HOST,
+        port=MQTT_PORT,
+        protocol="5",
+        client_id=f"pywats-test-{uuid.uuid4().hex[:8]}",
+        persistent_session=False,
+        topics={f"{prefix}/#": None},
+    )
+    context = RecordingContext()
+    transport = MQTTTransport(config, codec)
+    await transport.start(context)
+    sender = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    try:
+        await asyncio.to_thread(sender.connect, MQTT_HOST, MQTT_PORT)
+        sender.loop_start()
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("line", "L1"), ("mqtt-topic", "spoofed")]
+        unique_id, body = envelope()
+        info = sender.publish(f"{prefix}/a", body, qos=1, properties=props)
+        await asyncio.to_thread(info.wait_for_publish, 5)
+        await context.wait_for(lambda: len(context.events) == 1)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        await transport.stop()
+    headers, topic = codec.seen[0]
+    assert context.ids() == [unique_id]
+    assert headers["line"] == "L1"
+    assert headers["mqtt-topic"] == topic == f"{prefix}/a", "a user property cannot override our own headers"
 
 
 async def test_unreachable_broker_fails_start_clearly() -> None:
