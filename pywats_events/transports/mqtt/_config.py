@@ -138,6 +138,9 @@ class MQTTConfig(BaseModel):
     drain_timeout: float = Field(default=10.0, ge=0)
     #: messages decoded and submitted to the bus together (one journal write, one ack sweep)
     batch_size: int = Field(default=256, ge=1)
+    #: QoS 0 messages held while the bus is busy; beyond it they are dropped and counted (QoS 0 has no flow
+    #: control: the broker does not wait for us)
+    qos0_backlog: int = Field(default=100_000, ge=1)
 
     _effective: list[Subscription] = PrivateAttr(default_factory=list)
 

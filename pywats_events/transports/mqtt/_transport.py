@@ -41,6 +41,10 @@ log = logging.getLogger("pywats_events.transports.mqtt")
 _RETRY_BACKOFF = 1.0
 #: MQTT 5 reason code of a disconnect because another client connected with our client id
 _SESSION_TAKEN_OVER = 142
+#: batches waiting for the bus before the transport stops taking more off its queue
+_MAX_BATCHES_IN_FLIGHT = 16
+#: seconds between two warnings about dropped QoS 0 messages
+_DROP_WARNING_INTERVAL = 60.0
 
 
 @dataclass
@@ -60,6 +64,8 @@ class MQTTStats:
     quarantined: int = 0
     left_unacked: int = 0
     reconnects: int = 0
+    #: QoS 0 messages dropped because `qos0_backlog` was full (QoS 0 has no flow control)
+    dropped_qos0: int = 0
     pending: collections.deque[_Pending] = field(default_factory=collections.deque, repr=False)
 
 
@@ -92,6 +98,7 @@ class MQTTTransport(BaseTransport):
         self._wake_pending = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._dropped_warned_at: float | None = None
 
     def __repr__(self) -> str:
         return f"<MQTTTransport {self.config.url} {self.state.value}>"
@@ -247,6 +254,11 @@ class MQTTTransport(BaseTransport):
             self._call(self._subscription_refused, refused)
 
     def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.qos == 0 and len(self._arrivals) >= self.config.qos0_backlog:
+            # QoS 1/2 are bounded by the broker's in-flight window; QoS 0 only by us
+            self.stats.dropped_qos0 += 1
+            self._call(self._warn_dropped)
+            return
         self._arrivals.append((self._connection, message))
         if not self._wake_pending:
             self._wake_pending = True
@@ -302,11 +314,23 @@ class MQTTTransport(BaseTransport):
             ", ".join(topics),
         )
 
+    def _warn_dropped(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._dropped_warned_at is None or now - self._dropped_warned_at >= _DROP_WARNING_INTERVAL:
+            self._dropped_warned_at = now
+            log.warning(
+                "mqtt: %d QoS 0 message(s) dropped so far: the bus is not keeping up and mqtt.qos0_backlog "
+                "(%d) is full; subscribe with QoS 1 to have the broker hold them instead",
+                self.stats.dropped_qos0,
+                self.config.qos0_backlog,
+            )
+
     def _drain(self) -> None:
         """Takes up to `batch_size` arrivals, decodes them in arrival order and hands them to one task whose
-        first await is `submit`, so the bus sees arrival order."""
+        first await is `submit`, so the bus sees arrival order. While the bus holds `_MAX_BATCHES_IN_FLIGHT`
+        batches it takes nothing more (a finished batch starts the next drain)."""
         self._wake_pending = False
-        if self._stopping:
+        if self._stopping or len(self._inflight) >= _MAX_BATCHES_IN_FLIGHT:
             return
         arrivals = self._arrivals
         batch: list[_Pending] = []
@@ -332,7 +356,13 @@ class MQTTTransport(BaseTransport):
             asyncio.get_running_loop().call_soon(self._drain)
         task = asyncio.get_running_loop().create_task(self._accept(batch, events, quarantined))
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._arrivals and not self._wake_pending and not self._stopping:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._drain)
 
     def _decode(self, message: paho.MQTTMessage) -> DecodeResult:
         topic = message.topic

@@ -281,6 +281,47 @@ async def test_mqtt5_user_properties_reach_the_codec_as_headers(prefix: str) -> 
     assert headers["mqtt-topic"] == topic == f"{prefix}/a", "a user property cannot override our own headers"
 
 
+async def test_a_qos0_flood_into_a_stuck_bus_is_bounded_and_counted(
+    publisher: Publisher, prefix: str
+) -> None:
+    """QoS 0 has no flow control: while the bus holds everything, the transport keeps at most its backlog
+    (plus the batches handed to the bus), drops and counts the rest, and delivers what it kept in order."""
+    config = MQTTConfig(
+        host=MQTT_HOST,
+        port=MQTT_PORT,
+        client_id=f"pywats-test-{uuid.uuid4().hex[:8]}",
+        persistent_session=False,
+        qos=0,
+        batch_size=10,
+        qos0_backlog=100,
+        topics={f"{prefix}/#": None},
+    )
+    gate = asyncio.Event()
+    context = RecordingContext(gate=gate)
+    transport = MQTTTransport(config, EnvelopeCodec())
+    await transport.start(context)
+    sent: list[str] = []
+    try:
+        await asyncio.sleep(0.2)
+        for _ in range(1000):
+            unique_id, body = envelope(compress=False)
+            sent.append(unique_id)
+            publisher.client.publish(f"{prefix}/sensor", body, qos=0)
+
+        def arrived() -> int:
+            return transport.stats.received + len(transport._arrivals) + transport.stats.dropped_qos0
+
+        await context.wait_for(lambda: arrived() >= 1000, timeout=15)
+        assert transport.stats.dropped_qos0 >= 1000 - 100 - 16 * 10
+        kept = 1000 - transport.stats.dropped_qos0
+        gate.set()
+        await context.wait_for(lambda: len(context.events) == kept, timeout=15)
+    finally:
+        await transport.stop()
+    ids = context.ids()
+    assert ids == [i for i in sent if i in set(ids)], "what was kept arrives in publish order"
+
+
 async def test_unreachable_broker_fails_start_clearly() -> None:
     config = MQTTConfig(host="127.0.0.1", port=1, connect_timeout=2)
     transport = MQTTTransport(config, EnvelopeCodec())
