@@ -90,8 +90,11 @@ class PhaseSettings(_Settings):
     aborted: int | None = None
     disqualified: int | None = 32  # Scrapped
     #: work transactions whose WorkStarted units are remembered (least recently used dropped first), so
-    #: a WorkCompleted naming no unit can be applied to them; memory only, lost on restart
+    #: a WorkCompleted naming no unit can be applied to them; kept across restarts in `state_file`
     remembered_transactions: int = Field(default=10_000, ge=1)
+    #: seconds a unit-less WorkCompleted waits for its transaction's WorkStarted (handled on another lane)
+    #: before it is dead-lettered as unknown
+    transaction_wait: float = Field(default=10.0, ge=0)
 
 
 #: CFX/SEMI E10 state → WATS asset state (0..6); `None` = WATS has no such state, write a log message instead
@@ -155,6 +158,9 @@ class WatsHandlersConfig(_Settings):
     #: no WATS reads are possible (an outbox without a server): skip lookups and existence checks;
     #: `create_handlers` sets this for an outbox without `wats_url`
     offline: bool = False
+    #: SQLite file for what the handlers must remember across restarts (the units of open work
+    #: transactions); the listener puts it in its data directory; unset = memory only
+    state_file: Path | None = None
 
     # -- report header --
     #: report `location` when the station has none

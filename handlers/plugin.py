@@ -75,6 +75,7 @@ def wats_handlers(ctx: PluginContext) -> list[Any]:
         ctx.facts["wats settings"] = "embedded demo settings for the bundled samples' line"
     if not s.wats.url:
         options.setdefault("offline", True)  # an outbox cannot answer lookups
+    options.setdefault("state_file", str(s.path_for("wats-state.db")))
     options.pop("outbox", None)  # the sink comes from [wats], built once here
     options.pop("wats_url", None)
     try:

@@ -9,19 +9,19 @@ transiently too, so an outage never dead-letters an assembly event.
 
 CFX lets a WorkCompleted name no unit when its WorkStarted named them; the codec then yields one
 WORK_COMPLETED with an empty `unit_serial` and the `transaction_id`. The handler therefore remembers, per
-transaction id, the units of WorkStarted events (in memory, least recently used first out, at most
-`phases.remembered_transactions`) and applies such a WorkCompleted to each of them in position order. A
-transaction this process has not seen (its WorkStarted came before a restart, or was pushed out of the
-memory) raises `ResolutionError` ("WorkCompleted names no unit and transaction <id> was not seen by this
-process"), so the event lands in the dead-letter queue where an operator can see and replay it.
+transaction id, the units of WorkStarted events (`handlers.transactions`: least recently used first out, at
+most `phases.remembered_transactions`, kept across restarts in `state_file`) and applies such a
+WorkCompleted to each of them in position order. The WorkStarted's units are handled on their own lanes, so
+the WorkCompleted waits up to `phases.transaction_wait` for them; a transaction still unknown then raises
+`ResolutionError`, and the event lands in the dead-letter queue where an operator can see and replay it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import OrderedDict
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from pywats_events import Event, EventType
 from pywats_events.payloads import (
@@ -37,6 +37,7 @@ from ._base import WatsHandler, station_of
 from ._exceptions import ResolutionError, WatsPermanentError
 from .config import WatsHandlersConfig
 from .resolution import Resolver
+from .transactions import StartedUnit, TransactionUnits
 from .wats import requests
 from .wats._request import RequestSink, WatsRequest
 from .wats.sender import WatsOutcomeUnknownError
@@ -45,46 +46,8 @@ __all__ = ["ProductionHandler"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class _StartedUnit:
-    """A unit a WorkStarted named: enough to apply a unit-less WorkCompleted of its transaction."""
-
-    serial: str
-    position: int | None
-    part_number: str | None
-    order: int  # order seen within the transaction; ties between equal or missing positions
-
-
-class _TransactionUnits:
-    """Units per work transaction id, bounded: the least recently used transaction goes first."""
-
-    def __init__(self, max_transactions: int) -> None:
-        self.max_transactions = max_transactions
-        self._units: OrderedDict[str, dict[str, _StartedUnit]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._units)
-
-    def remember(self, transaction_id: str, serial: str, position: int | None, pn: str | None) -> None:
-        units = self._units.setdefault(transaction_id, {})
-        self._units.move_to_end(transaction_id)
-        known = units.get(serial)
-        if known is None:
-            units[serial] = _StartedUnit(serial, position, pn, len(units))
-        else:  # a redelivery or retry: keep what is known
-            known.position = position if position is not None else known.position
-            known.part_number = pn or known.part_number
-        while len(self._units) > self.max_transactions:
-            self._units.popitem(last=False)
-
-    def units(self, transaction_id: str) -> list[_StartedUnit] | None:
-        """The transaction's units in position order (unpositioned last), or None when unknown."""
-        units = self._units.get(transaction_id)
-        if units is None:
-            return None
-        self._units.move_to_end(transaction_id)
-        return sorted(units.values(), key=lambda u: (u.position is None, u.position or 0, u.order))
+#: seconds between two looks for the WorkStarted of a unit-less WorkCompleted
+_TRANSACTION_POLL = 0.05
 
 
 class ProductionHandler(WatsHandler):
@@ -105,7 +68,9 @@ class ProductionHandler(WatsHandler):
     ) -> None:
         super().__init__(sink, config, resolver, owns_sink=owns_sink, error_policy=error_policy)
         #: units per work transaction, for WorkCompleted messages that name none
-        self.transactions = _TransactionUnits(self.config.phases.remembered_transactions)
+        self.transactions = TransactionUnits(
+            self.config.phases.remembered_transactions, self.config.state_file
+        )
 
     @property
     def event_types(self) -> Iterable[EventType | str]:
@@ -183,10 +148,11 @@ class ProductionHandler(WatsHandler):
             return
         if not p.transaction_id:
             raise ResolutionError("WorkCompleted names neither a unit nor a transaction")
-        units = self.transactions.units(p.transaction_id)
+        units = await self._transaction_units(p.transaction_id)
         if not units:
             raise ResolutionError(
-                f"WorkCompleted names no unit and transaction {p.transaction_id} was not seen by this process"
+                f"WorkCompleted names no unit and no WorkStarted of transaction {p.transaction_id} was seen"
+                f" (within phases.transaction_wait = {self.config.phases.transaction_wait:g} s)"
             )
         # resolve all first so an unresolvable unit changes nothing in WATS
         targets = [
@@ -195,6 +161,22 @@ class ProductionHandler(WatsHandler):
         ]
         for serial, pn in targets:
             await self.send(requests.set_unit_phase(serial, pn, phase, comment))
+
+    async def _transaction_units(self, transaction_id: str) -> list[StartedUnit] | None:
+        """The units of `transaction_id`; waits up to `phases.transaction_wait` for its WorkStarted, whose
+        units are handled on their own lanes and may be a moment behind this unit-less WorkCompleted."""
+        deadline = time.monotonic() + self.config.phases.transaction_wait
+        while True:
+            units = self.transactions.units(transaction_id)
+            if units or time.monotonic() >= deadline:
+                return units
+            await asyncio.sleep(_TRANSACTION_POLL)
+
+    async def on_stop(self) -> None:
+        try:
+            await super().on_stop()
+        finally:
+            self.transactions.close()
 
     async def _disqualified(self, event: Event, p: UnitDisqualifiedEvent) -> None:
         phase = self.config.phases.disqualified

@@ -3,7 +3,9 @@ applies it to the units its transaction's WorkStarted named, and dead-letters on
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,12 +66,15 @@ async def test_unitless_completion_without_phase_change_sends_nothing() -> None:
     assert sink.requests == []
 
 
+NO_WAIT = {"transaction_wait": 0}
+
+
 async def test_unknown_transaction_is_a_resolution_error_and_changes_nothing() -> None:
     sink, _ = server_sink()
-    handler = ProductionHandler(sink, base_config())
+    handler = ProductionHandler(sink, base_config(phases={"transaction_wait": 0.2}))
     await handler.handle(started("SN-A", "tx-1"))
     sink.clear()
-    reason = "WorkCompleted names no unit and transaction tx-9 was not seen by this process"
+    reason = r"no WorkStarted of transaction tx-9 was seen \(within phases.transaction_wait = 0.2 s\)"
     with pytest.raises(ResolutionError, match=reason):
         await handler.handle(completed("tx-9"))
     with pytest.raises(ResolutionError, match="neither a unit nor a transaction"):
@@ -77,23 +82,51 @@ async def test_unknown_transaction_is_a_resolution_error_and_changes_nothing() -
     assert sink.requests == []
 
 
-async def test_a_restarted_handler_does_not_know_earlier_transactions() -> None:
+async def test_a_completion_handled_before_its_start_waits_for_it() -> None:
+    """The WorkStarted's units run on their own lanes: its WorkCompleted may be handled a moment earlier."""
+    sink, _ = server_sink()
+    handler = ProductionHandler(sink, base_config())
+    waiting = asyncio.create_task(handler.handle(completed("tx-late")))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await handler.handle(started("SN-L", "tx-late", position=1))
+    await asyncio.wait_for(waiting, 5)
+    assert ("SN-L", "PCBA-100", 4) in phases_set(sink)
+
+
+async def test_without_a_state_file_a_restarted_handler_does_not_know_earlier_transactions() -> None:
     sink, _ = server_sink()
     await ProductionHandler(sink, base_config()).handle(started("SN-A", "tx-1"))
-    with pytest.raises(ResolutionError, match="transaction tx-1 was not seen"):
-        await ProductionHandler(sink, base_config()).handle(completed("tx-1"))
+    with pytest.raises(ResolutionError, match="transaction tx-1 was seen"):
+        await ProductionHandler(sink, base_config(phases=NO_WAIT)).handle(completed("tx-1"))
+
+
+async def test_with_a_state_file_a_restart_keeps_open_transactions(tmp_path: Path) -> None:
+    """A WorkStarted before a listener restart, its unit-less WorkCompleted after it: the units come from the
+    state file (as the listener configures it, in its data directory)."""
+    sink, _ = server_sink()
+    config = base_config(state_file=str(tmp_path / "wats-state.db"), phases=NO_WAIT)
+    before = ProductionHandler(sink, config)
+    await before.handle(started("SN-B", "tx-1", position=2))
+    await before.handle(started("SN-A", "tx-1", position=1))
+    # no on_stop: the process was killed
+    sink.clear()
+    after = ProductionHandler(sink, config)
+    await after.handle(completed("tx-1"))
+    await after.on_stop()
+    assert phases_set(sink) == [("SN-A", "PCBA-100", 4), ("SN-B", "PCBA-100", 4)]
 
 
 async def test_memory_keeps_only_the_most_recently_used_transactions() -> None:
     sink, _ = server_sink()
-    handler = ProductionHandler(sink, base_config(phases={"remembered_transactions": 2}))
+    handler = ProductionHandler(sink, base_config(phases={"remembered_transactions": 2, **NO_WAIT}))
     await handler.handle(started("SN-A", "tx-a"))
     await handler.handle(started("SN-B", "tx-b"))
     await handler.handle(completed("tx-a"))  # use makes tx-a the most recent; tx-b goes next
     await handler.handle(started("SN-C", "tx-c"))
     assert len(handler.transactions) == 2
 
-    with pytest.raises(ResolutionError, match="transaction tx-b was not seen"):
+    with pytest.raises(ResolutionError, match="transaction tx-b was seen"):
         await handler.handle(completed("tx-b"))
     sink.clear()
     await handler.handle(completed("tx-a"))
@@ -103,6 +136,22 @@ async def test_memory_keeps_only_the_most_recently_used_transactions() -> None:
     for i in range(50):
         await handler.handle(started(f"SN-{i}", f"tx-{i}"))
     assert len(handler.transactions) == 2
+
+
+def test_the_state_file_is_trimmed_to_the_remembered_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import handlers.transactions as transactions
+
+    monkeypatch.setattr(transactions, "_TRIM_EVERY", 10)
+    memory = transactions.TransactionUnits(3, tmp_path / "state.db")
+    for i in range(40):
+        memory.remember(f"tx-{i}", f"SN-{i}", None, None)
+    memory.close()
+    reopened = transactions.TransactionUnits(3, tmp_path / "state.db")
+    known = [i for i in range(40) if reopened.units(f"tx-{i}") is not None]
+    reopened.close()
+    assert known == [37, 38, 39]
 
 
 async def test_redelivered_work_started_does_not_duplicate_a_unit() -> None:
