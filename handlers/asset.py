@@ -19,7 +19,10 @@ deferred by the bus) and the next attempt checks WATS before sending again:
 * Usage counts are **verified, never resent blindly**: `totalCount` is read before the increment. After
   a lost answer it is read again: risen by the increment → done; not risen → the increment provably did
   not happen and is sent again; WATS unreachable → transient, and the baseline is kept (per CFX message,
-  unit and asset, bounded) so the check can be made on a later attempt. Counts only grow, so a resend
+  unit and asset, bounded) so the check can be made on a later attempt. The baseline is recorded before
+  the increment is sent, and with `state_file` (set by the listener) on disk, together with the units
+  already counted: a process killed between the increment and the journal's record of it verifies on
+  restart instead of counting twice. Counts only grow, so a resend
   happens only when ours is missing: the check can never count twice. Its limit: increments by another
   client between the two reads (or a late-arriving copy of the lost request, or a ``SetTotalCount``)
   can make a missing increment look done, so under such concurrency it errs towards one count too few.
@@ -34,7 +37,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from pywats_events import Event, EventType
@@ -50,6 +52,7 @@ from pywats_events.policies import ErrorPolicy
 from ._base import WatsHandler, message_id_of, station_of
 from ._exceptions import WatsPermanentError
 from .config import WatsHandlersConfig
+from .count_ledger import CountLedger
 from .resolution import Resolver
 from .wats import requests
 from .wats._request import RequestSink
@@ -72,17 +75,7 @@ WATS_ASSET_STATES = {
 }
 _IN_MAINTENANCE = 3
 _COMMENT_LIMIT = 1000
-_SEEN_LIMIT = 50_000
 _PENDING_LIMIT = 10_000
-
-
-@dataclass
-class _PendingCount:
-    """A count increment whose answer was lost: `before` + `increment` is the total that proves it."""
-
-    serial: str
-    before: int | None  # None: WATS did not report a totalCount, so there is nothing to compare
-    increment: int
 
 
 def _bounded_put(store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
@@ -126,8 +119,8 @@ class AssetHandler(WatsHandler):
     ASSET_FAULT_CLEARED / ACKNOWLEDGED → log message; ASSET_STATE_CHANGED → WATS state or log message;
     with `asset.count_usage`, TEST_RESULT / INSPECTION_RESULT → usage count +1 on the station's asset.
 
-    `PUT /api/Asset/Count` is not idempotent: a unit already counted in this process is not counted
-    again when its message is redelivered (in-memory, bounded), and a lost answer is verified against
+    `PUT /api/Asset/Count` is not idempotent: a unit already counted is not counted again when its message
+    is redelivered (bounded; kept in `state_file` across restarts), and a lost answer is verified against
     the asset's `totalCount` before anything is resent (see the module docstring)."""
 
     def __init__(
@@ -140,9 +133,8 @@ class AssetHandler(WatsHandler):
         error_policy: ErrorPolicy | None = None,
     ) -> None:
         super().__init__(sink, config, resolver, owns_sink=owns_sink, error_policy=error_policy)
-        self._counted: OrderedDict[str, None] = OrderedDict()
-        #: count increments whose answer was lost, by (unit key, asset serial)
-        self._pending_counts: OrderedDict[tuple[str, str], _PendingCount] = OrderedDict()
+        #: units counted and increments not yet confirmed (in `state_file`, so they survive a restart)
+        self.ledger = CountLedger(self.config.state_file if self.config.asset.count_usage else None)
         #: log comments whose POST answer was lost, by (asset serial, comment)
         self._uncertain_messages: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._count_locks: dict[str, asyncio.Lock] = {}
@@ -242,50 +234,54 @@ class AssetHandler(WatsHandler):
             log.debug("no WATS asset for %s; usage not counted", station)
             return
         key = report_id(message_id_of(event, r), r.unit_serial, r.unit_position)
-        if key in self._counted:
+        if self.ledger.is_counted(key):
             return
         serial = self.resolver.asset_serial(station)
         if self.resolver.can_read:
-            await self._verified_increment((key, serial), serial, 1)
+            await self._verified_increment(key, serial, 1)
         else:  # an outbox without a server: stored for later; a lost answer there stays permanent
             await self.send(requests.increment_asset_count(serial, 1))
-        self._counted[key] = None
-        while len(self._counted) > _SEEN_LIMIT:
-            self._counted.popitem(last=False)
+            self.ledger.done(key, serial, 1)
 
-    async def _verified_increment(self, key: tuple[str, str], serial: str, increment: int) -> None:
-        """Increment once: read totalCount first, and after a lost answer check it instead of resending."""
+    async def _verified_increment(self, key: str, serial: str, increment: int) -> None:
+        """Increment once: recorded as pending before it is sent, and a pending one (a lost answer, or a
+        process killed mid-request) is checked against totalCount instead of being sent again blindly."""
         lock = self._count_locks.setdefault(serial, asyncio.Lock())
         async with lock:  # this handler's own increments of one asset never overlap: they stay exact
-            pending = self._pending_counts.get(key)
+            pending = self.ledger.pending(key, serial)
             total = await self._read_total(serial)  # WATS down → transient; `pending` is kept
             if pending is not None:
                 if pending.before is None or total is None:
                     # not an outage: without the count there is no way to tell, and resending could
                     # count twice; a person checks the asset (the reason is in the dead letter)
-                    del self._pending_counts[key]
+                    self.ledger.forget(key, serial)
                     raise WatsPermanentError(
                         f"asset {serial}: the answer to a count increment was lost and WATS reports no"
                         " totalCount to verify it; check the asset's count"
                     )
                 if total >= pending.before + pending.increment:
                     log.info("asset %s: count increment confirmed after a lost answer", serial)
-                    del self._pending_counts[key]
+                    self.ledger.done(key, serial, 0)
                     return
                 log.info("asset %s: count increment did not happen; sending it again", serial)
+            self.ledger.begin(key, serial, total, increment)
             try:
                 await self.send(requests.increment_asset_count(serial, increment))
             except WatsOutcomeUnknownError as exc:
-                _bounded_put(self._pending_counts, key, _PendingCount(serial, total, increment))
-                raise exc.as_transient() from exc  # the next attempt compares totalCount
+                raise exc.as_transient() from exc  # pending stays: the next attempt compares totalCount
+            except asyncio.CancelledError:
+                raise  # it may have been sent: pending stays, the next attempt compares totalCount
             except BaseException:
                 # declined or refused: provably not counted, the next attempt reads a fresh baseline
-                self._pending_counts.pop(key, None)
+                self.ledger.forget(key, serial)
                 raise
-            self._pending_counts.pop(key, None)
-            for other in self._pending_counts.values():
-                if other.serial == serial and other.before is not None:
-                    other.before += increment  # ours moved their baseline: not proof of theirs
+            self.ledger.done(key, serial, increment)
+
+    async def on_stop(self) -> None:
+        try:
+            await super().on_stop()
+        finally:
+            self.ledger.close()
 
     async def _read_total(self, serial: str) -> int | None:
         return _total_count((await self.send(requests.get_asset(serial))).json)

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -234,6 +235,39 @@ async def test_count_lost_before_it_reached_wats_is_sent_again() -> None:
             await h.handle(first)  # 1 < 0 + 1 + 1 (ours): provably missing, so sent again
         assert wats.assets[FCT_ASSET]["totalCount"] == 2
         assert len(answered(wats, COUNT)) == 2
+
+
+@pytest.mark.parametrize("state", ["file", "memory"])
+async def test_a_restart_between_the_increment_and_its_record_does_not_count_twice(
+    state: str, tmp_path: Path
+) -> None:
+    """WATS applied the increment, then the process died before anything recorded it (here: the answer was
+    lost, then a new handler takes over, as after kill -9 and a journal replay). With the listener's state
+    file the new process finds the pending increment and verifies it; memory alone counts it twice."""
+    config = (
+        counting_config(state_file=str(tmp_path / "wats-state.db")) if state == "file" else counting_config()
+    )
+    with FakeWATS(token=TOKEN) as wats:
+        seed(wats)
+        async with fast_sender(wats, max_attempts=1) as live:
+            ev = unit_tested(UNITS[0])
+            before = AssetHandler(live, config)
+            wats.inject("error", status=500, after=True, count=1, path=COUNT)
+            with pytest.raises(TransientError):
+                await before.handle(ev)
+            # killed: no on_stop, the event comes back from the journal as a first attempt
+            after = AssetHandler(live, config)
+            await after.handle(ev)
+            await after.handle(ev)  # and a broker redelivery on top
+            await after.on_stop()
+            restarted_again = AssetHandler(live, config)
+            await restarted_again.handle(ev)  # counted units are remembered across restarts too
+            await restarted_again.on_stop()
+    if state == "file":
+        assert wats.assets[FCT_ASSET]["totalCount"] == 1
+        assert len(answered(wats, COUNT)) == 1
+    else:
+        assert wats.assets[FCT_ASSET]["totalCount"] == 3, "the limit the state file removes"
 
 
 async def test_message_not_applied_is_sent_again_and_a_fresh_handler_does_not_duplicate() -> None:

@@ -571,3 +571,25 @@ async def test_a_failing_cleanup_is_logged_and_the_others_still_run(caplog: pyte
     (record,) = caplog.records
     assert "'outbox'" in record.getMessage() and "broken" in record.getMessage()
     assert record.exc_info is not None and "outbox disk gone" in str(record.exc_info[1])
+
+
+async def test_the_wats_handlers_keep_their_state_in_the_data_directory(tmp_path: Path) -> None:
+    """Open work transactions and usage counts survive a restart only if the state file is in the listener's
+    data directory, next to the journal."""
+    from handlers.plugin import wats_handlers
+    from pywats_events.config import Settings
+    from pywats_events.plugins import PluginContext
+
+    settings = Settings.model_validate(
+        {"listener": {"data_dir": str(tmp_path / "data")}, "wats": {"outbox": str(tmp_path / "outbox")}}
+    )
+    ctx = PluginContext(name="wats", settings=settings, options={"asset": {"count_usage": True}})
+    built = wats_handlers(ctx)
+    try:
+        assert {h.config.state_file for h in built} == {tmp_path / "data" / "wats-state.db"}
+    finally:
+        for handler in built:
+            await handler.on_stop()
+        for cleanup in ctx.cleanups:
+            await cleanup()
+    assert (tmp_path / "data" / "wats-state.db").is_file()
