@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._state_db import open_state_db
+
 __all__ = ["CountLedger", "PendingCount"]
 
 #: counted keys remembered (a redelivered message older than this many counts would be counted again)
@@ -53,11 +55,7 @@ class CountLedger:
         self._pending: OrderedDict[tuple[str, str], PendingCount] = OrderedDict()
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_state_db(path, _SCHEMA)
             for (key,) in self._db.execute(
                 "SELECT unit_key FROM count_done ORDER BY seq DESC LIMIT ?", (COUNTED_LIMIT,)
             ).fetchall()[::-1]:

@@ -13,6 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._state_db import open_state_db
+
 __all__ = ["StartedUnit", "TransactionUnits"]
 
 #: remembers between two trims of the file down to `max_transactions`
@@ -52,11 +54,7 @@ class TransactionUnits:
         self._db: sqlite3.Connection | None = None
         self._since_trim = 0
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_state_db(path, _SCHEMA)
 
     def __len__(self) -> int:
         return len(self._units)
