@@ -593,3 +593,29 @@ async def test_the_wats_handlers_keep_their_state_in_the_data_directory(tmp_path
         for cleanup in ctx.cleanups:
             await cleanup()
     assert (tmp_path / "data" / "wats-state.db").is_file()
+
+
+def test_the_readme_mqtt_example_builds_and_reads_as_documented() -> None:
+    """The README's [mqtt] example is a valid configuration, and its template reads `23.5` as it says."""
+    import tomllib
+
+    from pywats_events import EventType
+    from pywats_events.cli._builtin import mqtt_config
+    from pywats_events.config import Settings
+    from pywats_events.plugins import PluginContext
+    from pywats_events.transports.mqtt import MQTTTransport
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    section = readme[readme.index("## MQTT") :]
+    toml = section[
+        section.index("```toml") + len("```toml") : section.index("```", section.index("```toml") + 7)
+    ]
+    settings = Settings.model_validate(tomllib.loads(toml))
+    config = mqtt_config(PluginContext(name="mqtt", settings=settings, options={}))
+    assert config.tls and config.client_id == "pywats-line1"
+    transport = MQTTTransport(config, codec="cfx")
+    template = config.subscription_for("factory/L1/ICT-01/temperature")
+    assert template is not None and template.codec == "template"
+    [event] = transport._codecs[id(template)].decode(b"23.5", {}, "factory/L1/ICT-01/temperature").events
+    assert event.event_type is EventType.ASSET_TELEMETRY
+    assert event.payload == {"units": "degC", "value": 23.5, "line": "L1", "station": "ICT-01"}
