@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -68,11 +67,9 @@ class Subscription(BaseModel):
                     f"topic {self.topic!r} does not fit template {self.template!r}: leave topic out "
                     f"(it is {parsed.topic_filter!r})"
                 )
-            unknown = set(re.findall(r"\{([^}]*)\}", self.event_type)) - set(parsed.fields)
+            unknown = parsed.unknown_fields(self.event_type)
             if unknown:
-                raise ValueError(
-                    f"event_type {self.event_type!r} names {sorted(unknown)}, not template fields"
-                )
+                raise ValueError(f"event_type {self.event_type!r} names {unknown}, not template fields")
             if self.codec is None:
                 object.__setattr__(self, "codec", "template")
         if not self.topic:

@@ -48,6 +48,10 @@ class TopicTemplate:
             raise ValueError(f"bad topic template {template!r}: a field name appears twice")
         self.fields = names
 
+    def unknown_fields(self, text: str) -> list[str]:
+        """The ``{name}`` placeholders in `text` (an event type) that are not fields of this template."""
+        return sorted(set(re.findall(r"\{([^}]*)\}", text)) - set(self.fields))
+
     @property
     def topic_filter(self) -> str:
         """The MQTT subscription filter: every field level is ``+``."""
@@ -89,9 +93,9 @@ class TopicTemplateCodec:
         self, template: str, event_type: str = "asset.telemetry", fields: Mapping[str, Any] | None = None
     ) -> None:
         self.template = TopicTemplate(template)
-        unknown = set(re.findall(r"\{([^}]*)\}", event_type)) - set(self.template.fields)
+        unknown = self.template.unknown_fields(event_type)
         if unknown:
-            raise ValueError(f"event_type {event_type!r} names {sorted(unknown)}, not fields of {template!r}")
+            raise ValueError(f"event_type {event_type!r} names {unknown}, not fields of {template!r}")
         self.event_type = event_type
         self._formatted = "{" in event_type
         self.fields = dict(fields or {})

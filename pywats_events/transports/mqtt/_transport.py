@@ -111,11 +111,8 @@ class MQTTTransport(BaseTransport):
     def _codec_for(self, sub: Subscription) -> Codec:
         setting = f"mqtt.subscriptions[{sub.topic}]"
         if sub.codec == "template":
-            assert sub.template is not None  # the model guarantees it
-            try:
-                return TopicTemplateCodec(sub.template, sub.event_type, sub.fields)
-            except ValueError as exc:
-                raise ConfigurationError(setting, str(exc)) from None
+            assert sub.template is not None  # the model checked the template and the event type's fields
+            return TopicTemplateCodec(sub.template, sub.event_type, sub.fields)
         if sub.codec is not None:
             return _load_codec(sub.codec, f"{setting}.codec")
         if self._default_codec is None:
@@ -269,9 +266,8 @@ class MQTTTransport(BaseTransport):
     def _connected(self, session_present: bool) -> None:
         if self._connection > 1:
             self.stats.reconnects += 1
-        resumed = session_present or not self.config.persistent_session
         detail = "session resumed" if session_present else "new session"
-        if self.config.persistent_session and not resumed:
+        if self.config.persistent_session and not session_present:
             log.info(
                 "mqtt broker %s holds no session for client id %r: starting a new one",
                 self.config.url,
