@@ -232,3 +232,16 @@ def amqp_toml(exchange: str, queue: str, dlx: str, **extra: Any) -> str:
     ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+def report_message_id(report: dict[str, Any]) -> str | None:
+    """The CFX UniqueID a WSJF report was made from (its "Message id" misc info)."""
+    for info in report.get("miscInfos") or []:
+        if info.get("description") == "Message id":
+            return str(info.get("text"))
+    return None
+
+
+def reported_message_ids(wats: Any) -> set[str]:
+    """CFX UniqueIDs of the messages behind the reports a FakeWATS holds."""
+    return {mid for r in wats.reports.values() if (mid := report_message_id(r))}

@@ -23,6 +23,8 @@ from listener_support import (
     amqp_toml,
     clean_env,
     publish,
+    report_message_id,
+    reported_message_ids,
     units_tested,
     wait_until,
     wats_settings_toml,
@@ -72,17 +74,6 @@ def _messages(n: int, units: int, run_id: str) -> tuple[list[bytes], dict[str, t
     return bodies, index
 
 
-def _message_id(report: dict[str, Any]) -> str | None:
-    for info in report.get("miscInfos") or []:
-        if info.get("description") == "Message id":
-            return str(info.get("text"))
-    return None
-
-
-def _delivered(wats: FakeWATS) -> set[str]:
-    return {mid for r in wats.reports.values() if (mid := _message_id(r))}
-
-
 def _order_kept(wats: FakeWATS, index: dict[str, tuple[str, int]]) -> None:
     """Per unit, the first accepted submission of each report arrives in message order."""
     seen: set[str] = set()
@@ -90,7 +81,7 @@ def _order_kept(wats: FakeWATS, index: dict[str, tuple[str, int]]) -> None:
     for rec in wats.requests:
         if rec.method != "POST" or rec.path != "/api/Report/WSJF" or rec.status is None or rec.status >= 300:
             continue
-        mid = _message_id(rec.json or {})
+        mid = report_message_id(rec.json or {})
         if mid is None or mid in seen or mid not in index:
             continue
         seen.add(mid)
@@ -159,7 +150,7 @@ def test_poison_input_is_quarantined_and_good_traffic_flows(
         assert not pending, "every poison message is interleaved with good traffic"
         stream.append(vendor)
         asyncio.run(publish(topology[0], stream))
-        wait_until(lambda: len(_delivered(wats)) >= len(good), 60, what="good reports in FakeWATS")
+        wait_until(lambda: len(reported_message_ids(wats)) >= len(good), 60, what="good reports in FakeWATS")
         wait_until(
             lambda: listener.metric("pywats_messages_quarantined_total") >= len(bad), 20, what="quarantine"
         )
@@ -172,7 +163,7 @@ def test_poison_input_is_quarantined_and_good_traffic_flows(
         assert listener.proc is not None and listener.proc.poll() is None, "the listener keeps running"
     finally:
         assert listener.stop() == 0
-    assert _delivered(wats) == set(index)
+    assert reported_message_ids(wats) == set(index)
     q = subprocess.run(
         [*_cli(), "quarantine", "list", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=30
     )
@@ -195,18 +186,20 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
     bodies, index = _messages(2000, 40, "kill9")
     asyncio.run(publish(topology[0], bodies))
-    wait_until(lambda: len(_delivered(wats)) >= 200, 60, interval=0.1, what="first reports")
+    wait_until(lambda: len(reported_message_ids(wats)) >= 200, 60, interval=0.1, what="first reports")
     listener.kill()
-    before = len(_delivered(wats))
+    before = len(reported_message_ids(wats))
     assert before < 2000, "the kill must land mid-stream"
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env())
     listener.cfg.write_text(_config(topology, wats))
     listener.start()
     try:
-        wait_until(lambda: len(_delivered(wats)) >= 2000, 100, what="all 2000 reports after restart")
+        wait_until(
+            lambda: len(reported_message_ids(wats)) >= 2000, 100, what="all 2000 reports after restart"
+        )
     finally:
         assert listener.stop() == 0
-    assert _delivered(wats) == set(index)
+    assert reported_message_ids(wats) == set(index)
     # duplicates only as overwrites of the same report id
     assert len(wats.reports) == 2000
 
@@ -220,7 +213,9 @@ def test_wats_outage_of_60s_loses_and_dead_letters_nothing(
     try:
         bodies, index = _messages(2000, 50, "outage")
         asyncio.run(publish(topology[0], bodies[:200]))
-        wait_until(lambda: len(_delivered(wats)) >= 100, 30, interval=0.1, what="traffic before the outage")
+        wait_until(
+            lambda: len(reported_message_ids(wats)) >= 100, 30, interval=0.1, what="traffic before the outage"
+        )
         wats.inject("error", status=503, duration=60)
         t_outage = time.monotonic()
         asyncio.run(publish(topology[0], bodies[200:]))
@@ -231,10 +226,10 @@ def test_wats_outage_of_60s_loses_and_dead_letters_nothing(
             what="all messages accepted",
         )
         assert time.monotonic() - t_outage < 60, "intake finished while WATS was still down"
-        wait_until(lambda: len(_delivered(wats)) >= 2000, 150, what="all reports after recovery")
+        wait_until(lambda: len(reported_message_ids(wats)) >= 2000, 150, what="all reports after recovery")
     finally:
         assert listener.stop() == 0
-    assert _delivered(wats) == set(index)
+    assert reported_message_ids(wats) == set(index)
     _order_kept(wats, index)
     assert _dead_letters(tmp_path) == 0
 
@@ -247,15 +242,22 @@ def test_broker_restart_mid_stream(tmp_path: Path, topology: tuple[str, str, str
     try:
         bodies, index = _messages(2000, 40, "restart")
         asyncio.run(publish(topology[0], bodies))
-        wait_until(lambda: len(_delivered(wats)) >= 300, 60, interval=0.1, what="traffic before the restart")
+        wait_until(
+            lambda: len(reported_message_ids(wats)) >= 300,
+            60,
+            interval=0.1,
+            what="traffic before the restart",
+        )
         try:
             subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
             time.sleep(3)
         finally:  # whatever happens, the broker comes back for the tests that follow
             subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-        wait_until(lambda: len(_delivered(wats)) >= 2000, 150, what="all 2000 reports after the restart")
+        wait_until(
+            lambda: len(reported_message_ids(wats)) >= 2000, 150, what="all 2000 reports after the restart"
+        )
         assert listener.http("/readyz")[0] == 200, "consumer re-attached"
     finally:
         assert listener.stop(signal.SIGINT) == 0
-    assert _delivered(wats) == set(index)
+    assert reported_message_ids(wats) == set(index)
     assert len(wats.reports) == 2000

@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 from brokers import MQTT_HOST, MQTT_PORT, require_mosquitto
-from listener_support import ListenerProcess, clean_env, run_cli, wait_until, wats_settings_toml
+from listener_support import (
+    ListenerProcess,
+    clean_env,
+    reported_message_ids,
+    run_cli,
+    wait_until,
+    wats_settings_toml,
+)
 from mosquitto_instance import MosquittoInstance, recommended_config
 from mqtt_publisher_process import message_uuid, read_acked, start_publisher
 
@@ -128,22 +135,24 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_over_mqtt(tmp_path: Path) 
             payload="cfx-gzip", rate=300, client_id="pywats-kill9-publisher", deadline=120,
         )  # fmt: skip
         try:
-            wait_until(lambda: len(_reported(wats)) >= 200, 60, interval=0.1, what="first reports")
+            wait_until(lambda: len(reported_message_ids(wats)) >= 200, 60, interval=0.1, what="first reports")
             listener.kill()
             time.sleep(2)  # the publisher goes on: the broker queues for the dead listener's session
-            before = len(_reported(wats))
+            before = len(reported_message_ids(wats))
             listener = ListenerProcess(tmp_path, config, env=env).start()
             out, _ = publisher.communicate(timeout=150)
             assert publisher.returncode == 0, out
             accepted = {message_uuid(i) for i in read_acked(acked_file)}
             assert len(accepted) == count
-            wait_until(lambda: _reported(wats) >= accepted, 120, what="every accepted message reported")
+            wait_until(
+                lambda: reported_message_ids(wats) >= accepted, 120, what="every accepted message reported"
+            )
         finally:
             if publisher.poll() is None:
                 publisher.kill()
             assert listener.stop() == 0
         assert before < count, "the kill must land mid-stream"
-        assert _reported(wats) == accepted
+        assert reported_message_ids(wats) == accepted
         assert len(wats.reports) == count, "a redelivered message overwrites its report, never adds one"
 
 
@@ -170,7 +179,7 @@ def test_broker_restart_under_a_running_listener_loses_nothing(tmp_path: Path) -
             payload="cfx-gzip", rate=300, client_id="pywats-restart-publisher", deadline=120,
         )  # fmt: skip
         try:
-            wait_until(lambda: len(_reported(wats)) >= 200, 60, interval=0.1, what="first reports")
+            wait_until(lambda: len(reported_message_ids(wats)) >= 200, 60, interval=0.1, what="first reports")
             broker.stop()
             wait_until(lambda: listener.http("/readyz")[0] == 503, 15, interval=0.1, what="not ready")
             broker.start()
@@ -178,13 +187,15 @@ def test_broker_restart_under_a_running_listener_loses_nothing(tmp_path: Path) -
             out, _ = publisher.communicate(timeout=150)
             assert publisher.returncode == 0, out
             accepted = {message_uuid(i) for i in read_acked(acked_file)}
-            wait_until(lambda: _reported(wats) >= accepted, 120, what="every accepted message reported")
+            wait_until(
+                lambda: reported_message_ids(wats) >= accepted, 120, what="every accepted message reported"
+            )
         finally:
             if publisher.poll() is None:
                 publisher.kill()
             assert listener.stop() == 0
         assert len(accepted) == count
-        assert _reported(wats) == accepted
+        assert reported_message_ids(wats) == accepted
         assert len(wats.reports) == count
 
 
@@ -205,16 +216,6 @@ def _listener_config(broker: MosquittoInstance, wats_url: str) -> str:
             wats_settings_toml(),
         ]
     )
-
-
-def _reported(wats: Any) -> set[str]:
-    """CFX UniqueIDs of the messages behind the reports WATS holds."""
-    ids = set()
-    for report in wats.reports.values():
-        for info in report.get("miscInfos") or []:
-            if info.get("description") == "Message id":
-                ids.add(str(info.get("text")))
-    return ids
 
 
 @pytest.mark.timeout(120)
