@@ -94,8 +94,9 @@ class ProductionHandler(WatsHandler):
 
     async def _work_started(self, event: Event, p: WorkStartedEvent) -> None:
         station = station_of(event, p)
-        # remembered before the first await, so a WorkCompleted queued behind this event finds it
-        self._remember(p, None)
+        # remembered before the first await, so a WorkCompleted queued behind this event finds it; written to
+        # the state file once the part number is known (until then the journal would replay this event)
+        self._remember(p, None, persist=False)
         # resolve everything first so an unresolvable event changes nothing in WATS
         pn, rev = await self.resolver.part(p.unit_serial, station=station, recipe=p.recipe)
         self._remember(p, pn)
@@ -105,9 +106,9 @@ class ProductionHandler(WatsHandler):
             await self.send(requests.set_unit_phase(p.unit_serial, pn, self.config.phases.work_started))
         await self.send(requests.set_unit_process(p.unit_serial, pn, code))
 
-    def _remember(self, p: WorkStartedEvent, pn: str | None) -> None:
+    def _remember(self, p: WorkStartedEvent, pn: str | None, *, persist: bool = True) -> None:
         if p.transaction_id and p.unit_serial:
-            self.transactions.remember(p.transaction_id, p.unit_serial, p.unit_position, pn)
+            self.transactions.remember(p.transaction_id, p.unit_serial, p.unit_position, pn, persist=persist)
 
     async def _ensure_unit(self, serial: str, pn: str, rev: str, location: str | None) -> None:
         if self.resolver.can_read:

@@ -59,7 +59,11 @@ class TransactionUnits:
     def __len__(self) -> int:
         return len(self._units)
 
-    def remember(self, transaction_id: str, serial: str, position: int | None, pn: str | None) -> None:
+    def remember(
+        self, transaction_id: str, serial: str, position: int | None, pn: str | None, *, persist: bool = True
+    ) -> None:
+        """Note a unit of a transaction; `persist=False` keeps it in memory only (a caller that records it
+        again shortly, with more to say)."""
         units = self._cached(transaction_id) or {}
         self._units[transaction_id] = units
         self._units.move_to_end(transaction_id)
@@ -71,7 +75,7 @@ class TransactionUnits:
             known.part_number = pn or known.part_number
         while len(self._units) > self.max_transactions:
             self._units.popitem(last=False)
-        if self._db is not None:
+        if self._db is not None and persist:
             self._db.execute(
                 "INSERT INTO work_units VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (transaction_id, serial) DO UPDATE SET position = excluded.position,"
