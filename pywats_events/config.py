@@ -54,7 +54,8 @@ class ListenerSettings(_Section):
     max_messages: int = Field(0, ge=0)
     #: stop after this many seconds without input (0 = never)
     idle_exit: float = Field(0.0, ge=0)
-    #: how long SIGINT/SIGTERM waits for in-flight work before exiting
+    #: how long SIGINT/SIGTERM waits for in-flight work before exiting, and how long a run whose input
+    #: ended (replay, max_messages, idle_exit) keeps delivering what its journal holds
     drain_timeout: float = Field(30.0, gt=0)
     log_json: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

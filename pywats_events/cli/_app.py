@@ -18,6 +18,7 @@ from rich.text import Text
 
 from .._exceptions import ConfigurationError
 from ..config import Settings, load_settings
+from ..exit_codes import ExitCode
 from ..logging_setup import configure_logging, redact
 
 __all__ = ["app", "main"]
@@ -46,7 +47,7 @@ DataDirOpt = Annotated[
 
 def _fail_config(exc: ConfigurationError) -> typer.Exit:
     err.print(Text.assemble(("configuration error", "bold red"), f": {redact(str(exc))}"))
-    return typer.Exit(2)
+    return typer.Exit(ExitCode.CONFIG)
 
 
 def _settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
@@ -144,11 +145,13 @@ def run(
         raise _fail_config(exc) from None
     except ConnectionError as exc:
         err.print(Text.assemble(("cannot start", "bold red"), f": {redact(str(exc))}"))
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     finally:
         if live is not None:
             live.stop()
     _print_summary(summary)
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
 
 
 def _progress_line(listener: Any) -> Text:
@@ -189,6 +192,15 @@ def _print_summary(summary: Any) -> None:
     out.print(
         f"stopped: {summary.stopped_by or 'error'} after {summary.elapsed:.1f}s; drained: {summary.drained}"
     )
+    left = summary.unfinished
+    if left.total:
+        out.print(
+            f"not drained: {left.total} event(s) unfinished in the journal; the next start resumes them"
+        )
+        for handler, n in sorted(left.by_handler.items()):
+            out.print(f"  {handler}: {n} unfinished — {left.reasons.get(handler, '?')}")
+    if summary.exit_code:
+        out.print(f"exit code {int(summary.exit_code)} ({summary.exit_code.name.lower().replace('_', ' ')})")
 
 
 # ---------------------------------------------------------------------------------------------- dlq
@@ -314,7 +326,7 @@ def dlq_show(entry_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = Non
     entry = dlq.get(_resolve_ids(dlq, [entry_id])[0])
     if entry is None:
         err.print(f"no dead letter {entry_id!r}")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     out.print_json(data=_dlq_dict(entry, full=True))
 
 
@@ -328,7 +340,7 @@ def _resolve_ids(dlq: Any, given: list[str]) -> list[str]:
         if len(matches) != 1:
             problem = "matches several dead letters" if matches else "is no dead letter"
             err.print(f"{wanted!r} {problem} (see `pywats-events dlq list`)")
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.ERROR)
         resolved.append(matches[0])
     return resolved
 
@@ -351,7 +363,7 @@ def dlq_purge(
         out.print("nothing to purge")
         return
     if not yes and not typer.confirm(f"delete {len(entries)} dead letters?"):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     dlq = _dlq(settings)
     removed = sum(1 for e in entries if dlq.remove(e.id))
     out.print(f"purged {removed} dead letters")
@@ -419,9 +431,9 @@ def dlq_replay(
             f" {settings.listener.drain_timeout:g}s;"
             " is WATS reachable?)"
         )
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     if result.skipped:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -493,7 +505,7 @@ def quarantine_show(
     item = SqliteQuarantine(settings.quarantine_path).get(item_id)
     if item is None:
         err.print(f"no quarantined message {item_id}")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     body = item.raw or b""
     if raw is not None:
         raw.write_bytes(body)

@@ -24,7 +24,10 @@ from .. import plugins
 from .._codec import Codec, DecodeResult
 from .._event import Event
 from .._exceptions import ConfigurationError
+from .._handlers import resolve_event_types
+from .._observer import BusObserver
 from ..config import Settings
+from ..exit_codes import ExitCode
 from ..health import HealthServer
 from ..journal import SqliteJournal
 from ..logging_setup import redact, register_secret
@@ -32,12 +35,13 @@ from ..metrics import ListenerStats, MetricsObserver, endpoint_label, status_lab
 from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
-from .status import unfinished_entries
+from .status import unfinished_by_event_type, unfinished_entries
 
 __all__ = [
     "Listener",
     "ReplayResult",
     "RunSummary",
+    "Unfinished",
     "check_plugin_tables",
     "replay_dead_letters",
     "run_cleanups",
@@ -125,6 +129,65 @@ class ListenerContext:
             self.bus.context.connection_changed(transport, state, detail)
 
 
+class DeferralWatch(BusObserver):
+    """Why handlers have not finished their events: what waits behind an outage or an open circuit breaker
+    right now, and each handler's last failure. A run that could not drain tells its user from this."""
+
+    def __init__(self) -> None:
+        #: handler name → {event id: the last deferral reason}
+        self.waiting: dict[str, dict[str, str]] = {}
+        #: handler name → its last failed attempt's error
+        self.last_error: dict[str, str] = {}
+
+    def on_retry(
+        self, event: Event, handler_name: str, attempt: int, delay: float, error: BaseException
+    ) -> None:
+        self.last_error[handler_name] = repr(error)
+
+    def on_deferred(self, event: Event, handler_name: str, delay: float, reason: str) -> None:
+        self.waiting.setdefault(handler_name, {})[event.id] = reason
+
+    def on_handled(self, event: Event, handler_name: str, seconds: float) -> None:
+        waiting = self.waiting.get(handler_name)
+        if waiting:
+            waiting.pop(event.id, None)
+
+    def on_dead_letter(self, event: Event, handler_name: str, error: BaseException) -> None:
+        self.on_handled(event, handler_name, 0.0)
+
+    def reason(self, handler: str) -> str:
+        """Why `handler` still has unfinished events when the run ended."""
+        reasons = list((self.waiting.get(handler) or {}).values())
+        if any(r == "circuit open" for r in reasons):
+            return f"deferred behind an open circuit breaker ({len(reasons)} waiting)"
+        if reasons:
+            return f"deferred by an outage ({len(reasons)} waiting; {redact(reasons[-1])[:200]})"
+        if handler in self.last_error:
+            return f"retrying after failures (last: {redact(self.last_error[handler])[:200]})"
+        return "not finished within listener.drain_timeout (in progress or waiting their turn)"
+
+
+@dataclass
+class Unfinished:
+    """Events a run leaves unfinished in the journal: how many, for which handlers, and why."""
+
+    total: int = 0
+    #: handler name → unfinished events that handler has not finished yet
+    by_handler: dict[str, int] = field(default_factory=dict)
+    #: handler name → why (see `DeferralWatch.reason`)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if not self.total:
+            return "no unfinished events"
+        parts = [f"{h}: {n} ({self.reasons.get(h, '?')})" for h, n in sorted(self.by_handler.items())]
+        return (
+            f"{self.total} event(s) unfinished in the journal"
+            + (f" — {'; '.join(parts)}" if parts else "")
+            + "; the next start resumes them"
+        )
+
+
 @dataclass
 class RunSummary:
     stats: dict[str, Any]
@@ -134,8 +197,24 @@ class RunSummary:
     quarantine_size: int
     elapsed: float
     stopped_by: str
+    #: nothing accepted is left unfinished (journal empty, nothing in flight)
     drained: bool
     report: Any = None
+    unfinished: Unfinished = field(default_factory=Unfinished)
+    #: the run stopped on its own because its input ended (not by a signal)
+    input_ended: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """`ExitCode` of the run: a signal stop is the service contract (OK); a run whose input ended says
+        whether everything was delivered."""
+        if not self.input_ended:
+            return ExitCode.OK
+        if not self.drained:
+            return ExitCode.NOT_DRAINED
+        if self.stats.get("dead_letters"):
+            return ExitCode.DEAD_LETTERS
+        return ExitCode.OK
 
 
 @dataclass
@@ -165,10 +244,16 @@ class Listener:
         self.parts: _Parts | None = None
         self.health: HealthServer | None = None
         self.stop_requested = asyncio.Event()
+        #: set by SIGINT/SIGTERM: a finite run stops delivering what its journal still holds
+        self.interrupted = asyncio.Event()
         self.stopped_by = ""
+        #: the run stops because its input ended: deliver everything before exiting
+        self.input_ended = False
+        self.deferrals = DeferralWatch()
         self._journal_depth = 0
         self._journal_final = False
         self._dlq_size = 0
+        self._last_status = 0.0
         #: cleanups of the plugins built so far, so a failed start-up still closes what they opened
         self._built_cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         for url in (settings.amqp.url, settings.mqtt.url):
@@ -227,6 +312,7 @@ class Listener:
             quarantine_store=quarantine,
         )
         bus.add_observer(self.metrics)
+        bus.add_observer(self.deferrals)
         for h in handler_objs:
             bus.subscribe(h)
         return _Parts(bus, journal, dlq, quarantine, self.metrics, handler_objs, codec, cleanups, facts)
@@ -269,10 +355,15 @@ class Listener:
         return parts
 
     # ------------------------------------------------------------------ running
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, *, input_ended: bool = False) -> None:
         if not self.stop_requested.is_set():
             self.stopped_by = reason
+            self.input_ended = input_ended
             self.stop_requested.set()
+
+    def _signalled(self, name: str) -> None:
+        self.interrupted.set()
+        self.request_stop(name)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         states = {k: v.value for k, v in (self.context.states if self.context else {}).items()}
@@ -326,7 +417,7 @@ class Listener:
         installed: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self.request_stop, sig.name)
+                loop.add_signal_handler(sig, self._signalled, sig.name)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread / Windows
                 pass
@@ -335,7 +426,6 @@ class Listener:
     async def _watch(self) -> None:
         s = self.settings.listener
         finite = [t for t in self.transports if isinstance(t, ReplayTransport)]
-        last_status = 0.0
         while not self.stop_requested.is_set():
             try:
                 await asyncio.wait_for(self.stop_requested.wait(), 0.25)
@@ -343,18 +433,42 @@ class Listener:
             except asyncio.TimeoutError:
                 pass
             now = time.monotonic()
-            if self.progress is not None:
-                self._refresh_gauges()
-                self.progress(self)
-            if now - last_status >= 2.0:
-                last_status = now
-                self.write_status()
+            self._tick(now)
             if s.max_messages and self.stats.received >= s.max_messages:
-                self.request_stop(f"max-messages {s.max_messages}")
+                self.request_stop(f"max-messages {s.max_messages}", input_ended=True)
             elif s.idle_exit and now - self.stats.last_input >= s.idle_exit:
-                self.request_stop(f"idle {s.idle_exit:g}s")
+                self.request_stop(f"idle {s.idle_exit:g}s", input_ended=True)
             elif finite and len(finite) == len(self.transports) and all(t.finished.is_set() for t in finite):
-                self.request_stop("input finished")
+                self.request_stop("input finished", input_ended=True)
+
+    def _tick(self, now: float) -> None:
+        """Progress line about 4 times a second, status snapshot every 2 s."""
+        if self.progress is not None:
+            self._refresh_gauges()
+            self.progress(self)
+        if now - self._last_status >= 2.0:
+            self._last_status = now
+            self.write_status()
+
+    async def _deliver_all(self, parts: _Parts, deadline: float) -> bool:
+        """After the input ended: keep delivering until the journal holds no unfinished work and nothing is
+        in flight, until `deadline` or a signal. True when everything was delivered."""
+        journal = parts.journal
+        if journal is None:
+            return True  # without a journal, stop() drains everything that was accepted
+        log.info(
+            "input ended: delivering the %d unfinished event(s) before exiting (up to %.0fs)",
+            journal.stats.pending,
+            max(0.0, deadline - time.monotonic()),
+        )
+        while journal.stats.pending or parts.bus.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.interrupted.is_set():
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.interrupted.wait(), min(0.1, left))
+            self._tick(time.monotonic())
+        return True
 
     async def run(self) -> RunSummary:
         t0 = time.monotonic()
@@ -364,6 +478,7 @@ class Listener:
         report: Any = None
         drained = False
         gc_before: tuple[int, int, int] | None = None
+        drain_timeout = self.settings.listener.drain_timeout
         try:
             await parts.bus.start()
             if parts.journal is not None:
@@ -385,28 +500,35 @@ class Listener:
             await self._watch()
         finally:
             log.info(
-                "stopping (%s): intake first, then draining up to %.0fs",
+                "stopping (%s): intake first, then %s up to %.0fs",
                 self.stopped_by or "error",
-                self.settings.listener.drain_timeout,
+                "delivering everything taken in" if self.input_ended else "draining what is in flight",
+                drain_timeout,
             )
             for t in self.transports:
                 try:
-                    await asyncio.wait_for(t.stop(), self.settings.listener.drain_timeout)
+                    await asyncio.wait_for(t.stop(), drain_timeout)
                 except Exception:
                     log.exception("transport %s did not stop cleanly", t.name)
+            deadline = time.monotonic() + drain_timeout
+            delivered = True
+            if self.input_ended:
+                try:
+                    delivered = await self._deliver_all(parts, deadline)
+                except Exception:
+                    delivered = False
+                    log.exception("delivering the journal's unfinished work failed")
+            wanted = _wanted_by(parts.bus)
             try:
-                report = await parts.bus.stop(timeout=self.settings.listener.drain_timeout)
-                drained = not report.timed_out
-                if report.timed_out:
-                    log.warning(
-                        "drain timeout: unfinished work stays in the journal and resumes on the next start"
-                    )
+                report = await parts.bus.stop(timeout=max(0.0, deadline - time.monotonic()))
+                drained = delivered and not report.timed_out and not report.not_handled
             except Exception:
                 log.exception("bus did not stop cleanly")
             await run_cleanups(parts.cleanups)
             if self.health is not None:
                 await self.health.stop()
             self._refresh_gauges()
+            unfinished = Unfinished()
             if parts.journal is not None:
                 with contextlib.suppress(Exception):
                     self._journal_depth = await parts.journal.depth()
@@ -416,6 +538,8 @@ class Listener:
                 if stored is not None:
                     self._journal_depth = stored
                 self._journal_final = True
+                unfinished = self._unfinished(wanted)
+                drained = drained and unfinished.total == 0
             self.write_status(running=False)
             loop = asyncio.get_running_loop()
             for sig in installed:
@@ -423,6 +547,16 @@ class Listener:
             if gc_before is not None:
                 gc.set_threshold(*gc_before)
                 gc.unfreeze()
+            if unfinished.total:
+                log.warning(
+                    "stopped (%s): not drained: %s", self.stopped_by or "error", unfinished.describe()
+                )
+            else:
+                log.info(
+                    "stopped (%s): %s",
+                    self.stopped_by or "error",
+                    "drained: no unfinished events" if drained else "not drained",
+                )
         return RunSummary(
             stats=self.stats.snapshot(),
             facts=dict(parts.facts),
@@ -433,7 +567,30 @@ class Listener:
             stopped_by=self.stopped_by,
             drained=drained,
             report=report,
+            unfinished=unfinished,
+            input_ended=self.input_ended,
         )
+
+    def _unfinished(self, wanted: Callable[[str], set[str]]) -> Unfinished:
+        """What the closed journal file still holds, per handler that has not finished it, and why."""
+        out = Unfinished(total=self._journal_depth)
+        for event_type, done, count in unfinished_by_event_type(self.settings.journal_path):
+            for handler in wanted(event_type) - done:
+                out.by_handler[handler] = out.by_handler.get(handler, 0) + count
+        out.reasons = {h: self.deferrals.reason(h) for h in out.by_handler}
+        return out
+
+
+def _wanted_by(bus: Any) -> Callable[[str], set[str]]:
+    """Event type name → names of the bus's handlers that subscribe to it (as the bus routes)."""
+    pairs = zip(bus.handler_names, bus.handlers, strict=True)
+    subs = [(name, set(resolve_event_types(h))) for name, h in pairs]
+
+    def wanted(type_name: str) -> set[str]:
+        system = type_name.startswith("system.")
+        return {n for n, types in subs if type_name in types or (not system and "*" in types)}
+
+    return wanted
 
 
 def check_plugin_tables(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import Settings
 
-__all__ = ["collect_status", "unfinished_entries"]
+__all__ = ["collect_status", "unfinished_by_event_type", "unfinished_entries"]
 
 _UNFINISHED = "SELECT COUNT(*) FROM entries WHERE completed IS NULL"
 
@@ -32,6 +32,29 @@ def unfinished_entries(journal_path: Any) -> int | None:
         return _count(journal_path, _UNFINISHED)
     except sqlite3.Error:
         return None
+
+
+#: per unfinished entry: its event type and the handlers that already finished it (unit-separated)
+_UNFINISHED_BY_TYPE = """
+SELECT event_type, done, COUNT(*) FROM (
+    SELECT e.event_type AS event_type,
+           (SELECT group_concat(h.handler, char(31)) FROM handled AS h WHERE h.seq = e.seq) AS done
+    FROM entries AS e WHERE e.completed IS NULL
+) GROUP BY event_type, done
+"""
+
+
+def unfinished_by_event_type(journal_path: Any) -> list[tuple[str, frozenset[str], int]]:
+    """Unfinished journal entries as (event type, handlers already done with them, count), read from the
+    file; empty when there is no journal."""
+    if not journal_path.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, timeout=5)) as conn:
+            rows = conn.execute(_UNFINISHED_BY_TYPE).fetchall()
+    except sqlite3.Error:
+        return []
+    return [(str(t), frozenset(d.split("\x1f")) if d else frozenset(), int(n)) for t, d, n in rows]
 
 
 def _alive(pid: int) -> bool:

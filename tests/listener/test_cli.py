@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from pywats_events.exit_codes import ExitCode
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -83,7 +85,8 @@ def test_replay_jsonl_quarantines_bad_lines_and_keeps_going(tmp_path: Path, cli:
     capture = tmp_path / "capture.jsonl"
     capture.write_text("\n".join(lines) + "\n")
     res = cli("run", "--replay", capture, "--log-json", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    # no part number rules: the good messages' test results are dead-lettered (exit code 3, not 0)
+    assert res.returncode == ExitCode.DEAD_LETTERS, res.stderr
     assert "messages received" in res.stdout
     q = cli("quarantine", "list", "--json", cwd=tmp_path)
     items = [json.loads(x) for x in q.stdout.splitlines()]
@@ -101,7 +104,7 @@ def test_dlq_list_filter_replay_and_purge(tmp_path: Path, cli: Cli) -> None:
     # no product rules: test reports cannot be resolved and are dead-lettered
     cfg.write_text('[handlers.wats]\nlocation = "L"\nenable_assets = false\n')
     res = cli("run", "--config", cfg, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == ExitCode.DEAD_LETTERS, res.stderr
     listed = cli("dlq", "list", "--json", "--config", cfg, cwd=tmp_path)
     entries = [json.loads(x) for x in listed.stdout.splitlines()]
     assert entries and all(e["error_type"] for e in entries)
@@ -192,7 +195,7 @@ def test_max_messages_stops_the_run(tmp_path: Path, cli: Cli) -> None:
     res = cli(
         "run", "--replay", _capture(tmp_path, 100), "--rate", "50", "--max-messages", "10", cwd=tmp_path
     )
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == ExitCode.DEAD_LETTERS, res.stderr  # no part number rules configured
     assert "stopped: max-messages 10" in res.stdout
 
 
@@ -201,7 +204,7 @@ def test_dlq_ids_are_usable_from_a_pipe_and_replay_stops_during_an_outage(tmp_pa
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[handlers.wats]\nlocation = "L"\nenable_assets = false\n')
-    assert cli("run", "--config", cfg, cwd=tmp_path).returncode == 0
+    assert cli("run", "--config", cfg, cwd=tmp_path).returncode == ExitCode.DEAD_LETTERS
     ids = [json.loads(x)["id"] for x in cli("dlq", "list", "--json", cwd=tmp_path).stdout.splitlines()]
     assert len(ids) >= 2
     listed = cli("dlq", "list", cwd=tmp_path)  # not a terminal: 80 columns
