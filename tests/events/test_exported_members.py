@@ -2,6 +2,7 @@
 
 import pywats_events
 import pywats_events.policies
+import pywats_events.previews
 import pywats_events.transports
 
 
@@ -14,6 +15,7 @@ def test_core_exports():
         "BusState",
         "Event",
         "BaseHandler",
+        "resolve_event_types",
     ):
         assert name in pywats_events.__all__
     assert pywats_events.__all__ == sorted(pywats_events.__all__, key=lambda s: (not s.isupper(), s))
@@ -33,3 +35,7 @@ def test_policy_exports():
         "SqliteDeadLetterQueue",
     ]
     assert "MockTransport" in pywats_events.transports.__all__
+
+
+def test_preview_exports():
+    assert pywats_events.previews.__all__ == ["Preview", "PreviewOutcome", "PreviewRequest"]
