@@ -3,18 +3,22 @@
 `RecordingSink` keeps every request and answers from a small simulation (unknown units → 404, assets
 known with a synthetic id, empty process list), so the request sequence is the one a real first
 delivery produces. `preview_requests` uses offline placeholder resolution (see `preview_config`) unless
-given a configuration; used by the CFX explorer and by tests.
+given a configuration; used by tests. `wats_preview` offers the same dry run to tools through the core's
+``pywats_events.previews`` entry point group (the CFX explorer shows it as "what WATS would receive"), with
+each request summed up in one line and the placeholder values it carries marked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from pywats_events import Event
-from pywats_events._handlers import resolve_event_types
+from pywats_events import Event, resolve_event_types
+from pywats_events.previews import Preview, PreviewOutcome, PreviewRequest
 
 from ._exceptions import WatsPermanentError
 from .config import WatsHandlersConfig
@@ -30,6 +34,7 @@ __all__ = [
     "preview_placeholders",
     "preview_requests",
     "simulated_response",
+    "wats_preview",
 ]
 
 Responder = Callable[[WatsRequest], "WatsResponse | Awaitable[WatsResponse]"]
@@ -156,3 +161,111 @@ def preview(events: Iterable[Event], config: WatsHandlersConfig | None = None) -
 def preview_requests(events: Iterable[Event], config: WatsHandlersConfig | None = None) -> list[WatsRequest]:
     """Every request WATS would receive for these events, in order."""
     return [r for item in preview(events, config) for r in item.requests]
+
+
+#: WATS field names (as `preview_placeholders` gives them) → the request keys that carry them
+_PLACEHOLDER_KEYS: dict[str, tuple[str, ...]] = {
+    "partNumber": ("pn", "partNumber"),
+    "revision": ("rev", "revision"),
+    "processCode": ("processCode",),
+    "location": ("location", "currentLocation"),
+}
+
+
+def wats_preview() -> Preview:
+    """The ``pywats_events.previews`` plugin: `preview` with the offline defaults, requests summed up."""
+    placeholders = preview_placeholders()
+    shown = ", ".join(f"{k}={v}" for k, v in placeholders.items())
+
+    def run(events: Sequence[Event]) -> list[PreviewOutcome]:
+        return [
+            PreviewOutcome(
+                handlers=tuple(item.handlers),
+                requests=tuple(_preview_request(r, placeholders) for r in item.requests),
+                error=item.error,
+            )
+            for item in preview(events)
+        ]
+
+    return Preview(
+        target="WATS",
+        run=run,
+        placeholders=placeholders,
+        placeholder_note=f"the preview has no plant configuration and no WATS to ask, so it uses stand-ins "
+        f"({shown}). The listener sends the part number, revision and process from its configuration "
+        "(products, stations, processes) or from WATS.",
+        note="WATS answers are simulated as from a fresh server: no units exist yet, every asset is "
+        "registered (asset ids are made up), no processes are defined.",
+    )
+
+
+def _preview_request(request: WatsRequest, placeholders: Mapping[str, object]) -> PreviewRequest:
+    data: dict[str, Any] = _json_ready(dataclasses.asdict(request))
+    marked = _placeholders_in(data, placeholders)
+    return PreviewRequest(
+        method=request.method,
+        path=request.path,
+        summary=_describe_request(data, marked),
+        data=data,
+        placeholders=tuple(marked),
+    )
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _placeholders_in(request: dict[str, Any], placeholders: Mapping[str, object]) -> list[str]:
+    """Where a request carries a preview stand-in, as ``json.pn`` / ``params.partNumber`` / ``path``."""
+    found: list[str] = []
+    for section in ("params", "json"):
+        data = request.get(section)
+        if not isinstance(data, dict):
+            continue
+        for name, value in placeholders.items():
+            for key in _PLACEHOLDER_KEYS.get(name, (name,)):
+                if key in data and data[key] == value:
+                    found.append(f"{section}.{key}")
+    pn = placeholders.get("partNumber")
+    if isinstance(pn, str) and pn and f"/{pn}" in str(request.get("path", "")):
+        found.append("path")
+    return found
+
+
+def _describe_request(r: dict[str, Any], marked: Sequence[str]) -> str:
+    """One line a test engineer can read: the call, and the fields that matter to WATS (``*``: a stand-in)."""
+    params: dict[str, Any] = r["params"] if isinstance(r.get("params"), dict) else {}
+    body: dict[str, Any] = r["json"] if isinstance(r.get("json"), dict) else {}
+
+    def show(section: str, data: dict[str, Any], keys: Sequence[str]) -> list[str]:
+        out = []
+        for key in keys:
+            if key in data and data[key] not in (None, ""):
+                star = "*" if f"{section}.{key}" in marked else ""
+                out.append(f"{key}={data[key]}{star}")
+        return out
+
+    head = f"{r.get('method')} {r.get('path')}{'*' if 'path' in marked else ''}"
+    if r.get("operation"):
+        head += f" ({r['operation']})"
+    fields = show("params", params, ("serialNumber", "partNumber", "phase", "processCode", "comment"))
+    if "root" in body:  # a WSJF report
+        kind = {"T": "UUT report", "R": "repair report"}.get(str(body.get("type")), "report")
+        fields += [kind]
+        fields += show(
+            "json", body, ("sn", "pn", "rev", "processCode", "result", "machineName", "location", "start")
+        )
+        steps = body["root"].get("steps") if isinstance(body["root"], dict) else None
+        if isinstance(steps, list):
+            fields.append(f"steps={len(steps)}")
+    else:
+        fields += show(
+            "json", body, ("serialNumber", "partNumber", "revision", "currentLocation", "assetId", "comment")
+        )
+    return "  ".join([head, *fields])

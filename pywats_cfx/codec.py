@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pywats_events import DecodeResult, Event
-from pywats_events.transports._base import QuarantineRecord
+from pywats_events.transports import QuarantineRecord
 
 from . import _json
 from . import models as _models  # noqa: F401 - registers the models' field spellings with the parser

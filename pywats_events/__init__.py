@@ -13,7 +13,7 @@ from ._exceptions import (
     TransientError,
 )
 from ._facade import EventBus
-from ._handlers import BaseHandler, FunctionHandler, handler
+from ._handlers import BaseHandler, FunctionHandler, handler, resolve_event_types
 from ._observer import BusObserver
 
 __version__ = "0.1.0"
@@ -40,4 +40,5 @@ __all__ = [
     "StopReport",
     "TransientError",
     "handler",
+    "resolve_event_types",
 ]

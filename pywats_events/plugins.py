@@ -24,12 +24,16 @@ Groups and what an entry point must name:
     by a run that is given no input (`pywats-events run` with no arguments).
 ``pywats_events.commands``
     A `typer.Typer` added to the `pywats-events` command line as subcommand ``<name>``.
+``pywats_events.previews``
+    ``factory() -> Preview`` (`pywats_events.previews`): an offline dry run of a handler plugin, so a tool
+    that shows what a message becomes (the CFX explorer) can show what the handlers would send.
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -45,12 +49,14 @@ from ._exceptions import ConfigurationError
 if TYPE_CHECKING:
     from ._codec import Codec
     from .config import Settings
+    from .previews import Preview
     from .transports import BaseTransport
 
 __all__ = [
     "CODECS",
     "COMMANDS",
     "HANDLERS",
+    "PREVIEWS",
     "SAMPLES",
     "TRANSPORTS",
     "PluginContext",
@@ -59,6 +65,7 @@ __all__ = [
     "load",
     "load_samples",
     "make_handlers",
+    "preview_factories",
 ]
 
 log = logging.getLogger("pywats_events.plugins")
@@ -70,6 +77,7 @@ CODECS = "pywats_events.codecs"
 HANDLERS = "pywats_events.handlers"
 SAMPLES = "pywats_events.samples"
 COMMANDS = "pywats_events.commands"
+PREVIEWS = "pywats_events.previews"
 
 #: the core's own plugins, used when the installed distribution metadata does not declare them (a source
 #: checkout run without reinstalling). Entry points of the same name always win. Plugins of other packages
@@ -253,3 +261,22 @@ def command_plugins() -> dict[str, Any]:
         except Exception as exc:
             log.warning("command plugin %r (%s) cannot be loaded: %s", name, ep.value, exc)
     return found
+
+
+def preview_factories() -> dict[str, Callable[[], Preview]]:
+    """name → a callable that imports the ``pywats_events.previews`` plugin and builds its `Preview`.
+
+    Nothing is imported until a callable is called; it raises whatever the import or the factory raises
+    (a `TypeError` when the factory returns no `Preview`), so a caller can show the reason and go on.
+    """
+    found = sorted(_entry_points(PREVIEWS).items())
+    return {name: functools.partial(_make_preview, ep) for name, ep in found}
+
+
+def _make_preview(ep: EntryPoint) -> Preview:
+    from .previews import Preview
+
+    made = ep.load()()
+    if not isinstance(made, Preview):
+        raise TypeError(f"preview plugin {ep.name!r} ({ep.value}) returned {made!r}, not a Preview")
+    return made

@@ -37,6 +37,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "StopReport",
         "TransientError",
         "handler",
+        "resolve_event_types",
     },
     "pywats_events.transports": {
         "BaseTransport",

@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from pywats_cfx.explorer import build_report, render_report, report_to_json
 from pywats_cfx.samples import list_samples, load_sample
 
 
-def run(*args: str, columns: int = 120, encoding: str = "utf-8") -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, columns: int = 120, encoding: str = "utf-8", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pywats_cfx.explorer", *args],
         capture_output=True,
         text=True,
         encoding=encoding,
         timeout=60,
-        env={"COLUMNS": str(columns), "PATH": "", "PYTHONIOENCODING": encoding},
+        env={"COLUMNS": str(columns), "PATH": "", "PYTHONIOENCODING": encoding, **(env or {})},
     )
 
 
@@ -245,3 +248,70 @@ def test_ascii_only_stdout_gets_valid_output() -> None:
     assert json.loads(proc.stdout)["messages"]
     proc = run("--sample", "units_tested_fct", encoding="ascii")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_without_a_preview_plugin_the_explorer_says_so() -> None:
+    report = build_report(load_sample("work_completed_pass"), label="sample work_completed_pass", previews={})
+    assert report.previews == () and len(report.events) == 2
+    text = " ".join(render_report(report, show_raw=False).split())  # as one line, whatever the width
+    assert "production.work_completed" in text
+    assert "not shown, no preview plugin is installed (entry point group pywats_events.previews)" in text
+    data = report_to_json(report)
+    assert list(data) == ["input", "bytes", "encoding", "messages", "quarantined"]
+
+
+_PLUGIN_MODULE = """
+from pywats_events.previews import Preview, PreviewOutcome, PreviewRequest
+
+def mes_preview():
+    def run(events):
+        return [
+            PreviewOutcome(
+                handlers=("mes-tracker",),
+                requests=(PreviewRequest("POST", "/track", f"track {e.payload['unit_serial']}", {"n": i}),),
+            )
+            for i, e in enumerate(events)
+        ]
+    return Preview(target="MES", run=run, note="an MES that knows every unit")
+
+def not_a_preview():
+    return {"target": "MES"}
+"""
+
+
+def install_preview_plugins(site: Path) -> dict[str, str]:
+    """A distribution on the path with three previews: a working one, a missing module, a wrong factory."""
+    (site / "mes_preview.py").write_text(_PLUGIN_MODULE)
+    info = site / "mes_preview-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mes-preview\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[pywats_events.previews]\n"
+        "mes = mes_preview:mes_preview\n"
+        "gone = no_such_module_for_previews:preview\n"
+        "odd = mes_preview:not_a_preview\n"
+    )
+    return {"PYTHONPATH": str(site)}
+
+
+def test_every_installed_preview_plugin_is_shown_and_a_broken_one_is_named(tmp_path: Path) -> None:
+    env = install_preview_plugins(tmp_path)
+    proc = run("--convert", "work_completed_pass", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr  # a preview failure is no decoding failure
+    report = json.loads(proc.stdout)
+    assert report["mes"] == [
+        {"n": 0, "placeholders": []},
+        {"n": 1, "placeholders": []},
+    ]
+    assert [e["handlers"] for e in report["mes_per_event"]] == [["mes-tracker"], ["mes-tracker"]]
+    assert "ModuleNotFoundError" in report["gone_error"] and report["gone"] == []
+    assert "not a Preview" in report["odd_error"]
+    assert [e["payload"]["unit_serial"] for e in report["messages"][0]["events"]] == [
+        "MB-4471-000145",
+        "MB-4471-000146",
+    ]
+
+    text = run("--convert", "work_completed_pass", env=env).stdout
+    section = text.split("what MES would receive", 1)[1]
+    assert "track MB-4471-000145" in section and "an MES that knows every unit" in section
+    assert "the gone preview failed: the plugin cannot be loaded: ModuleNotFoundError" in text

@@ -1,6 +1,7 @@
 """The public API of the policies is pinned (the packages themselves: tests/test_public_api.py)."""
 
 import pywats_events.policies
+import pywats_events.previews
 import pywats_events.transports
 
 
@@ -18,3 +19,7 @@ def test_policy_exports():
         "SqliteDeadLetterQueue",
     ]
     assert "MockTransport" in pywats_events.transports.__all__
+
+
+def test_preview_exports():
+    assert pywats_events.previews.__all__ == ["Preview", "PreviewOutcome", "PreviewRequest"]

@@ -20,6 +20,7 @@ from handlers import (
 )
 from pywats_events import ConfigurationError, EventType
 from pywats_events.payloads import WorkStartedEvent
+from pywats_events.plugins import preview_factories
 
 
 def test_exported_names_are_pinned() -> None:
@@ -140,6 +141,22 @@ def test_preview_shows_requests_and_errors() -> None:
     assert items[2].requests == [] and "refuses" in (items[2].error or "")
     flat = preview_requests(events)
     assert [r.operation for r in flat] == [r.operation for i in items for r in i.requests]
+
+
+def test_the_wats_preview_is_installed_as_a_preview_plugin() -> None:
+    """Tools find it through the core's entry point group; requests come summed up, stand-ins marked."""
+    wats = preview_factories()["wats"]()
+    assert wats.target == "WATS" and wats.placeholders["partNumber"] == "PREVIEW-PN"
+    events = [
+        event(EventType.TEST_RESULT, make_result()),
+        event(EventType.TEST_RESULT, make_result(serial="bad/serial")),
+    ]
+    good, bad = wats.run(events)
+    [req] = good.requests
+    assert (req.method, req.path, req.data["operation"]) == ("POST", "/api/Report/WSJF", "submit_report")
+    assert {"json.pn", "json.rev", "json.processCode"} <= set(req.placeholders)
+    assert "pn=PREVIEW-PN*" in req.summary and "UUT report" in req.summary
+    assert bad.requests == () and "refuses" in (bad.error or "") and bad.handlers
 
 
 def test_preview_with_a_plant_configuration() -> None:

@@ -22,6 +22,7 @@ _CORE_MODULES = [
     "pywats_events.cli._listener",
     "pywats_events.cli.status",
     "pywats_events.plugins",
+    "pywats_events.previews",
     "pywats_events.config",
     "pywats_events.transports",
     "pywats_events.transports.replay",

@@ -1,0 +1,5 @@
+"""``python -m pywats_cfx.explorer``."""
+
+from .cli import main
+
+raise SystemExit(main())
