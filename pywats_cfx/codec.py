@@ -231,6 +231,17 @@ class CFXCodec:
                     )
                 )
                 continue
+            if not events:  # e.g. a UnitsTested whose TestedUnits is empty or null: never a silent drop
+                reason = f"{env.message_name}: nothing to deliver (the MessageBody names no unit)"
+                quarantined.append(
+                    self._record(
+                        self._item_bytes(item, raw_item),
+                        self._where(CFXDecodeError(reason), index, single),
+                        headers,
+                        topic,
+                    )
+                )
+                continue
             if canonical_envelopes:
                 self._canonicalize(env)
             messages.append(DecodedMessage(env, events))
