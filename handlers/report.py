@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from pywats_events import Event, EventType
 from pywats_events.payloads import TestResultEvent
 
 from ._base import WatsHandler, message_id_of, station_of
+from .metrics import LIMIT_CONTRADICTIONS, UNIT_MISMATCHES
 from .wats import requests
-from .wsjf import ReportHeader, build_uut_report, report_id
+from .wsjf import MeasurementWarning, ReportHeader, build_uut_report_with_warnings, report_id
 
 __all__ = ["ReportHandler"]
+
+log = logging.getLogger(__name__)
 
 
 class ReportHandler(WatsHandler):
@@ -27,6 +31,10 @@ class ReportHandler(WatsHandler):
 
     async def build(self, event: Event) -> dict[str, object]:
         """The WSJF document this event leads to (resolution may ask WATS)."""
+        return (await self.build_with_warnings(event))[0]
+
+    async def build_with_warnings(self, event: Event) -> tuple[dict[str, object], list[MeasurementWarning]]:
+        """The WSJF document and the measurements it flags (see `build_uut_report_with_warnings`)."""
         result = TestResultEvent.model_validate(event.payload)
         station = station_of(event, result)
         pn, rev = await self.resolver.part(
@@ -49,7 +57,19 @@ class ReportHandler(WatsHandler):
             start=result.timestamp or event.metadata.timestamp,
             timezone=self.config.timezone,
         )
-        return build_uut_report(result, header, include_defects=self.config.include_defects)
+        return build_uut_report_with_warnings(result, header, include_defects=self.config.include_defects)
 
     async def handle(self, event: Event) -> None:
-        await self.send(requests.submit_report(await self.build(event)))
+        report, flags = await self.build_with_warnings(event)
+        await self.send(requests.submit_report(report))
+        # after the send: a retried attempt does not log or count its measurements twice
+        for flag in flags:
+            counter = UNIT_MISMATCHES if flag.kind == "unit_mismatch" else LIMIT_CONTRADICTIONS
+            counter.labels(reason=flag.reason).inc()
+            log.warning(
+                "report %s (%s): step %s: %s",
+                report["id"],
+                report["sn"],
+                flag.step,
+                flag.report_text,
+            )

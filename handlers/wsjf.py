@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,11 +25,15 @@ from pywats_events.payloads import (
     TestStep,
 )
 
+from .numeric_limits import numeric_limits
+
 __all__ = [
     "REPORT_NAMESPACE",
     "ROOT_NAME",
+    "MeasurementWarning",
     "ReportHeader",
     "build_uut_report",
+    "build_uut_report_with_warnings",
     "numeric_comp_op",
     "report_id",
 ]
@@ -82,6 +87,26 @@ class ReportHeader:
         self.timezone = timezone
 
 
+@dataclass(frozen=True)
+class MeasurementWarning:
+    """A measurement the report carries although its numbers contradict each other (shown in the step's
+    report text and counted in the report's misc info, never silently)."""
+
+    step: str
+    measurement: str
+    #: "unit_mismatch" (limits in units that cannot be converted to the value's) or "limit_contradiction"
+    #: (the value is outside its limits but passed, or within them but failed)
+    kind: str
+    #: finer label for metrics: "quantity", "unknown_unit", "ambiguous_unit", "outside_limits", ...
+    reason: str
+    text: str
+
+    @property
+    def report_text(self) -> str:
+        label = "Unit check" if self.kind == "unit_mismatch" else "Limit check"
+        return f"{label}: {self.measurement}: {self.text}"
+
+
 def _clip(text: str | None, limit: int = _MAX_TEXT) -> str:
     text = "" if text is None else str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -108,10 +133,10 @@ def _number(value: Any) -> float | str | None:
     return number
 
 
-def numeric_comp_op(m: Measurement) -> tuple[str, float | None, float | None]:
-    """(compOp, lowLimit, highLimit) from the limits present. Single-limit operators carry their limit in
-    `lowLimit` (§2.5): low only → GE, high only → LE, expected only → EQ, both → GELE, none → LOG."""
-    low, high = _number(m.low_limit), _number(m.high_limit)
+def _comp_op(
+    low_limit: float | None, high_limit: float | None, expected_value: Any
+) -> tuple[str, float | None, float | None]:
+    low, high = _number(low_limit), _number(high_limit)
     low_f = low if isinstance(low, float) else None
     high_f = high if isinstance(high, float) else None
     if low_f is not None and high_f is not None:
@@ -120,10 +145,18 @@ def numeric_comp_op(m: Measurement) -> tuple[str, float | None, float | None]:
         return "GE", low_f, None
     if high_f is not None:
         return "LE", high_f, None
-    expected = _number(m.expected_value)
+    expected = _number(expected_value)
     if isinstance(expected, float):
         return "EQ", expected, None
     return "LOG", None, None
+
+
+def numeric_comp_op(m: Measurement) -> tuple[str, float | None, float | None]:
+    """(compOp, lowLimit, highLimit) from the limits present, in the value's unit (`numeric_limits`).
+    Single-limit operators carry their limit in `lowLimit` (§2.5): low only → GE, high only → LE,
+    expected only → EQ, both → GELE, none → LOG."""
+    limits = numeric_limits(m)
+    return _comp_op(limits.low, limits.high, limits.expected)
 
 
 def _evaluate(op: str, value: float | str | None, low: float | None, high: float | None) -> bool | None:
@@ -140,6 +173,25 @@ def _evaluate(op: str, value: float | str | None, low: float | None, high: float
     return None
 
 
+def _at_or_beyond(value: float, limit: float, above: bool) -> bool:
+    """`value` on the accepted side of `limit`, a limit hit up to float noise counting as accepted."""
+    if math.isclose(value, limit, rel_tol=1e-9, abs_tol=1e-15):
+        return True
+    return value > limit if above else value < limit
+
+
+def _within_limits(op: str, value: float, low: float | None, high: float | None) -> bool | None:
+    """Does `value` satisfy its acceptance limits (GELE/GE/LE)? None for operators without them: an
+    expected value alone (EQ) is a nominal value, not a limit."""
+    if op == "GELE" and low is not None and high is not None:
+        return _at_or_beyond(value, low, True) and _at_or_beyond(value, high, False)
+    if op == "GE" and low is not None:
+        return _at_or_beyond(value, low, True)
+    if op == "LE" and low is not None:
+        return _at_or_beyond(value, low, False)
+    return None
+
+
 def _meas_status(m: Measurement, computed: bool | None) -> str:
     if m.result in _STATUS:
         return _STATUS[m.result]
@@ -148,19 +200,45 @@ def _meas_status(m: Measurement, computed: bool | None) -> str:
     return "P"
 
 
-def _numeric_meas(m: Measurement) -> dict[str, Any]:
-    op, low, high = numeric_comp_op(m)
+def _g(number: float) -> str:
+    return f"{number:.12g}"
+
+
+def _limits_text(op: str, low: float, high: float | None, unit: str) -> str:
+    if op == "GELE" and high is not None:
+        return f"limits {_g(low)}..{_g(high)}{unit}"
+    return f"{'minimum' if op == 'GE' else 'maximum'} {_g(low)}{unit}"
+
+
+def _numeric_meas(m: Measurement, step: str, name: str, flags: list[MeasurementWarning]) -> dict[str, Any]:
+    limits = numeric_limits(m)
+    op, low, high = _comp_op(limits.low, limits.high, limits.expected)
     value = _number(m.value)
     meas: dict[str, Any] = {"compOp": op}
     if value is not None:
         meas["value"] = value
-    if m.units:
-        meas["unit"] = _clip(m.units, 50)
+    if limits.unit:
+        meas["unit"] = _clip(limits.unit, 50)
     if low is not None:
         meas["lowLimit"] = low
     if high is not None:
         meas["highLimit"] = high
     meas["status"] = _meas_status(m, _evaluate(op, value, low, high))
+    if limits.problem is not None:
+        reason = limits.reason or "unknown_unit"
+        flags.append(MeasurementWarning(step, name, "unit_mismatch", reason, limits.problem))
+    elif isinstance(value, float) and low is not None and m.result in (StepResult.PASSED, StepResult.FAILED):
+        within = _within_limits(op, value, low, high)
+        passed = m.result is StepResult.PASSED
+        if within is not None and within is not passed:
+            unit = f" {limits.unit}" if limits.unit else ""
+            where = "outside" if passed else "within"
+            verdict = "Passed" if passed else "Failed"
+            text = (
+                f"value {_g(value)}{unit} is {where} its {_limits_text(op, low, high, unit)} "
+                f"but the CFX result is {verdict}"
+            )
+            flags.append(MeasurementWarning(step, name, "limit_contradiction", f"{where}_limits", text))
     return meas
 
 
@@ -199,11 +277,20 @@ def _string_meas(m: Measurement) -> dict[str, Any]:
 
 
 _KIND_STEP = {
-    MeasurementKind.NUMERIC: ("ET_NLT", "ET_MNLT", "numericMeas", _numeric_meas),
-    MeasurementKind.BOOLEAN: ("ET_PFT", "ET_MPFT", "booleanMeas", _boolean_meas),
-    MeasurementKind.TEXT: ("ET_SVT", "ET_MSVT", "stringMeas", _string_meas),
-    MeasurementKind.OTHER: ("ET_SVT", "ET_MSVT", "stringMeas", _string_meas),
+    MeasurementKind.NUMERIC: ("ET_NLT", "ET_MNLT", "numericMeas"),
+    MeasurementKind.BOOLEAN: ("ET_PFT", "ET_MPFT", "booleanMeas"),
+    MeasurementKind.TEXT: ("ET_SVT", "ET_MSVT", "stringMeas"),
+    MeasurementKind.OTHER: ("ET_SVT", "ET_MSVT", "stringMeas"),
 }
+
+
+def _meas(m: Measurement, step: str, name: str, flags: list[MeasurementWarning]) -> dict[str, Any]:
+    """The WSJF measurement of `m`; what a numeric one contradicts is added to `flags`."""
+    if m.kind is MeasurementKind.NUMERIC:
+        return _numeric_meas(m, step, name, flags)
+    if m.kind is MeasurementKind.BOOLEAN:
+        return _boolean_meas(m)
+    return _string_meas(m)
 
 
 def _unique_names(measurements: list[Measurement]) -> list[str]:
@@ -245,9 +332,11 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round(seconds, 6) if seconds >= 0 else None
 
 
-def _step_from_test(test: TestStep, include_defects: bool) -> dict[str, Any]:
+def _step_from_test(test: TestStep, include_defects: bool, flags: list[MeasurementWarning]) -> dict[str, Any]:
     name = _clip(test.name or "Test", _MAX_NAME)
     measurements = test.measurements
+    names = _unique_names(measurements)
+    own_flags: list[MeasurementWarning] = []
     step: dict[str, Any]
     child_statuses: list[str]
     kinds = {m.kind for m in measurements}
@@ -255,18 +344,18 @@ def _step_from_test(test: TestStep, include_defects: bool) -> dict[str, Any]:
         step = {"stepType": "Action", "name": name, "group": "M"}
         child_statuses = []
     elif len(kinds) == 1:
-        single, multi, key, build = _KIND_STEP[measurements[0].kind]
-        metas = [build(m) for m in measurements]
+        single, multi, key = _KIND_STEP[measurements[0].kind]
+        metas = [_meas(m, name, mname, own_flags) for m, mname in zip(measurements, names, strict=True)]
         if len(metas) > 1:
-            for meta, mname in zip(metas, _unique_names(measurements), strict=True):
+            for meta, mname in zip(metas, names, strict=True):
                 meta["name"] = mname
         step = {"stepType": single if len(metas) == 1 else multi, "name": name, "group": "M", key: metas}
         child_statuses = [meta["status"] for meta in metas]
     else:  # mixed kinds: a sub-sequence with one step per measurement
         children = []
-        for m, mname in zip(measurements, _unique_names(measurements), strict=True):
-            single, _, key, build = _KIND_STEP[m.kind]
-            meta = build(m)
+        for m, mname in zip(measurements, names, strict=True):
+            single, _, key = _KIND_STEP[m.kind]
+            meta = _meas(m, name, mname, own_flags)
             children.append(
                 {"stepType": single, "name": mname, "group": "M", "status": meta["status"], key: [meta]}
             )
@@ -289,6 +378,8 @@ def _step_from_test(test: TestStep, include_defects: bool) -> dict[str, Any]:
     notes = [test.comments] if test.comments else []
     if include_defects:
         notes += [_defect_text(d) for d in test.defects] + [_defect_text(s) for s in test.symptoms]
+    notes += [f.report_text for f in own_flags]
+    flags += own_flags
     if notes:
         step["reportText"] = _clip("\n".join(n for n in notes if n), _MAX_REPORT_TEXT)
     return step
@@ -325,9 +416,29 @@ def build_uut_report(
     event: TestResultEvent, header: ReportHeader, *, include_defects: bool = True
 ) -> dict[str, Any]:
     """The WSJF UUT document for one unit's test or inspection result."""
+    return build_uut_report_with_warnings(event, header, include_defects=include_defects)[0]
+
+
+def _flag_summary(flags: list[MeasurementWarning]) -> str:
+    kinds = {"unit_mismatch": "unit mismatch", "limit_contradiction": "value vs limits"}
+    counts = {label: sum(f.kind == kind for f in flags) for kind, label in kinds.items()}
+    parts = ", ".join(f"{label} {n}" for label, n in counts.items() if n)
+    return f"{len(flags)} flagged ({parts}); see step report text"
+
+
+def build_uut_report_with_warnings(
+    event: TestResultEvent, header: ReportHeader, *, include_defects: bool = True
+) -> tuple[dict[str, Any], list[MeasurementWarning]]:
+    """The WSJF UUT document and the measurements it flags (for the caller to log and count).
+
+    Limits and expected values are sent in the unit of their value (`numeric_limits`). A measurement
+    whose units cannot be reconciled, or whose value contradicts its limits and CFX result, keeps the
+    numbers and the CFX verdict as sent and is flagged: a "Unit check" / "Limit check" line in its
+    step's report text and a "Measurement check" misc info on the report."""
     zone = ZoneInfo(header.timezone) if header.timezone else None
     start = event.start or header.start or event.timestamp or datetime.now(timezone.utc)
-    steps = [_step_from_test(t, include_defects) for t in event.tests]
+    flags: list[MeasurementWarning] = []
+    steps = [_step_from_test(t, include_defects, flags) for t in event.tests]
     statuses = [s["status"] for s in steps]
     result = _overall(event.result, statuses, bool(event.defects))
     sequence_name = _clip(event.recipe or event.method or event.kind or "CFX", _MAX_NAME)
@@ -388,6 +499,8 @@ def build_uut_report(
         "uut": uut,
         "root": root,
     }
+    if flags:
+        misc.append(_misc("Measurement check", _flag_summary(flags)))
     if misc:
         report["miscInfos"] = misc
-    return report
+    return report, flags

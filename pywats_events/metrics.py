@@ -2,17 +2,20 @@
 
 `ListenerStats` keeps plain counters for the summary table and the status snapshot; `MetricsObserver`
 updates both those and a private Prometheus registry (so several listeners in one test process don't clash).
+Plugins register their own metrics in `PLUGIN_METRICS`, which every listener's registry serves too.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
+from prometheus_client.metrics_core import Metric
 
 from ._observer import BusObserver
 
@@ -20,7 +23,29 @@ if TYPE_CHECKING:
     from ._event import Event
     from .transports import QuarantineRecord
 
-__all__ = ["ListenerStats", "MetricsObserver", "breaker_value", "endpoint_label", "status_label"]
+__all__ = [
+    "PLUGIN_METRICS",
+    "ListenerStats",
+    "MetricsObserver",
+    "breaker_value",
+    "endpoint_label",
+    "status_label",
+]
+
+#: process-wide registry for plugins' own metrics (e.g. the WATS handlers' measurement checks): plugins are
+#: built without access to the listener, so they register here and every `MetricsObserver` serves it
+PLUGIN_METRICS = CollectorRegistry()
+
+
+class _Forward:
+    """A collector serving another registry's metrics (the plugins') from a listener's registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source.collect()
+
 
 _BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -126,6 +151,7 @@ class MetricsObserver(BusObserver):
         self.wats_requests = PromCounter(
             "pywats_wats_requests", "WATS requests by outcome status", ["status", "endpoint"], registry=r
         )
+        r.register(_Forward(PLUGIN_METRICS))
 
     # --- transport side (called by the listener's codec pipeline)
     def message_received(self) -> None:
