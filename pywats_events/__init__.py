@@ -1,6 +1,6 @@
 """pywats-events: a protocol-agnostic event bus between factory messaging and WATS."""
 
-from ._bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, StopReport
+from .bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, EventBus, StopReport
 from ._codec import Codec, DecodeResult
 from ._event import Event, EventMetadata, EventType
 from ._exceptions import (
@@ -12,7 +12,6 @@ from ._exceptions import (
     PermanentError,
     TransientError,
 )
-from ._facade import EventBus
 from ._handlers import BaseHandler, FunctionHandler, handler
 from ._observer import BusObserver
 

@@ -93,6 +93,12 @@ class CircuitBreaker:
     def states(self) -> dict[str, CircuitState]:
         return {k: self.state(k) for k in self._circuits}
 
+    @property
+    def idle(self) -> bool:
+        """True while no call has been recorded for any key: every circuit is closed and nothing needs
+        counting, so a caller may skip `acquire`/`record_*` until the first failure."""
+        return not self._circuits
+
     def add_listener(self, listener: Callable[[str, CircuitState], None]) -> None:
         """`listener(key, state)` is called on every state change."""
         if listener not in self._listeners:
