@@ -1,6 +1,5 @@
 """pywats-events: a protocol-agnostic event bus between factory messaging and WATS."""
 
-from .bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, EventBus, StopReport
 from ._codec import Codec, DecodeResult
 from ._event import Event, EventMetadata, EventType
 from ._exceptions import (
@@ -14,6 +13,7 @@ from ._exceptions import (
 )
 from ._handlers import BaseHandler, FunctionHandler, handler
 from ._observer import BusObserver
+from .bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, EventBus, StopReport
 
 __version__ = "0.1.0"
 

@@ -116,4 +116,3 @@ class Line:
                 group.waiting -= 1
         self.waiters.clear()
         return left
-

@@ -37,7 +37,7 @@ from ..policies._dead_letter import DeadLetterStore
 from ..transports._base import BaseTransport, ConnectionState, QuarantineRecord
 from .admission import Ack, Line, Waiter, admits
 from .journal_feeder import JournalFeeder
-from .lanes import Lane, OrderingGroup, Parts, Split
+from .lanes import Item, Lane, OrderingGroup, Parts, Split
 from .stop_report import BusState, StopReport
 from .subscription import DONE, Subscription, log_extra
 from .system_events import SYSTEM_SLACK, connection_event, failure_event
@@ -48,6 +48,7 @@ log = logging.getLogger("pywats_events.bus")
 
 #: used for handlers that bring no retry policy of their own
 DEFAULT_RETRY_POLICY = RetryPolicy(max_retries=2, initial_delay=0.2, max_delay=30.0)
+
 
 class _Context:
     """The `TransportContext` the bus hands to its transports (also usable directly: `bus.context`)."""
@@ -134,8 +135,8 @@ class AsyncEventBus:
         self._drain_future: asyncio.Future[None] | None = None
         #: publish may go straight into a lane (running, no journal)
         self._direct = False
-        #: ... and into the one group's lanes without splitting
-        self._fast = False
+        #: ... and into the lanes of this, the one group, without splitting
+        self._fast: OrderingGroup | None = None
         #: finished events must wake someone (journal feeders, stop() waiting for the drain)
         self._signal_finish = False
         self._accepted_hooks: list[Callable[..., Any]] = self._hooks["on_accepted"]
@@ -284,7 +285,7 @@ class AsyncEventBus:
                 self._feeder.start(self._groups)
             self._state = BusState.RUNNING
             self._direct = self.journal is None
-            self._fast = self._direct and not self._multi
+            self._fast = self._only if self._direct else None
             self._signal_finish = self.journal is not None
             for t in self._transports:
                 await t.start(self.context)
@@ -306,7 +307,7 @@ class AsyncEventBus:
     async def _shutdown(self, timeout: float, report: StopReport) -> StopReport:
         self._state = BusState.STOPPING
         self._direct = False
-        self._fast = False
+        self._fast = None
         self._signal_finish = True
         for t in reversed(self._transports):
             try:
@@ -477,10 +478,10 @@ class AsyncEventBus:
         `timeout` bounds the wait for room (then `BusOverloaded`)."""
         # hot path: running, no journal, one ordering group, known route, admitted → straight into its
         # lane (the test is `admits()` inlined for the one group)
-        if handler is None and self._fast:
+        group = self._fast
+        if group is not None and handler is None:
             subs = self._routes.get(event.event_type)
-            group = self._only
-            if subs is not None and group is not None and group.inflight < group.limit and not group.waiting:
+            if subs is not None and group.inflight < group.limit and not group.waiting:
                 if subs:
                     group.inflight += 1
                     self._inflight += 1
@@ -661,8 +662,6 @@ class AsyncEventBus:
                 await fut
                 continue
             event, subs, ack, seq, split = q[0]
-            last = subs[-1]
-            outcome = DONE
             for sub in subs:
                 now.event = event
                 now.handler = sub.name
@@ -697,7 +696,7 @@ class AsyncEventBus:
                             extra=log_extra(event, sub.name),
                         )
                         outcome = await sub.give_up(host, event, exc)
-                if seq and sub is not last:
+                if seq and sub is not subs[-1]:
                     await _mark_handled(journal, marks, seq, event, sub.name, outcome)
             q.popleft()
             group.inflight -= 1
@@ -715,7 +714,7 @@ class AsyncEventBus:
                     await _mark_complete(journal, marks, seq, event)
                     self._handled += 1
                 else:
-                    await _mark_handled(journal, marks, seq, event, last.name, outcome)
+                    await _mark_handled(journal, marks, seq, event, subs[-1].name, outcome)
                 if not elsewhere:
                     self._inflight -= 1
                 self._after(group, ack)
@@ -831,8 +830,8 @@ class _DeliveryHost:
         )
 
 
-def _push(bus: AsyncEventBus, lane: Lane, item: tuple[Any, ...]) -> None:
-    lane.q.append(item)  # type: ignore[arg-type]
+def _push(bus: AsyncEventBus, lane: Lane, item: Item) -> None:
+    lane.q.append(item)
     wakeup = lane.wakeup
     if wakeup is not None:
         lane.wakeup = None
@@ -853,7 +852,9 @@ async def _mark_handled(
         log.exception("journal.mark_handled failed for seq %d", seq, extra=log_extra(event, handler, seq=seq))
 
 
-async def _mark_complete(journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event) -> None:
+async def _mark_complete(
+    journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event
+) -> None:
     try:
         if marks is not None:
             marks.mark_complete_nowait(seq)

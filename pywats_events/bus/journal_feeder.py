@@ -70,7 +70,9 @@ class JournalFeeder:
 
     def wake(self, group: OrderingGroup) -> None:
         """`group` has room again: let its feeder go on if there is something to feed."""
-        if group.signal is not None and (group.from_journal or (self.cache and self.cache[-1][0] > group.fed_seq)):
+        if group.signal is not None and (
+            group.from_journal or (self.cache and self.cache[-1][0] > group.fed_seq)
+        ):
             group.signal.set()
 
     # ------------------------------------------------------------------ appending

@@ -62,7 +62,9 @@ class StopReport:
                 " journaled, their publish() failed (a replayed dead letter stays in the DLQ)"
             )
         if self.refused:
-            parts.append(f"{self.refused} refused to their transport (not acknowledged: the broker keeps them)")
+            parts.append(
+                f"{self.refused} refused to their transport (not acknowledged: the broker keeps them)"
+            )
         if lost:
             parts.append(f"{lost} lost (accepted without a journal, or bus-generated system events)")
         return "; ".join(parts)

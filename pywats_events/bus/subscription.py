@@ -73,8 +73,8 @@ class Subscription:
         "group",
         "handler",
         "is_async",
-        "ordering",
         "name",
+        "ordering",
         "retry",
     )
 

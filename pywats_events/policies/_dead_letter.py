@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._event import Event
 
 if TYPE_CHECKING:
-    from ..bus import AsyncEventBus
-    from ..bus import EventBus
+    from ..bus import AsyncEventBus, EventBus
 
 __all__ = [
     "DeadLetterEntry",
