@@ -1,6 +1,5 @@
 """pywats-events: a protocol-agnostic event bus between factory messaging and WATS."""
 
-from ._bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, StopReport
 from ._codec import Codec, DecodeResult
 from ._event import Event, EventMetadata, EventType
 from ._exceptions import (
@@ -12,9 +11,9 @@ from ._exceptions import (
     PermanentError,
     TransientError,
 )
-from ._facade import EventBus
 from ._handlers import BaseHandler, FunctionHandler, handler, resolve_event_types
 from ._observer import BusObserver
+from .bus import DEFAULT_RETRY_POLICY, AsyncEventBus, BusState, EventBus, StopReport
 
 __version__ = "0.1.0"
 

@@ -78,6 +78,10 @@ class CircuitBreaker:
         self.window = window
         self._clock = clock
         self._circuits: dict[str, _Circuit] = {}
+        #: True while no call has been recorded for any key: every circuit is closed and nothing needs
+        #: counting, so a caller may skip `acquire`/`record_*` until the first failure (a plain
+        #: attribute: the bus reads it per event)
+        self.idle = True
         self._listeners: list[Callable[[str, CircuitState], None]] = []
 
     # -- inspection -------------------------------------------------------------------------------
@@ -120,6 +124,7 @@ class CircuitBreaker:
             if self.failure_rate_threshold is None:
                 return
             c = self._circuits[key] = _Circuit()
+            self.idle = False
         if c.state is CircuitState.HALF_OPEN:
             c.trials = max(0, c.trials - 1)
             c.failures = 0
@@ -134,6 +139,7 @@ class CircuitBreaker:
         c = self._circuits.get(key)
         if c is None:
             c = self._circuits[key] = _Circuit()
+            self.idle = False
         if c.state is CircuitState.HALF_OPEN:
             c.trials = max(0, c.trials - 1)
             self._open(key, c)

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._event import Event
 
 if TYPE_CHECKING:
-    from .._bus import AsyncEventBus
-    from .._facade import EventBus
+    from ..bus import AsyncEventBus, EventBus
 
 __all__ = [
     "DeadLetterEntry",
@@ -149,7 +148,7 @@ class _DeadLetterBase:
         self, bus: EventBus | AsyncEventBus, ids: Iterable[str] | None = None, *, timeout: float | None = None
     ) -> ReplayReport:
         """Blocking twin of `areplay` for the synchronous `EventBus`."""
-        from .._facade import EventBus
+        from ..bus import EventBus
 
         if not isinstance(bus, EventBus):
             raise TypeError("replay() needs an EventBus; with AsyncEventBus use `await dlq.areplay(bus)`")

@@ -69,7 +69,7 @@ async def test_live_events_come_from_the_cache_not_the_journal():
     bus = AsyncEventBus(journal=journal, max_in_flight=100)
     bus.subscribe(h)
     async with bus:
-        await wait_until(lambda: not bus._cache_overflow)
+        await wait_until(lambda: bus._feeder is not None and bus._feeder.caught_up)
         reads = journal.reads
         for i in range(50):
             await bus.publish(make_event("U", i))
@@ -107,7 +107,7 @@ async def test_out_of_order_append_completion_keeps_seq_order():
     bus = AsyncEventBus(journal=journal, max_concurrency=1)
     bus.subscribe(h)
     async with bus:
-        await wait_until(lambda: not bus._cache_overflow)
+        await wait_until(lambda: bus._feeder is not None and bus._feeder.caught_up)
         await asyncio.gather(*(bus.context.submit([make_event("U", i)]) for i in range(20)))
         await wait_until(lambda: len(h.seen) == 20)
     assert h.seen == list(range(20)) and len(journal.completed) == 20

@@ -8,7 +8,15 @@ import time
 import pytest
 from _bus_helpers import make_event, wait_until
 
-from pywats_events import AsyncEventBus, BaseHandler, Event, EventBus, EventType, TransientError
+from pywats_events import (
+    AsyncEventBus,
+    BaseHandler,
+    BusOverloaded,
+    Event,
+    EventBus,
+    EventType,
+    TransientError,
+)
 from pywats_events.policies import RetryPolicy
 from pywats_events.testing import MemoryJournal
 
@@ -139,31 +147,74 @@ async def test_subscribe_overrides_the_class_group() -> None:
         await wait_until(lambda: fast.seen == [0])
 
 
-async def test_in_flight_is_counted_once_and_bounded_with_two_groups() -> None:
+async def test_a_group_with_a_full_budget_does_not_stall_another_group() -> None:
+    """`held` keeps its `max_in_flight` events (a deferred handler); events it does not want still reach
+    `free` (without a journal an event `held` wants must wait for room there: nothing else keeps it)."""
+    gate = asyncio.Event()
+    held = Rec("held", gate=gate)
+    free = Rec("free", [EventType.TEST_RESULT, EventType.WORK_STARTED])
+    bus = AsyncEventBus(max_in_flight=5, max_concurrency=4)
+    bus.subscribe(held)
+    bus.subscribe(free)
+    async with bus:
+        for i in range(5):
+            await bus.publish(make_event(f"SN-{i}", i))
+        await wait_until(lambda: len(free.seen) == 5 and bus.in_flight == 5)  # held: budget full
+        for i in range(5, 25):  # four times the budget, only for `free`
+            await asyncio.wait_for(bus.publish(make_event(f"SN-{i}", i, EventType.WORK_STARTED)), 2)
+        await wait_until(lambda: len(free.seen) == 25)
+        assert held.seen == [] and bus.in_flight == 5
+        with pytest.raises(BusOverloaded):  # held's budget bounds what waits for it
+            await bus.publish(make_event("SN-9", 99), timeout=0.05)
+        gate.set()
+        await wait_until(lambda: len(held.seen) == 5)
+        assert bus.in_flight == 0
+
+
+async def test_with_a_journal_a_group_with_a_full_budget_does_not_stall_another_group() -> None:
+    """With a journal every event is accepted at once and each group reads on at its own pace: `free`
+    handles all of them while `held` sits on a full budget; memory holds only `held`'s budget."""
+    journal = MemoryJournal()
     gate = asyncio.Event()
     held, free = Rec("held", gate=gate), Rec("free")
-    peak = 0
-
-    class Probe(Rec):
-        async def handle(self, event: Event) -> None:
-            nonlocal peak
-            peak = max(peak, bus.in_flight)
-            await super().handle(event)
-
-    probe = Probe("probe")
-    bus = AsyncEventBus(max_in_flight=5, max_concurrency=4)
-    for h in (held, free, probe):
-        bus.subscribe(h)
+    bus = AsyncEventBus(journal=journal, max_in_flight=5, max_concurrency=4, journal_cache=10)
+    bus.subscribe(held)
+    bus.subscribe(free)
     async with bus:
-        publisher = asyncio.create_task(_publish_all(bus, [make_event(f"SN-{i}", i) for i in range(20)]))
-        await wait_until(lambda: len(free.seen) == 5)
-        await asyncio.sleep(0.05)
-        assert bus.in_flight == 5 and len(free.seen) == 5 and not publisher.done()
+        for i in range(40):
+            await asyncio.wait_for(bus.publish(make_event(f"SN-{i}", i)), 2)
+        await wait_until(lambda: len(free.seen) == 40)
+        assert held.seen == [] and journal.completed == set() and bus.in_flight <= 5
+        assert await journal.depth() == 40
         gate.set()
-        await asyncio.wait_for(publisher, 3)
-        await wait_until(lambda: len(held.seen) == 20 and len(free.seen) == 20)
-        assert bus.in_flight == 0
-    assert peak <= 5
+        await wait_until(lambda: len(held.seen) == 40 and len(journal.completed) == 40)
+    assert sorted(free.seen) == sorted(held.seen) == list(range(40))
+    assert all(journal.handled.get(seq, {}).get("free") == "done" for seq in journal.entries)
+
+
+async def test_journal_restart_resumes_the_group_left_behind_only() -> None:
+    """`free` finished every entry while `held` was stuck; after a restart only `held` runs them."""
+    journal = MemoryJournal()
+    gate = asyncio.Event()
+    held, free = Rec("held", gate=gate), Rec("free")
+    bus = AsyncEventBus(journal=journal, max_in_flight=3, max_concurrency=2, journal_cache=4)
+    bus.subscribe(held)
+    bus.subscribe(free)
+    await bus.start()
+    for i in range(12):
+        await bus.publish(make_event("U", i))
+    await wait_until(lambda: free.seen == list(range(12)))
+    await bus.stop(timeout=0.05)
+    assert await journal.depth() == 12
+
+    held2, free2 = Rec("held"), Rec("free")
+    bus2 = AsyncEventBus(journal=journal, max_in_flight=3, max_concurrency=2)
+    bus2.subscribe(held2)
+    bus2.subscribe(free2)
+    async with bus2:
+        await wait_until(lambda: held2.seen == list(range(12)) and len(journal.completed) == 12)
+    assert free2.seen == []
+    assert await journal.depth() == 0
 
 
 async def _publish_all(bus: AsyncEventBus, events: list[Event]) -> None:

@@ -18,14 +18,15 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from ._bus import AsyncEventBus, BusState, StopReport
-from ._event import Event, EventType
-from ._exceptions import BusStateError
-from ._handlers import BaseHandler, HandleResult
-from ._observer import BusObserver
-from .policies import ErrorPolicy, RetryPolicy
-from .policies._dead_letter import DeadLetterStore
-from .transports._base import BaseTransport
+from .._event import Event, EventType
+from .._exceptions import BusStateError
+from .._handlers import BaseHandler, HandleResult
+from .._observer import BusObserver
+from ..policies import ErrorPolicy, RetryPolicy
+from ..policies._dead_letter import DeadLetterStore
+from ..transports._base import BaseTransport
+from .engine import AsyncEventBus
+from .stop_report import BusState, StopReport
 
 __all__ = ["EventBus"]
 

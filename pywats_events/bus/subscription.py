@@ -11,28 +11,50 @@ retry budget the event is *deferred* (it waits with capped backoff) until it suc
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._event import Event, EventType
-from ._handlers import BaseHandler, FunctionHandler, resolve_event_types
-from .policies import CircuitBreaker, DeadLetterEntry, FailureKind, RetryPolicy
-from .policies._dead_letter import DeadLetterStore
+from .._event import Event
+from .._handlers import BaseHandler, FunctionHandler, resolve_event_types
+from ..policies import CircuitBreaker, DeadLetterEntry, FailureKind, RetryPolicy
+from ..policies._dead_letter import DeadLetterStore
 
 if TYPE_CHECKING:
-    from ._bus import AsyncEventBus
+    from .lanes import OrderingGroup
 
-__all__ = ["DEAD_LETTERED", "DONE", "Subscription", "log_extra"]
+__all__ = ["DEAD_LETTERED", "DONE", "DeliveryHost", "Subscription", "log_extra"]
 
 log = logging.getLogger("pywats_events.dispatch")
 
 DONE = "done"
 DEAD_LETTERED = "dead_lettered"
+
+
+class DeliveryHost(Protocol):
+    """What a `Subscription` needs from the bus it runs in (and nothing more)."""
+
+    @property
+    def timing_hooks(self) -> Sequence[Callable[..., Any]]:
+        """Observer hooks that time handler calls (`on_handled`); empty when calls are not timed."""
+        ...
+
+    async def call_sync(self, fn: Callable[[Event], Any], event: Event) -> Any:
+        """Run a synchronous handler call off the loop (in the bus's worker threads)."""
+        ...
+
+    def notify(self, hook: str, *args: Any) -> None:
+        """Tell the observers (`on_retry`, `on_deferred`, `on_dead_letter`)."""
+        ...
+
+    def emit_handler_error(self, event: Event, handler: str, error: BaseException, attempt: int) -> None: ...
+
+    def emit_dead_letter(
+        self, event: Event, handler: str, error: BaseException, attempts: int, entry_id: str
+    ) -> None: ...
 
 
 def _is_async_handler(h: BaseHandler) -> bool:
@@ -51,8 +73,8 @@ class Subscription:
         "group",
         "handler",
         "is_async",
-        "lanes",
         "name",
+        "ordering",
         "retry",
     )
 
@@ -69,8 +91,8 @@ class Subscription:
         self.name = name
         #: ordering group: subscriptions of one group share lanes and run one after the other per event
         self.group = group or name
-        #: the group's lanes (set by the bus on start)
-        self.lanes: list[Any] = []
+        #: the group's lanes and in-flight budget (set by the bus on start)
+        self.ordering: OrderingGroup | None = None
         self.retry = retry
         self.dlq = dlq
         self.breaker = breaker
@@ -80,30 +102,29 @@ class Subscription:
         if isinstance(handler, FunctionHandler) and type(handler).handle is FunctionHandler.handle:
             self.call = handler._func  # skip one wrapper call per event
         #: True when no observer times handler calls; the bus then calls the handler inline whenever
-        #: its breaker (if any) has no circuit in a non-trivial state
+        #: its breaker (if any) is idle (has recorded nothing yet)
         self.fast = True
 
     def __repr__(self) -> str:
         return f"Subscription({self.name!r}, types={self.event_types})"
 
-    async def invoke(self, bus: AsyncEventBus, event: Event) -> None:
+    async def invoke(self, bus: DeliveryHost, event: Event) -> None:
         """One call of the handler; the caller has set `current_delivery` (a sync handler's worker
         thread gets a copy of this context, so its log lines carry the event's ids too)."""
         if self.is_async:
             await self.call(event)
             return
-        ctx = contextvars.copy_context()
-        result = await bus._loop.run_in_executor(bus._executor, ctx.run, self.call, event)
+        result = await bus.call_sync(self.call, event)
         if inspect.isawaitable(result):
             await result
 
-    async def deliver(self, bus: AsyncEventBus, event: Event, first_error: Exception | None = None) -> str:
+    async def deliver(self, bus: DeliveryHost, event: Event, first_error: Exception | None = None) -> str:
         """Run until the handler is done with `event` or gave up on it; returns DONE or DEAD_LETTERED.
 
         `first_error` is the failure of an attempt the bus already made inline."""
         breaker = self.breaker
         key = self.handler.breaker_key(event) if breaker is not None else ""
-        timed = bus._hooks["on_handled"]
+        timed = bus.timing_hooks
         attempt = 0
         first_failure: datetime | None = None
         pending_error = first_error
@@ -112,7 +133,7 @@ class Subscription:
                 if breaker is not None:
                     wait = breaker.acquire(key)
                     if wait > 0:
-                        bus._notify("on_deferred", event, self.name, wait, "circuit open")
+                        bus.notify("on_deferred", event, self.name, wait, "circuit open")
                         await asyncio.sleep(wait)
                         continue
                 attempt += 1
@@ -144,7 +165,7 @@ class Subscription:
             first_failure = first_failure or now
             kind = self.retry.classify(error)
             await self._tell_handler(current, error)
-            bus._emit_handler_error(event, self.name, error, attempt)
+            bus.emit_handler_error(event, self.name, error, attempt)
             if kind is FailureKind.PERMANENT:
                 if breaker is not None:
                     breaker.record_success(key)  # the far side answered; the event itself is bad
@@ -155,7 +176,7 @@ class Subscription:
             retry_after = getattr(error, "retry_after", None)
             delay = self.retry.delay(attempt, retry_after if isinstance(retry_after, (int, float)) else None)
             if not self.retry.should_stop(attempt):
-                bus._notify("on_retry", event, self.name, attempt, delay, error)
+                bus.notify("on_retry", event, self.name, attempt, delay, error)
                 log.info(
                     "%s failed on %s (attempt %d): %r; retrying in %.2fs",
                     self.name,
@@ -166,7 +187,7 @@ class Subscription:
                     extra=log_extra(event, self.name),
                 )
             elif kind is FailureKind.TRANSIENT:
-                bus._notify("on_deferred", event, self.name, delay, f"outage: {error!r}")
+                bus.notify("on_deferred", event, self.name, delay, f"outage: {error!r}")
                 log.warning(
                     "%s: outage on %s (attempt %d): %r; deferred %.2fs",
                     self.name,
@@ -181,7 +202,7 @@ class Subscription:
                 return DEAD_LETTERED
             await asyncio.sleep(delay)
 
-    async def give_up(self, bus: AsyncEventBus, event: Event, error: Exception) -> str:
+    async def give_up(self, bus: DeliveryHost, event: Event, error: Exception) -> str:
         """Dead-letter `event` for this handler without further attempts (used when delivery itself broke)."""
         now = datetime.now(timezone.utc)
         await self._dead_letter(bus, event, error, 1, now, now)
@@ -197,7 +218,7 @@ class Subscription:
 
     async def _dead_letter(
         self,
-        bus: AsyncEventBus,
+        bus: DeliveryHost,
         event: Event,
         error: Exception,
         attempts: int,
@@ -235,8 +256,8 @@ class Subscription:
             error,
             extra=log_extra(event, self.name),
         )
-        bus._notify("on_dead_letter", event, self.name, error)
-        bus._emit_dead_letter(event, self.name, error, attempts, entry.id)
+        bus.notify("on_dead_letter", event, self.name, error)
+        bus.emit_dead_letter(event, self.name, error, attempts, entry.id)
 
 
 def log_extra(event: Event, handler: str | None = None, **more: Any) -> dict[str, Any]:
@@ -262,16 +283,3 @@ def _safe(hook: Callable[..., Any], *args: Any) -> None:
         hook(*args)
     except Exception:
         log.exception("observer hook %r raised", hook)
-
-
-def system_event(event_type: EventType, payload: dict[str, Any], cause: Event | None, key: str) -> Event:
-    """A bus-generated event; `cause` (if any) links it to the event it is about; `key` orders it."""
-    from ._event import EventMetadata
-
-    meta = EventMetadata(
-        source="pywats_events.bus",
-        ordering_key=key,
-        causation_id=cause.id if cause is not None else None,
-        correlation_id=cause.metadata.correlation_id if cause is not None else None,
-    )
-    return Event(event_type=event_type, payload=payload, metadata=meta)

@@ -2,43 +2,45 @@
 
 Design (why it is fast and bounded):
 
-* Work is spread over `max_concurrency` *lanes* by `hash(event.ordering_key())`. Each lane is a deque plus
-  one worker task that handles its events strictly in order, so events with the same key keep their order and
-  different keys run concurrently. No task per event; a worker drains its whole deque per wakeup.
-* Each *ordering group* of handlers has its own set of lanes (workers start on first use). Within a group an
-  event's handlers run one after the other; an event wanted by several groups is put into one lane of each
-  and finishes (counts against `max_in_flight` once, resolves its acceptance, is marked complete in the
-  journal) when the last group is done with it. So one group's outage never holds up another group.
-* `max_in_flight` bounds accepted-but-unfinished events across all lanes. A producer that finds no room waits
-  in one FIFO line; its event is put into its lane at the moment room frees (so FIFO holds even while
-  waiting) and producers are woken in batches (below a low-water mark), not one per finished event.
-* With a `journal`, accepted means appended: a feeder task reads pending entries back in sequence order,
-  only as far as there is room, and records per-handler progress so a restart resumes where it stopped.
+* Work is spread over the lanes of each *ordering group* (`lanes.py`) by `hash(event.ordering_key())`: one
+  worker per lane handles its events in order, so a key keeps its order and different keys run at once.
+  Within a group an event's handlers run one after the other; an event wanted by several groups goes into
+  one lane of each and finishes (resolves its acceptance, is marked complete in the journal) when the last
+  group is done with it.
+* Each group has its own `max_in_flight` budget (`admission.py`), so a group whose handler keeps events
+  deferred fills only its own budget. Without a journal an event waits for room in every group that wants
+  it (nothing else keeps it); events the full group does not want are still admitted.
+* With a `journal` (`journal_feeder.py`), accepted means appended and each group reads the journal at its
+  own pace: another group's deferred events never hold it up, memory stays bounded by the budgets, and
+  per-handler progress in the journal lets a restart resume where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import enum
+import contextvars
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._dispatch import DONE, Subscription, log_extra, system_event
-from ._event import Event, EventType
-from ._exceptions import BusOverloaded, BusStateError, ConfigurationError
-from ._handlers import BaseHandler, FunctionHandler, HandleResult
-from ._log_context import Delivery, current_delivery
-from ._observer import HOOK_NAMES, BusObserver, overrides
-from .journal._protocol import BufferedMarks, Journal
-from .policies import DeadLetterQueue, ErrorPolicy, RetryPolicy
-from .policies._dead_letter import DeadLetterStore
-from .transports._base import BaseTransport, ConnectionState, QuarantineRecord
+from .._event import Event, EventType
+from .._exceptions import BusOverloaded, BusStateError, ConfigurationError
+from .._handlers import BaseHandler, FunctionHandler, HandleResult
+from .._log_context import Delivery, current_delivery
+from .._observer import HOOK_NAMES, BusObserver, overrides
+from ..journal._protocol import BufferedMarks, Journal
+from ..policies import DeadLetterQueue, ErrorPolicy, RetryPolicy
+from ..policies._dead_letter import DeadLetterStore
+from ..transports._base import BaseTransport, ConnectionState, QuarantineRecord
+from .admission import Ack, Line, Waiter, admits
+from .journal_feeder import JournalFeeder
+from .lanes import Item, Lane, OrderingGroup, Parts, Split
+from .stop_report import BusState, StopReport
+from .subscription import DONE, Subscription, log_extra
+from .system_events import SYSTEM_SLACK, connection_event, failure_event
 
 __all__ = ["DEFAULT_RETRY_POLICY", "AsyncEventBus", "BusState", "StopReport"]
 
@@ -46,97 +48,6 @@ log = logging.getLogger("pywats_events.bus")
 
 #: used for handlers that bring no retry policy of their own
 DEFAULT_RETRY_POLICY = RetryPolicy(max_retries=2, initial_delay=0.2, max_delay=30.0)
-
-_SYSTEM_SLACK = 1024  # system events may exceed max_in_flight by this much (they must never block a lane)
-
-
-class BusState(str, enum.Enum):
-    NEW = "new"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-@dataclass
-class StopReport:
-    """What `stop()` left behind. `not_handled` events were accepted but not finished by every handler;
-    with a journal they stay in it (`journal_pending` incomplete entries) and resume on the next start."""
-
-    handled: int = 0
-    not_handled: list[Event] = field(default_factory=list)
-    timed_out: bool = False
-    journal_pending: int | None = None
-    #: how many of `not_handled` are journal entries (the rest are not kept anywhere by the bus)
-    kept_in_journal: int = 0
-    #: how many of `not_handled` were targeted deliveries (`publish(handler=...)`, e.g. dead-letter
-    #: replay): never journaled; their `publish` raised, so the caller still has them
-    targeted: int = 0
-    #: how many of `not_handled` were submitted by a transport without a journal: `submit` raised, so
-    #: the transport did not acknowledge them and the broker keeps them
-    refused: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not self.not_handled and not self.journal_pending
-
-
-class _Ack:
-    """Counts down the events of one `submit` call (or one targeted `publish`: `targeted`); the future
-    resolves when all are finished."""
-
-    __slots__ = ("future", "remaining", "targeted")
-
-    def __init__(self, future: asyncio.Future[None], targeted: bool = False) -> None:
-        self.future = future
-        self.remaining = 0
-        self.targeted = targeted
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(exc)
-
-
-class _Split:
-    """An event handed to the lanes of several ordering groups: it finishes when the last group is done."""
-
-    __slots__ = ("remaining",)
-
-    def __init__(self, parts: int) -> None:
-        self.remaining = parts
-
-
-class _Waiter:
-    __slots__ = ("ack", "cancelled", "event", "future", "subs")
-
-    def __init__(
-        self,
-        event: Event,
-        subs: tuple[Subscription, ...],
-        ack: _Ack | None,
-        future: asyncio.Future[None] | None,
-    ) -> None:
-        self.event = event
-        self.subs = subs
-        self.ack = ack
-        self.future = future
-        self.cancelled = False
-
-
-# (event, subscriptions of one group still to run, submit-ack or None, journal seq or 0,
-#  shared countdown when the event also went to other groups' lanes, else None)
-_Item = tuple[Event, tuple[Subscription, ...], "_Ack | None", int, "_Split | None"]
-# the subscriptions of one route split by ordering group: ((group lanes, group subscriptions), ...)
-_Parts = tuple[tuple[list["_Lane"], tuple[Subscription, ...]], ...]
-
-
-class _Lane:
-    __slots__ = ("q", "task", "wakeup")
-
-    def __init__(self) -> None:
-        self.q: deque[_Item] = deque()
-        self.wakeup: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
 
 
 class _Context:
@@ -200,7 +111,6 @@ class AsyncEventBus:
         self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
         self.quarantine_store = quarantine_store
         self._executor_workers = executor_workers or min(32, max_concurrency)
-        self._journal_cache_size = journal_cache or max_in_flight
 
         self._state = BusState.NEW
         self._subs: list[Subscription] = []
@@ -210,24 +120,24 @@ class AsyncEventBus:
         self._hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOK_NAMES}
         self.context = _Context(self)
 
-        #: the lanes of every ordering group; `_lanes` is the only group's (hot path) or empty
-        self._lane_sets: dict[str, list[_Lane]] = {}
-        self._lanes: list[_Lane] = []
+        #: every ordering group (lanes + budget); `_only` is the single group (hot path) or None
+        self._groups: list[OrderingGroup] = []
+        self._only: OrderingGroup | None = None
         self._nlanes = max_concurrency
         #: more than one ordering group: events are split across the groups' lanes
         self._multi = False
-        self._parts: dict[tuple[Subscription, ...], _Parts] = {}
+        self._parts: dict[tuple[Subscription, ...], Parts] = {}
         self._lanes_open = False
+        #: accepted events not yet finished by every group that took them
         self._inflight = 0
-        self._low_water = max(0, max_in_flight - max(1, max_in_flight // 4))
-        self._waiters: deque[_Waiter] = deque()
+        self._line = Line(self._admit_waiter)
         self._handled = 0
         self._drain_future: asyncio.Future[None] | None = None
         #: publish may go straight into a lane (running, no journal)
         self._direct = False
-        #: ... and into the one group's lanes without splitting
-        self._fast = False
-        #: finished events must wake someone (journal feeder, stop() waiting for the drain)
+        #: ... and into the lanes of this, the one group, without splitting
+        self._fast: OrderingGroup | None = None
+        #: finished events must wake someone (journal feeders, stop() waiting for the drain)
         self._signal_finish = False
         self._accepted_hooks: list[Callable[..., Any]] = self._hooks["on_accepted"]
         self._overflow_tasks: set[asyncio.Task[None]] = set()
@@ -235,18 +145,10 @@ class AsyncEventBus:
         self._loop_thread: int | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._started_handlers: list[Subscription] = []
-
-        # journal feeding
-        self._feeder: asyncio.Task[None] | None = None
-        self._feed_signal: asyncio.Event | None = None
-        self._cache: deque[tuple[int, Event]] = deque()
-        self._cache_overflow = True
-        self._cache_drops = 0
-        self._next_ticket = 0
-        self._released_ticket = 0
-        self._appended: dict[int, list[tuple[int, Event]]] = {}
-        #: highest seq handed to a lane (by the feeder or straight from `_submit`)
-        self._fed_seq = 0
+        self._host = _DeliveryHost(self)
+        self._feeder: JournalFeeder | None = (
+            JournalFeeder(self, journal, journal_cache or max_in_flight) if journal is not None else None
+        )
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -255,7 +157,7 @@ class AsyncEventBus:
 
     @property
     def in_flight(self) -> int:
-        """Accepted events not yet finished by every handler."""
+        """Accepted events in the lanes, not yet finished by every handler that has them."""
         return self._inflight
 
     @property
@@ -379,17 +281,11 @@ class AsyncEventBus:
                 await self._call_hook(sub, "on_start")
                 self._started_handlers.append(sub)
             self._open_lanes()
-            if self.journal is not None:
-                self._feed_signal = asyncio.Event()
-                self._cache.clear()
-                self._appended.clear()
-                self._next_ticket = self._released_ticket = 0
-                self._fed_seq = 0
-                self._cache_overflow = True  # resume: read what the journal holds first
-                self._feeder = asyncio.create_task(self._feed(), name="pywats-journal-feeder")
+            if self._feeder is not None:
+                self._feeder.start(self._groups)
             self._state = BusState.RUNNING
             self._direct = self.journal is None
-            self._fast = self._direct and not self._multi
+            self._fast = self._only if self._direct else None
             self._signal_finish = self.journal is not None
             for t in self._transports:
                 await t.start(self.context)
@@ -411,7 +307,7 @@ class AsyncEventBus:
     async def _shutdown(self, timeout: float, report: StopReport) -> StopReport:
         self._state = BusState.STOPPING
         self._direct = False
-        self._fast = False
+        self._fast = None
         self._signal_finish = True
         for t in reversed(self._transports):
             try:
@@ -419,11 +315,9 @@ class AsyncEventBus:
             except Exception:
                 log.exception("transport %s failed to stop", t.name)
         if self._feeder is not None:
-            self._feeder.cancel()
-            await asyncio.gather(self._feeder, return_exceptions=True)
-            self._feeder = None
+            await self._feeder.stop()
         # drain
-        if self._inflight or self._waiters:
+        if self._inflight or self._line:
             self._drain_future = self._loop.create_future()
             try:
                 await asyncio.wait_for(asyncio.shield(self._drain_future), timeout)
@@ -432,34 +326,38 @@ class AsyncEventBus:
             self._drain_future = None
         for task in list(self._overflow_tasks):
             task.cancel()
+        if self._feeder is not None:
+            await self._feeder.cancel_side_tasks()
         # stop the lanes; whatever is left was not handled
         self._lanes_open = False
-        lanes = [lane for group in self._lane_sets.values() for lane in group]
+        lanes = [lane for group in self._groups for lane in group.lanes]
         tasks = [lane.task for lane in lanes if lane.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *self._overflow_tasks, return_exceptions=True)
         gone = BusStateError("bus stopped before the event was handled")
-        reported: set[int] = set()  # an event left in the lanes of several groups is reported once
+        reported: set[object] = set()  # an event left in the lanes of several groups is reported once
         for lane in lanes:
             for event, _subs, ack, seq, split in lane.q:
-                if split is not None:
-                    if id(split) in reported:
+                mark: object = seq or (id(split) if split is not None else None)
+                if mark is not None:
+                    if mark in reported:
                         continue
-                    reported.add(id(split))
+                    reported.add(mark)
                 _left_behind(report, event, ack, seq)
                 if ack is not None:
                     ack.fail(gone)
             lane.q.clear()
-        while self._waiters:
-            w = self._waiters.popleft()
-            if not w.cancelled:
-                _left_behind(report, w.event, w.ack, 0)
-                if w.ack is not None:
-                    w.ack.fail(gone)
-                if w.future is not None and not w.future.done():
-                    w.future.set_exception(gone)
+        for w in self._line.clear():
+            _left_behind(report, w.event, w.ack, 0)
+            if w.ack is not None:
+                w.ack.fail(gone)
+            if w.future is not None and not w.future.done():
+                w.future.set_exception(gone)
         self._inflight = 0
+        for group in self._groups:
+            group.inflight = 0
+            group.seqs.clear()
         if self._executor is not None:
             executor, self._executor = self._executor, None
             try:  # let sync handlers that are mid-call finish before their on_stop
@@ -481,13 +379,13 @@ class AsyncEventBus:
             except Exception:
                 log.exception("journal close failed")
         report.handled = self._handled
-        self._lanes = []
-        self._lane_sets = {}
+        self._groups = []
+        self._only = None
         self._parts.clear()
         self._state = BusState.STOPPED
         if report.not_handled:
             log.warning(
-                "bus stopped with %d event(s) not handled: %s", len(report.not_handled), _fates(report)
+                "bus stopped with %d event(s) not handled: %s", len(report.not_handled), report.fates()
             )
         return report
 
@@ -511,32 +409,40 @@ class AsyncEventBus:
             )
 
     def _open_lanes(self) -> None:
-        """One set of lanes per ordering group (workers start when a lane first gets an event)."""
-        self._lane_sets = {}
+        """One ordering group (lanes + budget) per group name (workers start when a lane first gets an
+        event)."""
+        groups: dict[str, OrderingGroup] = {}
         for sub in self._subs:
-            lanes = self._lane_sets.get(sub.group)
-            if lanes is None:
-                lanes = self._lane_sets[sub.group] = [_Lane() for _ in range(self._nlanes)]
-            sub.lanes = lanes
-        self._multi = len(self._lane_sets) > 1
-        self._lanes = next(iter(self._lane_sets.values())) if len(self._lane_sets) == 1 else []
+            group = groups.get(sub.group)
+            if group is None:
+                group = groups[sub.group] = OrderingGroup(sub.group, self._nlanes, self.max_in_flight)
+            sub.ordering = group
+        self._groups = list(groups.values())
+        self._multi = len(self._groups) > 1
+        self._only = self._groups[0] if len(self._groups) == 1 else None
         self._parts.clear()
         self._lanes_open = True
 
-    def _start_lane(self, lane: _Lane) -> None:
+    def _start_lane(self, lane: Lane) -> None:
         if self._lanes_open:
             lane.task = self._loop.create_task(self._run_lane(lane), name="pywats-lane")
 
-    def _split(self, subs: tuple[Subscription, ...]) -> _Parts:
+    def _split(self, subs: tuple[Subscription, ...]) -> Parts:
+        """`subs` by ordering group, in subscription order."""
         parts = self._parts.get(subs)
         if parts is None:
-            groups: dict[str, list[Subscription]] = {}
+            groups: dict[OrderingGroup, list[Subscription]] = {}
             for s in subs:
-                groups.setdefault(s.group, []).append(s)
-            parts = tuple((g[0].lanes, tuple(g)) for g in groups.values())
+                assert s.ordering is not None
+                groups.setdefault(s.ordering, []).append(s)
+            parts = tuple((g, tuple(group_subs)) for g, group_subs in groups.items())
             if len(self._parts) < 10_000:
                 self._parts[subs] = parts
         return parts
+
+    def _parts_of(self, event: Event) -> Parts:
+        subs = self._route(event)
+        return self._split(subs) if subs else ()
 
     # ------------------------------------------------------------------ publishing
     def _route(self, event: Event) -> tuple[Subscription, ...]:
@@ -570,14 +476,16 @@ class AsyncEventBus:
         """Accept `event`; waits while the bus is full (backpressure). With a journal, returns once it is
         durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
         `timeout` bounds the wait for room (then `BusOverloaded`)."""
-        # hot path: running, no journal, one ordering group, known route, room and nobody waiting →
-        # straight into its lane
-        if handler is None and self._fast:
+        # hot path: running, no journal, one ordering group, known route, admitted → straight into its
+        # lane (the test is `admits()` inlined for the one group)
+        group = self._fast
+        if group is not None and handler is None:
             subs = self._routes.get(event.event_type)
-            if subs is not None and self._inflight < self.max_in_flight and not self._waiters:
+            if subs is not None and group.inflight < group.limit and not group.waiting:
                 if subs:
+                    group.inflight += 1
                     self._inflight += 1
-                    lane = self._lanes[hash(event.ordering_key()) % self._nlanes]
+                    lane = group.lanes[hash(event.ordering_key()) % self._nlanes]
                     lane.q.append((event, subs, None, 0, None))
                     wakeup = lane.wakeup
                     if wakeup is not None:
@@ -594,18 +502,18 @@ class AsyncEventBus:
         if handler is not None:
             await self._deliver_now(event, self._targeted(event, handler))
             return
-        if self.journal is not None:
-            await self._submit((event,))
+        if self._feeder is not None:
+            await self._feeder.append((event,))
+            self._accepted((event,))
             return
-        subs = self._route(event)
-        if not subs:
+        parts = self._parts_of(event)
+        if not parts:
             return
-        if self._inflight < self.max_in_flight and not self._waiters:
-            self._inflight += 1
-            self._enqueue(event, subs, None, 0)
+        if admits(parts):
+            self._enqueue(event, parts, None)
             return
-        waiter = _Waiter(event, subs, None, self._loop.create_future())
-        self._waiters.append(waiter)
+        waiter = Waiter(event, parts, None, self._loop.create_future())
+        self._line.join(waiter)
         try:
             if timeout is None:
                 await waiter.future  # type: ignore[misc]
@@ -619,7 +527,7 @@ class AsyncEventBus:
                 and waiter.future.exception() is None
             ):
                 return  # it made it into a lane after all: accepted
-            self._withdraw(lambda w: w is waiter)
+            self._line.withdraw(lambda w: w is waiter)
             if isinstance(exc, asyncio.TimeoutError):
                 raise BusOverloaded(f"no room for event {event.id} within {timeout}s") from None
             raise
@@ -629,12 +537,13 @@ class AsyncEventBus:
         call from inside a handler). Without room the event waits in line in a task; raises
         `BusOverloaded` if more than `max_in_flight` such events are already waiting."""
         self._check_open()
-        if self.journal is None and self._inflight < self.max_in_flight and not self._waiters:
-            subs = self._route(event)
-            if subs:
-                self._inflight += 1
-                self._enqueue(event, subs, None, 0)
-            return
+        if self._feeder is None:
+            parts = self._parts_of(event)
+            if not parts:
+                return
+            if admits(parts):
+                self._enqueue(event, parts, None)
+                return
         if len(self._overflow_tasks) >= self.max_in_flight:
             raise BusOverloaded("bus full and too many events waiting for room")
         task = self._loop.create_task(self.publish(event))
@@ -647,11 +556,10 @@ class AsyncEventBus:
             return
         try:
             if self._direct:
-                subs = self._route(event)
-                if self._inflight < self.max_in_flight and not self._waiters:
-                    if subs:
-                        self._inflight += 1
-                        self._enqueue(event, subs, None, 0)
+                parts = self._parts_of(event)
+                if not parts or admits(parts):
+                    if parts:
+                        self._enqueue(event, parts, None)
                     done.set_result(None)
                     return
             task = self._loop.create_task(self.publish(event))
@@ -666,145 +574,83 @@ class AsyncEventBus:
             log.error("queued publish failed: %r", task.exception())
 
     async def _deliver_now(self, event: Event, subs: tuple[Subscription, ...]) -> None:
-        ack = _Ack(self._loop.create_future(), targeted=True)
-        self._place(event, subs, ack)
+        ack = Ack(self._loop.create_future(), targeted=True)
+        self._place(event, self._split(subs), ack)
         await ack.future
 
-    def _place(self, event: Event, subs: tuple[Subscription, ...], ack: _Ack | None) -> None:
-        """Into a lane if there is room and nobody waits, else at the end of the waiting line."""
+    def _place(self, event: Event, parts: Parts, ack: Ack | None) -> None:
+        """Into its lanes if admitted, else at the end of the waiting line."""
         if ack is not None:
             ack.remaining += 1
-        if self._inflight < self.max_in_flight and not self._waiters:
-            self._inflight += 1
-            self._enqueue(event, subs, ack, 0)
+        if admits(parts):
+            self._enqueue(event, parts, ack)
         else:
-            self._waiters.append(_Waiter(event, subs, ack, None))
+            self._line.join(Waiter(event, parts, ack, None))
 
-    def _enqueue(self, event: Event, subs: tuple[Subscription, ...], ack: _Ack | None, seq: int) -> None:
-        """Into the lane of the event's key in each ordering group of `subs` (counted in flight once)."""
+    def _admit_waiter(self, w: Waiter) -> None:
+        self._enqueue(w.event, w.parts, w.ack)
+
+    def _enqueue(self, event: Event, parts: Parts, ack: Ack | None) -> None:
+        """Into the lane of the event's key in each ordering group of `parts` (takes each group's budget;
+        counted in flight once). Not for journal entries (see `_hand`)."""
         index = hash(event.ordering_key()) % self._nlanes
-        parts = self._split(subs) if self._multi else ((subs[0].lanes, subs),)
-        split = _Split(len(parts)) if len(parts) > 1 else None
-        for lanes, group_subs in parts:
-            lane = lanes[index]
-            lane.q.append((event, group_subs, ack, seq, split))
-            wakeup = lane.wakeup
-            if wakeup is not None:
-                lane.wakeup = None
-                wakeup.set_result(None)
-            elif lane.task is None:
-                self._start_lane(lane)
-        hooks = self._hooks["on_accepted"]
-        if hooks and seq == 0:
-            for hook in hooks:
-                _safe(hook, event)
+        split = Split(len(parts)) if len(parts) > 1 else None
+        self._inflight += 1
+        for group, group_subs in parts:
+            group.inflight += 1
+            _push(self, group.lanes[index], (event, group_subs, ack, 0, split))
+        self._accepted((event,))
+
+    def _hand(self, group: OrderingGroup, event: Event, subs: tuple[Subscription, ...], seq: int) -> None:
+        """Journal entry `seq` into `group`'s lane of its key (the journal feeder's way in)."""
+        group.inflight += 1
+        if self._multi:
+            if not any(seq in g.seqs for g in self._groups):
+                self._inflight += 1
+            group.seqs.add(seq)
+        else:
+            self._inflight += 1
+        _push(self, group.lanes[hash(event.ordering_key()) % self._nlanes], (event, subs, None, seq, None))
+
+    def _accepted(self, events: Sequence[Event]) -> None:
+        hooks = self._accepted_hooks
+        if hooks:
+            for event in events:
+                for hook in hooks:
+                    _safe(hook, event)
 
     async def _submit(self, events: Sequence[Event]) -> None:
         self._check_open()
         if not events:
             return
-        journal = self.journal
-        if journal is not None:
-            # appends may resume out of call order (group commit); the cache must stay in seq order,
-            # so results are released to it in the order the calls were made
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            try:
-                seqs = await journal.append(events)
-            except BaseException:
-                self._appended[ticket] = []
-                self._release_appended()
-                raise
-            if (
-                ticket == self._released_ticket
-                and not self._cache
-                and not self._cache_overflow
-                and self._feeder is not None
-                and self._inflight + len(seqs) <= self.max_in_flight
-            ):
-                # the feeder is caught up and there is room: straight into the lanes (same order, no cache)
-                self._released_ticket += 1
-                self._place_appended(seqs, events, journal)
-                cached = bool(self._appended)
-                if cached:
-                    self._release_appended()
-            else:
-                self._appended[ticket] = list(zip(seqs, events, strict=True))
-                self._release_appended()
-                cached = True
-            hooks = self._accepted_hooks
-            if hooks:
-                for event in events:
-                    for hook in hooks:
-                        _safe(hook, event)
-            if cached and self._feed_signal is not None:
-                self._feed_signal.set()
+        if self._feeder is not None:
+            await self._feeder.append(events)
+            self._accepted(events)
             return
-        ack = _Ack(self._loop.create_future())
+        ack = Ack(self._loop.create_future())
         for event in events:
-            subs = self._route(event)
-            if subs:
-                self._place(event, subs, ack)
+            parts = self._parts_of(event)
+            if parts:
+                self._place(event, parts, ack)
         if ack.remaining == 0:
             return
         try:
             await ack.future
         except asyncio.CancelledError:
             # not accepted: take our not-yet-placed events out of the line (placed ones still run)
-            self._withdraw(lambda w: w.ack is ack)
+            self._line.withdraw(lambda w: w.ack is ack)
             raise
 
-    def _withdraw(self, which: Callable[[_Waiter], bool]) -> None:
-        """Take waiters out of the line (their producer gave up) and let the ones behind them move up."""
-        for w in self._waiters:
-            if which(w):
-                w.cancelled = True
-        self._waiters = deque(w for w in self._waiters if not w.cancelled)
-        if self._waiters and self._inflight < self.max_in_flight:
-            self._refill()
-
-    def _place_appended(self, seqs: Sequence[int], events: Sequence[Event], journal: Journal) -> None:
-        for seq, event in zip(seqs, events, strict=True):
-            if seq <= self._fed_seq:
-                continue  # the feeder already read it back from the journal
-            subs = self._route(event)
-            if subs:
-                self._inflight += 1
-                self._enqueue(event, subs, None, seq)
-            else:
-                self._complete_later(journal, seq)
-        self._fed_seq = max(self._fed_seq, seqs[-1])
-
-    def _complete_later(self, journal: Journal, seq: int) -> None:
-        """An entry no handler wants is complete at once."""
-        if isinstance(journal, BufferedMarks):
-            try:
-                journal.mark_complete_nowait(seq)
-            except Exception:
-                log.exception("journal.mark_complete failed for seq %d", seq)
-        else:
-            task = self._loop.create_task(journal.mark_complete(seq))
-            self._overflow_tasks.add(task)
-            task.add_done_callback(self._overflow_done)
-
-    def _release_appended(self) -> None:
-        cache = self._cache
-        while self._released_ticket in self._appended:
-            for item in self._appended.pop(self._released_ticket):
-                if len(cache) < self._journal_cache_size:
-                    cache.append(item)
-                else:
-                    self._cache_overflow = True
-                    self._cache_drops += 1
-            self._released_ticket += 1
-
     # ------------------------------------------------------------------ running
-    async def _run_lane(self, lane: _Lane) -> None:
+    async def _run_lane(self, lane: Lane) -> None:
         q = lane.q
+        group = lane.group
         loop = asyncio.get_running_loop()
-        finished = self._finished
+        host = self._host
+        feeder = self._feeder
         journal = self.journal
         marks = journal if isinstance(journal, BufferedMarks) else None
+        multi = self._multi
         # log lines emitted while a handler runs carry its event's ids (see _log_context); this also
         # replaces what a lane started from inside another lane's handler call would inherit
         now = Delivery()
@@ -820,17 +666,17 @@ class AsyncEventBus:
                 now.event = event
                 now.handler = sub.name
                 breaker = sub.breaker
-                if sub.fast and (breaker is None or not breaker._circuits):
+                if sub.fast and (breaker is None or breaker.idle):
                     # nothing to ask or time: call inline; policies step in only on failure
                     try:
                         if sub.is_async:
                             await sub.call(event)
                         else:
-                            await sub.invoke(self, event)
+                            await sub.invoke(host, event)
                         outcome = DONE
                     except Exception as exc:
                         try:
-                            outcome = await sub.deliver(self, event, exc)
+                            outcome = await sub.deliver(host, event, exc)
                         except Exception as bug:
                             log.exception(
                                 "recovery of %s in %s failed",
@@ -838,10 +684,10 @@ class AsyncEventBus:
                                 sub.name,
                                 extra=log_extra(event, sub.name),
                             )
-                            outcome = await sub.give_up(self, event, bug)
+                            outcome = await sub.give_up(host, event, bug)
                 else:
                     try:
-                        outcome = await sub.deliver(self, event)
+                        outcome = await sub.deliver(host, event)
                     except Exception as exc:  # a bug in a hook (e.g. breaker_key) must not kill the lane
                         log.exception(
                             "delivery of %s to %s failed outside the handler",
@@ -849,121 +695,53 @@ class AsyncEventBus:
                             sub.name,
                             extra=log_extra(event, sub.name),
                         )
-                        outcome = await sub.give_up(self, event, exc)
-                # the last handler's progress is implied by mark_complete (both are buffered alike)
-                if (
-                    seq
-                    and journal is not None
-                    and (sub is not subs[-1] or (split is not None and split.remaining > 1))
-                ):
-                    try:
-                        if marks is not None:
-                            marks.mark_handled_nowait(seq, sub.name, outcome)
-                        else:
-                            await journal.mark_handled(seq, sub.name, outcome)
-                    except Exception:
-                        log.exception(
-                            "journal.mark_handled failed for seq %d",
-                            seq,
-                            extra=log_extra(event, sub.name, seq=seq),
-                        )
+                        outcome = await sub.give_up(host, event, exc)
+                if seq and sub is not subs[-1]:
+                    await _mark_handled(journal, marks, seq, event, sub.name, outcome)
             q.popleft()
+            group.inflight -= 1
+            if seq:
+                assert feeder is not None
+                elsewhere = False  # another group still has the entry in its lanes
+                if multi:
+                    group.seqs.discard(seq)
+                    complete = feeder.done_elsewhere(event, seq, group)
+                    elsewhere = not complete and any(seq in g.seqs for g in self._groups)
+                else:
+                    complete = True
+                if complete:
+                    # the last handler's progress is implied by mark_complete (both are buffered alike)
+                    await _mark_complete(journal, marks, seq, event)
+                    self._handled += 1
+                else:
+                    await _mark_handled(journal, marks, seq, event, subs[-1].name, outcome)
+                if not elsewhere:
+                    self._inflight -= 1
+                self._after(group, ack)
+                continue
             if split is not None:
                 split.remaining -= 1
                 if split.remaining:
+                    if group.waiting:
+                        self._after(group, None)
                     continue  # other ordering groups still have it
-            if seq and journal is not None:
-                try:
-                    if marks is not None:
-                        marks.mark_complete_nowait(seq)
-                    else:
-                        await journal.mark_complete(seq)
-                except Exception:
-                    log.exception(
-                        "journal.mark_complete failed for seq %d", seq, extra=log_extra(event, seq=seq)
-                    )
             self._handled += 1
             self._inflight -= 1
-            if ack is not None or self._waiters or self._signal_finish:
-                finished(ack)
+            if ack is not None or group.waiting or self._signal_finish:
+                self._after(group, ack)
 
-    def _finished(self, ack: _Ack | None) -> None:
-        """Bookkeeping after an event left its lane (counters already updated by the lane)."""
+    def _after(self, group: OrderingGroup, ack: Ack | None) -> None:
+        """Bookkeeping after an event left `group`'s lane (counters already updated by the lane)."""
         if ack is not None:
-            ack.remaining -= 1
-            if ack.remaining == 0 and not ack.future.done():
-                ack.future.set_result(None)
-        if self._inflight <= self._low_water:
-            if self._waiters:
-                self._refill()
-            if self._feed_signal is not None and (self._cache or self._cache_overflow):
-                self._feed_signal.set()  # only when the feeder has something to feed
-        if self._drain_future is not None and self._inflight == 0 and not self._waiters:
+            ack.done_one()
+        if group.inflight <= group.low_water:
+            if group.waiting:
+                self._line.refill()
+            if self._feeder is not None:
+                self._feeder.wake(group)
+        if self._drain_future is not None and self._inflight == 0 and not self._line:
             if not self._drain_future.done():
                 self._drain_future.set_result(None)
-
-    def _refill(self) -> None:
-        waiters = self._waiters
-        while waiters and self._inflight < self.max_in_flight:
-            w = waiters.popleft()
-            if w.cancelled:
-                continue
-            self._inflight += 1
-            self._enqueue(w.event, w.subs, w.ack, 0)
-            if w.future is not None and not w.future.done():
-                w.future.set_result(None)
-
-    async def _feed(self) -> None:
-        """Journal → lanes, in seq order, never more than there is room for."""
-        journal = self.journal
-        signal = self._feed_signal
-        assert journal is not None and signal is not None
-        while True:
-            signal.clear()
-            room = self.max_in_flight - self._inflight
-            if room <= 0:
-                await signal.wait()
-                continue
-            batch: list[tuple[int, Event, frozenset[str]]] = []
-            if self._cache_overflow:
-                drops = self._cache_drops
-                try:
-                    entries = await journal.read_pending(self._fed_seq, room)
-                except Exception:
-                    log.exception("journal.read_pending failed; retrying")
-                    await asyncio.sleep(1.0)
-                    continue
-                batch = [(e.seq, e.event, e.handled) for e in entries]
-                if len(entries) < room and drops == self._cache_drops:
-                    self._cache_overflow = False
-            else:
-                cache = self._cache
-                while cache and len(batch) < room:
-                    seq, event = cache.popleft()
-                    if seq > self._fed_seq:
-                        batch.append((seq, event, frozenset()))
-            if not batch:
-                if self._cache_overflow or self._cache:
-                    continue
-                await signal.wait()
-                continue
-            # no await from here on: `_submit` may place later entries itself once the feeder caught up
-            for seq, event, handled in batch:
-                if seq <= self._fed_seq:
-                    continue
-                self._fed_seq = seq
-                subs = self._route(event)
-                if handled:
-                    subs = tuple(s for s in subs if s.name not in handled)
-                if not subs:
-                    self._complete_later(journal, seq)
-                    continue
-                self._inflight += 1
-                self._enqueue(event, subs, None, seq)
-            # drop cached copies we have now fed from the journal
-            last = self._fed_seq
-            while self._cache and self._cache[0][0] <= last:
-                self._cache.popleft()
 
     # ------------------------------------------------------------------ system events, observers
     def _notify(self, hook: str, *args: Any) -> None:
@@ -973,47 +751,19 @@ class AsyncEventBus:
     def _breaker_changed(self, key: str, state: Any) -> None:
         self._notify("on_breaker_change", key, state)
 
-    def _emit_system(self, event: Event) -> None:
+    def _emit_system(self, event: Event | None) -> None:
         """Queue a bus-generated event without ever waiting (a lane must not block on itself)."""
+        if event is None:
+            return
         if self._state is not BusState.RUNNING and self._state is not BusState.STOPPING:
             return
-        subs = self._route(event)
-        if not subs:
+        parts = self._parts_of(event)
+        if not parts:
             return
-        if self._inflight >= self.max_in_flight + _SYSTEM_SLACK:
+        if not all(g.inflight < g.limit + SYSTEM_SLACK for g, _ in parts):
             log.warning("bus overloaded: system event %s not delivered: %s", event.type_name, event.payload)
             return
-        self._inflight += 1
-        self._enqueue(event, subs, None, 0)
-
-    def _emit_handler_error(self, event: Event, handler: str, error: BaseException, attempt: int) -> None:
-        if not self._routes.get(EventType.HANDLER_ERROR, True):
-            return
-        self._emit_failure(EventType.HANDLER_ERROR, event, handler, error, attempt=attempt)
-
-    def _emit_dead_letter(
-        self, event: Event, handler: str, error: BaseException, attempts: int, entry_id: str
-    ) -> None:
-        self._emit_failure(
-            EventType.EVENT_DEAD_LETTER, event, handler, error, attempts=attempts, entry_id=entry_id
-        )
-
-    def _emit_failure(
-        self, kind: EventType, event: Event, handler: str, error: BaseException, **details: Any
-    ) -> None:
-        """A HANDLER_ERROR / EVENT_DEAD_LETTER system event describing `error` of `handler` on `event`.
-        Failures of system-event handlers are never reported as new system events."""
-        if event.type_name.startswith("system."):
-            return
-        payload = {
-            "handler": handler,
-            "event_id": event.id,
-            "event_type": event.type_name,
-            "error": str(error) or repr(error),
-            "error_type": type(error).__qualname__,
-            **details,
-        }
-        self._emit_system(system_event(kind, payload, event, f"system:{event.ordering_key()}"))
+        self._enqueue(event, parts, None)
 
     def _connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str) -> None:
         loop = self._loop
@@ -1025,21 +775,10 @@ class AsyncEventBus:
             self._connection_changed_here(transport, state, detail)
 
     def _connection_changed_here(self, transport: BaseTransport, state: ConnectionState, detail: str) -> None:
-        if state is ConnectionState.CONNECTED:
-            etype = EventType.TRANSPORT_CONNECTED
-        elif state in (ConnectionState.DISCONNECTED, ConnectionState.CLOSED):
-            etype = EventType.TRANSPORT_DISCONNECTED
-        else:
-            return
-        log.info("transport %s %s %s", transport.name, state.value, detail)
-        self._emit_system(
-            system_event(
-                etype,
-                {"transport": transport.name, "state": state.value, "detail": detail},
-                None,
-                f"transport:{transport.name}",
-            )
-        )
+        event = connection_event(transport, state, detail)
+        if event is not None:
+            log.info("transport %s %s %s", transport.name, state.value, detail)
+            self._emit_system(event)
 
     async def _quarantine(self, record: QuarantineRecord) -> None:
         store = self.quarantine_store
@@ -1057,32 +796,81 @@ class AsyncEventBus:
         self._notify("on_quarantine", record)
 
 
-def _left_behind(report: StopReport, event: Event, ack: _Ack | None, seq: int) -> None:
-    report.not_handled.append(event)
-    if seq:
-        report.kept_in_journal += 1
-    elif ack is not None and ack.targeted:
-        report.targeted += 1
-    elif ack is not None:
-        report.refused += 1
+class _DeliveryHost:
+    """What the bus offers its subscriptions (`subscription.DeliveryHost`)."""
 
+    __slots__ = ("_bus",)
 
-def _fates(report: StopReport) -> str:
-    """What becomes of the unfinished events, kind by kind (only the kinds present)."""
-    lost = len(report.not_handled) - report.kept_in_journal - report.targeted - report.refused
-    parts = []
-    if report.kept_in_journal:
-        parts.append(f"{report.kept_in_journal} kept in the journal (they resume on the next start)")
-    if report.targeted:
-        parts.append(
-            f"{report.targeted} targeted deliveries (publish(handler=...), e.g. dead-letter replay): not"
-            " journaled, their publish() failed (a replayed dead letter stays in the DLQ)"
+    def __init__(self, bus: AsyncEventBus) -> None:
+        self._bus = bus
+
+    @property
+    def timing_hooks(self) -> Sequence[Callable[..., Any]]:
+        return self._bus._hooks["on_handled"]
+
+    async def call_sync(self, fn: Callable[[Event], Any], event: Event) -> Any:
+        ctx = contextvars.copy_context()
+        return await self._bus._loop.run_in_executor(self._bus._executor, ctx.run, fn, event)
+
+    def notify(self, hook: str, *args: Any) -> None:
+        self._bus._notify(hook, *args)
+
+    def emit_handler_error(self, event: Event, handler: str, error: BaseException, attempt: int) -> None:
+        bus = self._bus
+        if bus._routes.get(EventType.HANDLER_ERROR, True):
+            bus._emit_system(failure_event(EventType.HANDLER_ERROR, event, handler, error, attempt=attempt))
+
+    def emit_dead_letter(
+        self, event: Event, handler: str, error: BaseException, attempts: int, entry_id: str
+    ) -> None:
+        self._bus._emit_system(
+            failure_event(
+                EventType.EVENT_DEAD_LETTER, event, handler, error, attempts=attempts, entry_id=entry_id
+            )
         )
-    if report.refused:
-        parts.append(f"{report.refused} refused to their transport (not acknowledged: the broker keeps them)")
-    if lost:
-        parts.append(f"{lost} lost (accepted without a journal, or bus-generated system events)")
-    return "; ".join(parts)
+
+
+def _push(bus: AsyncEventBus, lane: Lane, item: Item) -> None:
+    lane.q.append(item)
+    wakeup = lane.wakeup
+    if wakeup is not None:
+        lane.wakeup = None
+        wakeup.set_result(None)
+    elif lane.task is None:
+        bus._start_lane(lane)
+
+
+async def _mark_handled(
+    journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event, handler: str, outcome: str
+) -> None:
+    try:
+        if marks is not None:
+            marks.mark_handled_nowait(seq, handler, outcome)
+        elif journal is not None:
+            await journal.mark_handled(seq, handler, outcome)
+    except Exception:
+        log.exception("journal.mark_handled failed for seq %d", seq, extra=log_extra(event, handler, seq=seq))
+
+
+async def _mark_complete(
+    journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event
+) -> None:
+    try:
+        if marks is not None:
+            marks.mark_complete_nowait(seq)
+        elif journal is not None:
+            await journal.mark_complete(seq)
+    except Exception:
+        log.exception("journal.mark_complete failed for seq %d", seq, extra=log_extra(event, seq=seq))
+
+
+def _left_behind(report: StopReport, event: Event, ack: Ack | None, seq: int) -> None:
+    report.left_behind(
+        event,
+        journaled=bool(seq),
+        targeted=ack is not None and ack.targeted,
+        submitted=ack is not None,
+    )
 
 
 def _copy_outcome(task: asyncio.Task[None], done: concurrent.futures.Future[None]) -> None:
