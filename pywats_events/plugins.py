@@ -85,8 +85,8 @@ PREVIEWS = "pywats_events.previews"
 _FIRST_PARTY: dict[str, dict[str, str]] = {
     TRANSPORTS: {
         "mock": "pywats_events.transports:MockTransport",
-        "replay": "pywats_events.cli._builtin:replay_transport",
-        "mqtt": "pywats_events.cli._builtin:mqtt_transport",
+        "replay": "pywats_events.listener.builtin_transports:replay_transport",
+        "mqtt": "pywats_events.listener.builtin_transports:mqtt_transport",
     },
     CODECS: {"event": "pywats_events.event_codec:EventJsonCodec"},
 }

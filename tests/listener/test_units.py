@@ -261,7 +261,7 @@ def test_sample_configurations_are_valid(name: str) -> None:
     settings = load_settings(path, environ={})
     WatsHandlersConfig.model_validate(settings.handlers.get("wats", {}))
     if settings.mqtt.url is not None:  # subscriptions are checked when the transport's config is built
-        from pywats_events.cli._builtin import mqtt_config
+        from pywats_events.listener.builtin_transports import mqtt_config
         from pywats_events.plugins import PluginContext
 
         assert mqtt_config(PluginContext(name="mqtt", settings=settings, options={})).all_subscriptions
@@ -271,7 +271,7 @@ def test_the_commented_mqtt_example_in_listener_toml_is_valid() -> None:
     """Uncommented (with the CA file left out), the [mqtt] example of the plant template loads and builds."""
     import tomllib
 
-    from pywats_events.cli._builtin import mqtt_config
+    from pywats_events.listener.builtin_transports import mqtt_config
     from pywats_events.config import Settings
     from pywats_events.plugins import PluginContext
 
@@ -317,7 +317,7 @@ def _mqtt_ctx(url: str, **options: object) -> PluginContext:
 
 
 def test_mqtt_settings_become_the_transport_config() -> None:
-    from pywats_events.cli._builtin import mqtt_config
+    from pywats_events.listener.builtin_transports import mqtt_config
 
     cfg = mqtt_config(_mqtt_ctx("mqtts://user:p%40ss@gateway.local", persistent_session=True))
     assert (cfg.host, cfg.port, cfg.tls) == ("gateway.local", 8883, True)
@@ -339,7 +339,7 @@ def test_mqtt_settings_become_the_transport_config() -> None:
     ],
 )
 def test_bad_mqtt_settings_name_the_setting(url: str, options: dict[str, object], setting: str) -> None:
-    from pywats_events.cli._builtin import mqtt_config
+    from pywats_events.listener.builtin_transports import mqtt_config
 
     with pytest.raises(ConfigurationError) as err:
         mqtt_config(_mqtt_ctx(url, **options))
@@ -395,7 +395,7 @@ def test_redaction_keeps_prose_readable_but_hides_quoted_values() -> None:
 def test_wats_request_metrics_have_one_label_per_endpoint_not_per_unit() -> None:
     from handlers._exceptions import WatsTransientError
     from handlers.wats._request import WatsRequest, WatsResponse
-    from pywats_events.cli._listener import MeteredSink
+    from pywats_events.listener.instrumentation import MeteredSink
     from pywats_events.metrics import endpoint_label
 
     assert endpoint_label("get", "/api/Production/Unit/PCB-4711-0000001/PCB-4711") == (
@@ -483,7 +483,7 @@ def test_a_plugin_listed_twice_is_rejected(tmp_path: Path, setting: str) -> None
 
 
 def test_options_for_a_handler_plugin_that_does_not_exist_are_an_error(tmp_path: Path) -> None:
-    from pywats_events.cli._listener import check_plugin_tables
+    from pywats_events.listener import check_plugin_tables
 
     s = load_settings(overrides={"handlers": {"failjsn": {"destinations": ["d"]}}}, environ={})
     with pytest.raises(ConfigurationError) as err:
@@ -497,7 +497,7 @@ def test_options_for_a_handler_plugin_that_does_not_exist_are_an_error(tmp_path:
 
 
 def test_options_for_an_installed_but_unlisted_handler_plugin_warn(caplog: pytest.LogCaptureFixture) -> None:
-    from pywats_events.cli._listener import check_plugin_tables
+    from pywats_events.listener import check_plugin_tables
 
     s = load_settings(
         overrides={"listener": {"handlers": []}, "handlers": {"wats": {"x": 1}}, "plugins": {"mqtt": {}}},
@@ -537,7 +537,7 @@ async def test_a_failing_plugin_factory_still_closes_the_plugins_built_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pywats_events import plugins
-    from pywats_events.cli._listener import Listener
+    from pywats_events.listener import Listener
 
     monkeypatch.setitem(
         plugins._FIRST_PARTY,
@@ -555,7 +555,7 @@ async def test_a_failing_plugin_factory_still_closes_the_plugins_built_before(
 
 
 async def test_a_failing_cleanup_is_logged_and_the_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
-    from pywats_events.cli._listener import run_cleanups
+    from pywats_events.listener import run_cleanups
 
     ran: list[str] = []
 
@@ -600,7 +600,7 @@ def test_the_readme_mqtt_example_builds_and_reads_as_documented() -> None:
     import tomllib
 
     from pywats_events import EventType
-    from pywats_events.cli._builtin import mqtt_config
+    from pywats_events.listener.builtin_transports import mqtt_config
     from pywats_events.config import Settings
     from pywats_events.plugins import PluginContext
     from pywats_events.transports.mqtt import MQTTTransport

@@ -1,0 +1,178 @@
+"""Composition: settings → codec, handler plugins, journal, dead-letter queue, quarantine, bus, transports.
+
+Nothing here runs anything: `build_parts` and `build_transports` only construct. A plugin's cleanups are
+collected as soon as its factory ran, so a start-up that fails half-way still closes what was opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import plugins
+from .._codec import Codec
+from .._exceptions import ConfigurationError
+from .._observer import BusObserver
+from ..config import Settings
+from ..journal import SqliteJournal
+from ..metrics import MetricsObserver
+from ..quarantine import SqliteQuarantine
+from ..transports import BaseTransport
+from .instrumentation import MeteredCodec, MeteredSink
+
+__all__ = ["ListenerParts", "build_parts", "build_transports", "check_plugin_tables", "run_cleanups"]
+
+log = logging.getLogger("pywats_events.listener")
+
+Cleanup = tuple[str, Callable[[], Awaitable[None]]]
+
+
+@dataclass
+class ListenerParts:
+    """What `build_parts` made, ready to start."""
+
+    bus: Any
+    journal: SqliteJournal | None
+    dlq: Any
+    quarantine: SqliteQuarantine
+    metrics: MetricsObserver
+    handlers: list[Any]
+    codec: Codec
+    #: (plugin name, coroutine function) pairs, run after the bus stopped
+    cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def build_parts(
+    settings: Settings,
+    metrics: MetricsObserver,
+    observers: Sequence[BusObserver],
+    cleanups: list[Cleanup],
+) -> ListenerParts:
+    """Codec, handlers, stores and the bus (not started). Raises ConfigurationError on bad settings.
+
+    The cleanups of each handler plugin are appended to `cleanups` as soon as its factory ran."""
+    from .. import AsyncEventBus
+    from ..policies import SqliteDeadLetterQueue
+
+    s = settings
+    check_plugin_tables(s)
+    s.listener.data_dir.mkdir(parents=True, exist_ok=True)
+    name = s.listener.codec
+    codec: Codec = MeteredCodec(plugins.make_codec(name, dict(s.plugins.get(name, {}))), metrics)
+    facts: dict[str, str] = {}
+    handler_objs: list[Any] = []
+    for hname in s.listener.handlers:
+        ctx = plugins.PluginContext(
+            name=hname,
+            settings=s,
+            options=dict(s.handlers.get(hname, {})),
+            codec=codec,
+            meter_sink=lambda sink: MeteredSink(sink, metrics),
+        )
+        try:
+            handler_objs.extend(plugins.make_handlers(hname, ctx))
+        finally:  # what a failing factory opened before it raised is closed too
+            cleanups.extend((hname, c) for c in ctx.cleanups)
+        facts.update(ctx.facts)
+    journal = None
+    if s.journal.enabled:
+        journal = SqliteJournal(
+            s.journal_path,
+            max_entries=s.journal.max_entries,
+            max_bytes=s.journal.max_bytes,
+            retention=s.journal.retention,
+            synchronous=s.journal.synchronous,
+        )
+        facts["journal"] = str(s.journal_path)
+    dlq = SqliteDeadLetterQueue(s.dlq_path)
+    quarantine = SqliteQuarantine(s.quarantine_path)
+    bus = AsyncEventBus(
+        max_in_flight=s.bus.max_in_flight,
+        max_concurrency=s.bus.max_concurrency,
+        journal=journal,
+        dead_letter_queue=dlq,
+        quarantine_store=quarantine,
+    )
+    bus.add_observer(metrics)
+    for observer in observers:
+        bus.add_observer(observer)
+    for h in handler_objs:
+        bus.subscribe(h)
+    return ListenerParts(bus, journal, dlq, quarantine, metrics, handler_objs, codec, list(cleanups), facts)
+
+
+def build_transports(settings: Settings, parts: ListenerParts) -> list[BaseTransport]:
+    """The transports to start: replay (or the codec's samples), AMQP and MQTT when their URL is set, and
+    ``listener.transports``."""
+    s = settings
+    out: list[BaseTransport] = []
+    wanted = (
+        ("replay", "replay.paths", True),  # also the bundled samples when there is no input
+        ("amqp", "amqp.url", s.amqp.url is not None),
+        ("mqtt", "mqtt.url", s.mqtt.url is not None),
+    )
+    for tname, setting, _ in (w for w in wanted if w[2]):
+        ctx = plugins.PluginContext(
+            name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
+        )
+        made = plugins.make_transports(tname, ctx, setting=setting)
+        out.extend(made)
+        if made:
+            parts.facts.update(ctx.facts)
+    for tname in s.listener.transports:
+        ctx = plugins.PluginContext(
+            name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
+        )
+        out.extend(plugins.make_transports(tname, ctx, setting="listener.transports"))
+        parts.facts.update(ctx.facts)
+    return out
+
+
+def check_plugin_tables(settings: Settings) -> None:
+    """A ``[handlers.<name>]`` / ``[plugins.<name>]`` table that nothing uses is a mistake: an error if no
+    such plugin is installed (a typo), else a warning naming it (the plugin is not enabled)."""
+    for name in settings.handlers:
+        if name in settings.listener.handlers:
+            continue
+        installed = plugins.available(plugins.HANDLERS)
+        if name not in installed:
+            raise ConfigurationError(
+                f"handlers.{name}",
+                f"no such handler plugin (installed: {', '.join(sorted(installed)) or 'none'})",
+            )
+        log.warning(
+            "handlers.%s: options given, but %r is not in listener.handlers, so they are not used",
+            name,
+            name,
+        )
+    used = {settings.listener.codec, "replay", *settings.listener.transports}
+    used.update(n for n, url in (("amqp", settings.amqp.url), ("mqtt", settings.mqtt.url)) if url is not None)
+    for name in settings.plugins:
+        if name in used:
+            continue
+        known = {*plugins.available(plugins.CODECS), *plugins.available(plugins.TRANSPORTS)}
+        if name not in known:
+            raise ConfigurationError(
+                f"plugins.{name}",
+                f"no such codec or transport plugin (installed: {', '.join(sorted(known)) or 'none'})",
+            )
+        log.warning(
+            "plugins.%s: options given, but %r is neither listener.codec nor a started transport,"
+            " so they are not used",
+            name,
+            name,
+        )
+
+
+async def run_cleanups(cleanups: Sequence[tuple[str, Callable[[], Awaitable[None]]]]) -> None:
+    """Run every plugin cleanup; one that fails is logged (naming its plugin) and the rest still run."""
+    for plugin, cleanup in cleanups:
+        try:
+            await cleanup()
+        except Exception:
+            log.exception(
+                "cleanup %s of plugin %r failed", getattr(cleanup, "__qualname__", repr(cleanup)), plugin
+            )
