@@ -11,8 +11,8 @@ from brokers import MQTT_HOST, MQTT_PORT, require_mosquitto
 from listener_support import Cli
 
 from pywats_events import ConfigurationError
-from pywats_events.listener.builtin_transports import mqtt_config, mqtt_transport
 from pywats_events.config import load_settings
+from pywats_events.listener.builtin_transports import mqtt_config, mqtt_transport
 from pywats_events.plugins import PluginContext
 from pywats_events.transports.mqtt import MQTTConfig, Subscription
 

@@ -271,8 +271,8 @@ def test_the_commented_mqtt_example_in_listener_toml_is_valid() -> None:
     """Uncommented (with the CA file left out), the [mqtt] example of the plant template loads and builds."""
     import tomllib
 
-    from pywats_events.listener.builtin_transports import mqtt_config
     from pywats_events.config import Settings
+    from pywats_events.listener.builtin_transports import mqtt_config
     from pywats_events.plugins import PluginContext
 
     text = (Path(__file__).resolve().parents[2] / "samples" / "config" / "listener.toml").read_text("utf-8")
@@ -600,8 +600,8 @@ def test_the_readme_mqtt_example_builds_and_reads_as_documented() -> None:
     import tomllib
 
     from pywats_events import EventType
-    from pywats_events.listener.builtin_transports import mqtt_config
     from pywats_events.config import Settings
+    from pywats_events.listener.builtin_transports import mqtt_config
     from pywats_events.plugins import PluginContext
     from pywats_events.transports.mqtt import MQTTTransport
 
