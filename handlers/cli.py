@@ -22,6 +22,7 @@ from pywats_events.config import Settings, load_settings
 from pywats_events.logging_setup import redact
 
 from .plugin import outbox_file
+from .settings import outbox_path, wats_settings
 
 __all__ = ["outbox_app"]
 
@@ -57,7 +58,7 @@ def _settings(config: Path | None, data_dir: Path | None, **wats: Any) -> Settin
 def _open(settings: Settings, directory: Path | None) -> Any:
     from .wats.outbox import Outbox
 
-    path = outbox_file(directory or settings.outbox_path)
+    path = outbox_file(directory or outbox_path(settings))
     if not path.exists():
         _err.print(f"no outbox at {path}")
         raise typer.Exit(1)
@@ -111,10 +112,12 @@ def outbox_push(
     async def push() -> Any:
         from .wats.sender import HttpSender
 
-        token = settings.wats.resolved_token()
+        wats = wats_settings(settings)
+        token = wats.resolved_token()
         if not token:
             raise ConfigurationError("wats.token", "no WATS token: set WATS_AUTH_TOKEN or --token-file")
-        async with HttpSender(settings.wats.url, token, timeout=settings.wats.timeout) as sender:
+        assert wats.url is not None  # --wats-url is required
+        async with HttpSender(wats.url, token, timeout=wats.timeout) as sender:
             return await box.push(sender, limit=limit)
 
     try:

@@ -1,7 +1,8 @@
 """Entry-point targets plugging the WATS handlers into `pywats-events run` (see `pywats_events.plugins`).
 
-``pywats_events.handlers: wats`` → `wats_handlers`. The core finds it by name only, exactly as it finds a
-third-party plugin; nothing in the core imports this package.
+``pywats_events.handlers: wats`` → `wats_handlers` (and ``pywats_events.settings: wats`` →
+`handlers.settings.WATS_SECTION`). The core finds them by name only, exactly as it finds a third-party
+plugin; nothing in the core imports this package.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from pywats_events import ConfigurationError
+from pywats_events.logging_setup import register_secret
 from pywats_events.plugins import PluginContext
 
 from .config import WatsHandlersConfig
 from .factory import create_handlers
+from .metrics import MeteredSink, RequestMeter
+from .settings import outbox_path, wats_settings
 
 __all__ = ["DEMO_WATS_SETTINGS", "outbox_file", "wats_handlers"]
 
@@ -41,39 +45,52 @@ def outbox_file(directory: Path) -> Path:
 
 
 def _sink(ctx: PluginContext) -> Any:
-    s = ctx.settings
-    if s.wats.url:
+    wats = wats_settings(ctx.settings)
+    if wats.url:
         from .wats.sender import HttpSender
 
-        token = s.wats.resolved_token()
+        token = wats.resolved_token()
         if not token:
             raise ConfigurationError("wats.token", "no WATS token: set WATS_AUTH_TOKEN or --token-file")
-        ctx.facts["wats"] = s.wats.url
+        ctx.facts["wats"] = ctx.destination = wats.url
         return HttpSender(
-            s.wats.url,
+            wats.url,
             token,
-            timeout=s.wats.timeout,
-            rate_limit_per_minute=s.wats.rate_limit_per_minute,
-            max_connections=s.wats.max_connections,
+            timeout=wats.timeout,
+            rate_limit_per_minute=wats.rate_limit_per_minute,
+            max_connections=wats.max_connections,
         )
     from .wats.outbox import Outbox
 
-    path = outbox_file(s.outbox_path)
-    ctx.facts["outbox"] = str(path)
+    path = outbox_file(outbox_path(ctx.settings))
+    ctx.facts["outbox"] = ctx.destination = str(path)
     return Outbox(path)
+
+
+def _register_token(ctx: PluginContext) -> None:
+    """Keep the WATS token out of every log line, wherever it was read from (file, environment)."""
+    wats = wats_settings(ctx.settings)
+    try:
+        token = wats.resolved_token()
+    except ConfigurationError:
+        return  # reported when the sender needs it
+    if token:
+        register_secret(token)
 
 
 def wats_handlers(ctx: PluginContext) -> list[Any]:
     """WATS handlers writing to a live server (``wats.url``) or to the local outbox.
 
     ``[handlers.wats]`` holds `WatsHandlersConfig`; a run with no input and no such section (the
-    no-argument demo) uses `DEMO_WATS_SETTINGS`, which describe the bundled samples' line."""
+    no-argument demo) uses `DEMO_WATS_SETTINGS`, which describe the bundled samples' line. Requests are
+    counted by endpoint and status in the listener's registry and in rows of the run summary."""
     s = ctx.settings
+    _register_token(ctx)
     options = dict(ctx.options)
     if not options and not s.has_input and s.replay.samples_by_default:
         options = dict(DEMO_WATS_SETTINGS)
         ctx.facts["wats settings"] = "embedded demo settings for the bundled samples' line"
-    if not s.wats.url:
+    if not wats_settings(s).url:
         options.setdefault("offline", True)  # an outbox cannot answer lookups
     options.setdefault("state_file", str(s.path_for("wats-state.db")))
     options.pop("outbox", None)  # the sink comes from [wats], built once here
@@ -87,4 +104,6 @@ def wats_handlers(ctx: PluginContext) -> list[Any]:
         ) from None
     sink = _sink(ctx)
     ctx.cleanups.append(sink.aclose)
-    return list(create_handlers(config, ctx.meter_sink(sink)))
+    meter = RequestMeter(ctx.registry)
+    ctx.summary.append(meter.summary_rows)
+    return list(create_handlers(config, MeteredSink(sink, meter)))

@@ -1,8 +1,10 @@
 """Entry-point targets that plug the CFX adapter into `pywats-events run` (contract: `pywats_events.plugins`).
 
 ``pywats_events.codecs: cfx`` → `codec`, ``pywats_events.transports: amqp`` → `amqp_transport`,
-``pywats_events.samples: cfx`` → `bundled_samples`. The core finds them by name only, exactly as it finds a
-third-party plugin; nothing in the core imports this package.
+``pywats_events.samples: cfx`` → `bundled_samples`, ``pywats_events.settings: amqp`` → `AMQP_SECTION` (the
+``[amqp]`` section, `AmqpSettings`, and the ``--amqp``, ``--exchange``, ``--queue``, ``--binding``
+options). The core finds them by name only, exactly as it finds a third-party plugin; nothing in the core
+imports this package.
 """
 
 from __future__ import annotations
@@ -12,13 +14,28 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pywats_events import ConfigurationError
-from pywats_events.plugins import PluginContext
+from pywats_events.plugins import PluginContext, RunOption, SettingsSection
 from pywats_events.transports import BaseTransport
 
 from ._values import parse_datetime
 from .codec import CFXCodec
+from .transport.config import AmqpSettings
 
-__all__ = ["amqp_transport", "bundled_samples", "codec"]
+__all__ = ["AMQP_SECTION", "amqp_transport", "bundled_samples", "codec"]
+
+#: ``[amqp]``: where the listener consumes CFX traffic; the AMQP transport starts when ``amqp.url`` is set
+AMQP_SECTION = SettingsSection(
+    "amqp",
+    AmqpSettings,
+    run_options=(
+        RunOption("--amqp", "amqp.url", "RabbitMQ URL, e.g. amqp://user:pw@host/vhost."),
+        RunOption("--exchange", "amqp.exchange", "AMQP exchange CFX endpoints publish to."),
+        RunOption("--queue", "amqp.queue", "AMQP queue to consume."),
+        RunOption("--binding", "amqp.bindings", "AMQP routing-key pattern (repeatable).", repeatable=True),
+    ),
+    transport="amqp",
+    input="url",
+)
 
 #: the CFX handle the listener announces itself with on the broker (``[plugins.amqp] cfx_handle``)
 DEFAULT_HANDLE = "//pywats-events/listener"
@@ -51,26 +68,20 @@ def _sent_at(body: bytes) -> tuple[int, datetime]:
 def amqp_transport(ctx: PluginContext) -> BaseTransport | None:
     """`CFXTransport` on RabbitMQ from ``[amqp]`` (None when no ``amqp.url`` is set).
 
-    ``[plugins.amqp]`` options are extra `AMQPConfig` fields, plus ``cfx_handle`` and ``drain_timeout``."""
-    s = ctx.settings.amqp
+    ``[plugins.amqp]`` options are `AMQPConfig` fields over ``[amqp]``, plus ``cfx_handle`` and
+    ``drain_timeout``."""
+    s = ctx.settings.section("amqp", AmqpSettings)
     if s.url is None:
         return None
     from pydantic import ValidationError
 
-    from .transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
+    from .transport import CFXConfig, CFXTransport, EndpointConfig
 
     opts = dict(ctx.options)
     handle = opts.pop("cfx_handle", DEFAULT_HANDLE)
     drain = opts.pop("drain_timeout", min(ctx.settings.listener.drain_timeout, 10.0))
     try:
-        amqp = AMQPConfig(
-            url=s.url,
-            exchange=s.exchange,
-            queue=s.queue,
-            routing_keys=list(s.bindings),
-            prefetch_count=s.prefetch,
-            **opts,
-        )
+        amqp = s.config(**opts)
         config = CFXConfig(amqp=amqp, endpoint=EndpointConfig(cfx_handle=handle), drain_timeout=drain)
     except ValidationError as exc:
         err = exc.errors()[0]

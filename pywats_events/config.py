@@ -1,7 +1,12 @@
 """Listener settings: defaults < TOML file < environment (PYWATS_EVENTS_<SECTION>_<FIELD>) < CLI options.
 
-Every setting has a dotted name (``amqp.url``); invalid values fail at start-up with a `ConfigurationError`
+Every setting has a dotted name (``mqtt.url``); invalid values fail at start-up with a `ConfigurationError`
 naming that setting. Secrets are `SecretStr` so they never reach logs or `repr`.
+
+The core's sections are ``[listener]``, ``[journal]``, ``[bus]``, ``[replay]`` and ``[mqtt]``; plugins add
+theirs through ``pywats_events.settings`` entry points (``[amqp]`` from the CFX adapter, ``[wats]`` from the
+WATS handlers): `load_settings` builds a `Settings` subclass holding every installed plugin's section
+(`settings_model`), validated, refused when unknown and set from the environment exactly like the core's.
 
 Plugin options (``[handlers.<name>]``, ``[plugins.<name>]``) have no fixed names, so their environment
 names separate the levels with a double underscore: ``PYWATS_EVENTS_HANDLERS__FAILJSON__DESTINATIONS``
@@ -16,11 +21,14 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 
 from ._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .plugins import SettingsSection
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,18 +37,20 @@ else:  # pragma: no cover
 
 __all__ = [
     "ENV_PREFIX",
-    "AmqpSettings",
     "BusSettings",
     "JournalSettings",
     "ListenerSettings",
     "MqttSettings",
     "ReplaySettings",
     "Settings",
-    "WatsSettings",
+    "check_url_scheme",
     "load_settings",
+    "settings_model",
 ]
 
 ENV_PREFIX = "PYWATS_EVENTS_"
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -112,8 +122,9 @@ class ReplaySettings(_Section):
     samples_by_default: bool = True
 
 
-def _check_scheme(url: SecretStr | None, schemes: tuple[str, ...], example: str) -> SecretStr | None:
-    """Fails at load time (naming the setting, never echoing the URL: it may hold a password)."""
+def check_url_scheme(url: SecretStr | None, schemes: tuple[str, ...], example: str) -> SecretStr | None:
+    """A field validator's check of a broker URL: a `ValueError` at load time (so the error names the
+    setting) that never echoes the URL, which may hold a password."""
     if url is None:
         return None
     value = url.get_secret_value().strip()
@@ -123,23 +134,6 @@ def _check_scheme(url: SecretStr | None, schemes: tuple[str, ...], example: str)
     if not sep or scheme.lower() not in schemes or not rest.split("@")[-1].split("/")[0]:
         raise ValueError(f"expected {example} (scheme {' or '.join(schemes)})")
     return url
-
-
-class AmqpSettings(_Section):
-    url: SecretStr | None = None
-    exchange: str = "cfx"
-    exchange_type: Literal["topic", "direct", "fanout", "headers", "x-consistent-hash"] = "topic"
-    queue: str = "pywats-events"
-    bindings: list[str] = Field(default_factory=lambda: ["#"])
-    prefetch: int = Field(200, gt=0)
-    durable: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _amqp_url(cls, v: SecretStr | None) -> SecretStr | None:
-        return _check_scheme(
-            v, ("amqp", "amqps"), "amqp://host[:port]/vhost, credentials as user:password@ before the host"
-        )
 
 
 class MqttSettings(_Section):
@@ -168,56 +162,50 @@ class MqttSettings(_Section):
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, v: SecretStr | None) -> SecretStr | None:
-        return _check_scheme(
+        return check_url_scheme(
             v,
             ("mqtt", "mqtts", "tcp", "ssl"),
             "mqtt://host[:port], credentials as user:password@ before the host",
         )
 
 
-class WatsSettings(_Section):
-    #: WATS server; empty = write requests into the local outbox
-    url: str | None = None
-    token: SecretStr | None = None
-    #: file holding the token (for systemd credentials / docker secrets)
-    token_file: Path | None = None
-    outbox: Path | None = None
-    timeout: float = Field(30.0, gt=0)
-    #: client-side request rate limit towards WATS (requests per minute)
-    rate_limit_per_minute: float = Field(500.0, gt=0)
-    max_connections: int = Field(20, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: str | None) -> str | None:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v or None
-
-    def resolved_token(self) -> str | None:
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_file is not None:
-            try:
-                return self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigurationError("wats.token_file", f"cannot read: {exc.strerror}") from exc
-        env = os.environ.get("WATS_AUTH_TOKEN")
-        return env or None
-
-
 class Settings(_Section):
+    """The core's sections; `settings_model` derives the class that also holds the plugins' sections."""
+
+    #: the plugin sections this class holds: name → `SettingsSection` (see `settings_model`)
+    contributed: ClassVar[Mapping[str, SettingsSection]] = {}
+
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     journal: JournalSettings = Field(default_factory=JournalSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
-    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    wats: WatsSettings = Field(default_factory=WatsSettings)
     #: options per handler plugin (``[handlers.wats]`` → the WATS handlers' own settings)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: options per codec/transport plugin (``[plugins.amqp]`` → extra AMQPConfig fields)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def section(self, name: str, model: type[_M]) -> _M:
+        """The plugin section `name` as a `model` instance: ``ctx.settings.section("wats", WatsSettings)``.
+
+        Settings built without that section (a plain `Settings()`) give the model's defaults."""
+        value = getattr(self, name, None) if name in type(self).model_fields else None
+        if value is None:
+            return model()
+        if not isinstance(value, model):
+            raise TypeError(f"settings section {name!r} is a {type(value).__name__}, not a {model.__name__}")
+        return value
+
+    def inputs(self) -> list[tuple[str, str]]:
+        """(transport plugin, setting) of every configured input besides replay: each plugin section whose
+        input setting is set (e.g. ``("amqp", "amqp.url")``), then ``("mqtt", "mqtt.url")``."""
+        found: list[tuple[str, str]] = []
+        for name, spec in sorted(self.contributed.items()):
+            if spec.transport and spec.input and getattr(getattr(self, name, None), spec.input, None):
+                found.append((spec.transport, f"{name}.{spec.input}"))
+        if self.mqtt.url is not None:
+            found.append(("mqtt", "mqtt.url"))
+        return found
 
     # derived paths
     def path_for(self, name: str) -> Path:
@@ -226,10 +214,6 @@ class Settings(_Section):
     @property
     def journal_path(self) -> Path:
         return self.journal.path or self.path_for("journal.db")
-
-    @property
-    def outbox_path(self) -> Path:
-        return self.wats.outbox or self.path_for("outbox")
 
     @property
     def dlq_path(self) -> Path:
@@ -245,14 +229,47 @@ class Settings(_Section):
 
     @property
     def has_input(self) -> bool:
-        return bool(self.replay.paths or self.amqp.url or self.mqtt.url)
+        return bool(self.replay.paths or self.inputs())
 
 
-_SECTIONS: dict[str, type[_Section]] = {
-    name: field.annotation
-    for name, field in Settings.model_fields.items()
-    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
-}
+_MODELS: dict[tuple[SettingsSection, ...], type[Settings]] = {}
+
+
+def settings_model(sections: Mapping[str, SettingsSection]) -> type[Settings]:
+    """The `Settings` subclass that also holds `sections` (one class per set of sections)."""
+    key = tuple(sections[name] for name in sorted(sections))
+    model = _MODELS.get(key)
+    if model is None:
+        if not key:
+            return Settings
+        fields: dict[str, Any] = {}
+        for spec in key:
+            if spec.name in Settings.model_fields:
+                raise ConfigurationError(spec.name, "a plugin section cannot replace a section of the core")
+            fields[spec.name] = (spec.model, Field(default_factory=spec.model))
+        model = create_model("Settings", __base__=Settings, **fields)
+        model.contributed = {spec.name: spec for spec in key}
+        _MODELS[key] = model
+    return model
+
+
+def _sections(model: type[Settings]) -> dict[str, type[BaseModel]]:
+    """name → model of every section (not the plugin tables) of a settings class, longest name first."""
+    found = {
+        name: field.annotation
+        for name, field in model.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+    return dict(sorted(found.items(), key=lambda item: -len(item[0])))
+
+
+def _setting_names(model: type[BaseModel]) -> dict[str, str]:
+    """The names a section's settings are written with (a field's alias, else its name) → field name."""
+    names: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        names[alias or name] = name
+    return names
 
 
 def _env_value(raw: str, annotation: Any) -> Any:
@@ -291,7 +308,7 @@ def _plugin_env(key: str, rest: str, raw: str) -> tuple[str, list[str], Any]:
     return table, parts, value
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def env_overrides(environ: Mapping[str, str], model: type[Settings] = Settings) -> dict[str, dict[str, Any]]:
     """PYWATS_EVENTS_AMQP_URL → {"amqp": {"url": ...}}, PYWATS_EVENTS_HANDLERS__WATS__X → {"handlers":
     {"wats": {"x": ...}}}; unknown PYWATS_EVENTS_* names are errors."""
     out: dict[str, dict[str, Any]] = {}
@@ -311,23 +328,25 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
                 node = child
             node[parts[-1]] = value
             continue
-        for section, model in _SECTIONS.items():
+        sections = _sections(model)
+        for section, section_model in sections.items():
             if rest.startswith(section + "_"):
                 name = rest[len(section) + 1 :]
-                if name not in model.model_fields:
+                names = _setting_names(section_model)
+                if name not in names:
                     raise ConfigurationError(f"{section}.{name}", f"unknown setting (from environment {key})")
                 try:
-                    value = _env_value(raw, model.model_fields[name].annotation)
+                    value = _env_value(raw, section_model.model_fields[names[name]].annotation)
                 except json.JSONDecodeError as exc:
                     raise ConfigurationError(f"{section}.{name}", f"invalid JSON list in {key}") from exc
                 out.setdefault(section, {})[name] = value
                 break
         else:
-            sections = ", ".join(s.upper() for s in _SECTIONS)
+            known = ", ".join(s.upper() for s in model.model_fields if s in sections)
             raise ConfigurationError(
                 key,
                 f"unknown setting: environment names are {ENV_PREFIX}<SECTION>_<NAME>"
-                f" with SECTION one of {sections}, or {ENV_PREFIX}HANDLERS__<NAME>__<OPTION> and"
+                f" with SECTION one of {known}, or {ENV_PREFIX}HANDLERS__<NAME>__<OPTION> and"
                 f" {ENV_PREFIX}PLUGINS__<NAME>__<OPTION> for plugin options",
             )
     return out
@@ -352,8 +371,17 @@ def load_settings(
     *,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    sections: Mapping[str, SettingsSection] | None = None,
 ) -> Settings:
-    """Builds the settings; raises `ConfigurationError` naming the first bad setting."""
+    """Builds the settings; raises `ConfigurationError` naming the first bad setting.
+
+    `sections` are the plugin sections to accept besides the core's; by default those of every installed
+    ``pywats_events.settings`` plugin (`pywats_events.plugins.settings_sections`)."""
+    if sections is None:
+        from .plugins import settings_sections
+
+        sections = settings_sections()
+    model = settings_model(sections)
     data: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -362,30 +390,31 @@ def load_settings(
             raise ConfigurationError("--config", f"cannot read {config_file}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError("--config", f"{config_file} is not valid TOML: {exc}") from exc
-    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    data = _merge(data, env_overrides(os.environ if environ is None else environ, model))
     if overrides:
         data = _merge(data, overrides)
     try:
-        return Settings.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigurationError(_setting_name(err["loc"]), _message(err)) from exc
+        raise ConfigurationError(_setting_name(err["loc"]), _message(err, model)) from exc
 
 
 def _is_model(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, BaseModel)
 
 
-def _message(err: Any) -> str:
+def _message(err: Any, settings_model: type[Settings] = Settings) -> str:
     """pydantic's message, minus its "Value error, " prefix; an unknown name says which names exist."""
     if err["type"] == "extra_forbidden":
         loc = err["loc"]
-        model: Any = Settings
+        model: Any = settings_model
         for part in loc[:-1]:
-            field = model.model_fields.get(part) if _is_model(model) else None
+            names = _setting_names(model) if _is_model(model) else {}
+            field = model.model_fields.get(names.get(part, part)) if _is_model(model) else None
             model = field.annotation if field is not None else None
         if _is_model(model):
-            return f"unknown setting (known: {', '.join(model.model_fields)})"
+            return f"unknown setting (known: {', '.join(_setting_names(model))})"
         return "unknown setting"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")

@@ -2,7 +2,8 @@
 
 `ListenerStats` keeps plain counters for the summary table and the status snapshot; `MetricsObserver`
 updates both those and a private Prometheus registry (so several listeners in one test process don't clash).
-Plugins register their own metrics in `PLUGIN_METRICS`, which every listener's registry serves too.
+Plugins register their own metrics in the listener's registry (``PluginContext.registry``), or, when
+they are built without a listener, in `PLUGIN_METRICS`, which every listener's registry serves too.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ __all__ = [
     "ListenerStats",
     "MetricsObserver",
     "breaker_value",
-    "endpoint_label",
-    "status_label",
 ]
 
 #: process-wide registry for plugins' own metrics (e.g. the WATS handlers' measurement checks): plugins are
@@ -55,31 +54,6 @@ def breaker_value(state: Any) -> int:
     return _BREAKER_VALUES.get(name, 0)
 
 
-def _is_identifier(segment: str) -> bool:
-    """A path segment naming one thing (a serial number, a part number, an id), not an endpoint."""
-    return any(c.isdigit() or c in "%.=" for c in segment)
-
-
-def endpoint_label(method: str, path: str) -> str:
-    """``METHOD /path`` with per-item segments as ``{id}``: one label per endpoint, not one per unit.
-
-    ``GET /api/Production/Unit/SN-0001/PCB-4711`` → ``GET /api/Production/Unit/{id}/{id}``; a label per
-    serial number would grow the metrics (and the summary table) without bound."""
-    segments = path.split("?", 1)[0].split("/")
-    keep = [s if i <= 3 and not _is_identifier(s) else "{id}" for i, s in enumerate(segments) if s or i == 0]
-    return f"{method.upper()} {'/'.join(keep) or '/'}"
-
-
-def status_label(outcome: Any) -> str:
-    """HTTP status of a response or of a WATS error when it carries one, else the error's class name."""
-    status = getattr(outcome, "status", None)
-    if isinstance(status, int):
-        return str(status)
-    if isinstance(outcome, BaseException):
-        return type(outcome).__name__
-    return "ok"
-
-
 @dataclass
 class ListenerStats:
     started: float = field(default_factory=time.time)
@@ -92,8 +66,6 @@ class ListenerStats:
     deferred: int = 0
     dead_letters: int = 0
     events_by_type: Counter[str] = field(default_factory=Counter)
-    requests_by_endpoint: Counter[str] = field(default_factory=Counter)
-    requests_by_status: Counter[str] = field(default_factory=Counter)
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     breakers: dict[str, str] = field(default_factory=dict)
     last_input: float = field(default_factory=time.monotonic)
@@ -110,8 +82,6 @@ class ListenerStats:
             "deferred": self.deferred,
             "dead_letters": self.dead_letters,
             "events_by_type": dict(self.events_by_type),
-            "requests_by_endpoint": dict(self.requests_by_endpoint),
-            "requests_by_status": dict(self.requests_by_status),
             "breakers": dict(self.breakers),
         }
 
@@ -148,9 +118,6 @@ class MetricsObserver(BusObserver):
         )
         self.dlq_size = Gauge("pywats_dlq_size", "Entries in the dead-letter queue", registry=r)
         self.journal_depth = Gauge("pywats_journal_depth", "Incomplete journal entries", registry=r)
-        self.wats_requests = PromCounter(
-            "pywats_wats_requests", "WATS requests by outcome status", ["status", "endpoint"], registry=r
-        )
         r.register(_Forward(PLUGIN_METRICS))
 
     # --- transport side (called by the listener's codec pipeline)
@@ -162,11 +129,6 @@ class MetricsObserver(BusObserver):
     def message_decoded(self) -> None:
         self.stats.decoded += 1
         self.decoded.inc()
-
-    def request_sent(self, endpoint: str, status: str) -> None:
-        self.stats.requests_by_endpoint[endpoint] += 1
-        self.stats.requests_by_status[status] += 1
-        self.wats_requests.labels(status=status, endpoint=endpoint).inc()
 
     # --- bus hooks
     def on_accepted(self, event: Event) -> None:

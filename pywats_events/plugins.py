@@ -1,4 +1,4 @@
-"""Plugin discovery: transports, codecs and handlers found through entry points.
+r"""Plugin discovery: transports, codecs and handlers found through entry points.
 
 Groups and what an entry point must name:
 
@@ -27,6 +27,20 @@ Groups and what an entry point must name:
 ``pywats_events.previews``
     ``factory() -> Preview`` (`pywats_events.previews`): an offline dry run of a handler plugin, so a tool
     that shows what a message becomes (the CFX explorer) can show what the handlers would send.
+``pywats_events.settings``
+    A `SettingsSection` (or a function returning one): the plugin's own configuration section, e.g.
+    ``[amqp]`` from the CFX adapter and ``[wats]`` from the WATS handlers. Its pydantic `model` validates the
+    section at start-up (an error names ``section.setting``); the environment sets it as
+    ``PYWATS_EVENTS_<SECTION>_<NAME>`` like a core section; its `RunOption`\ s are options of
+    `pywats-events run` (and of ``dlq replay`` where they say so) that set its settings. A section may name
+    the transport plugin it feeds (`SettingsSection.transport`): that transport starts when the section's
+    `SettingsSection.input` setting is set. Factories read it with ``ctx.settings.section(name, Model)``.
+
+What a factory may give back through its `PluginContext`, besides handlers or transports: ``cleanups``
+(run at shutdown), ``facts`` (lines of the run summary, e.g. the outbox path), ``summary`` (functions
+returning rows of the run summary's table, e.g. requests by endpoint), ``destination`` (where its handlers
+deliver, shown by ``dlq replay``). ``registry`` is the listener's Prometheus registry: a plugin meters what
+it does (e.g. its requests to WATS) by registering its own metrics there, served on ``/metrics``.
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
 """
@@ -47,6 +61,8 @@ from pydantic import BaseModel, ValidationError
 from ._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ._codec import Codec
     from .config import Settings
     from .previews import Preview
@@ -58,14 +74,19 @@ __all__ = [
     "HANDLERS",
     "PREVIEWS",
     "SAMPLES",
+    "SETTINGS",
     "TRANSPORTS",
     "PluginContext",
+    "RunOption",
+    "SettingsSection",
+    "SummaryRows",
     "available",
     "command_plugins",
     "load",
     "load_samples",
     "make_handlers",
     "preview_factories",
+    "settings_sections",
 ]
 
 log = logging.getLogger("pywats_events.plugins")
@@ -78,6 +99,7 @@ HANDLERS = "pywats_events.handlers"
 SAMPLES = "pywats_events.samples"
 COMMANDS = "pywats_events.commands"
 PREVIEWS = "pywats_events.previews"
+SETTINGS = "pywats_events.settings"
 
 #: the core's own plugins, used when the installed distribution metadata does not declare them (a source
 #: checkout run without reinstalling). Entry points of the same name always win. Plugins of other packages
@@ -92,6 +114,45 @@ _FIRST_PARTY: dict[str, dict[str, str]] = {
 }
 
 
+#: rows (what, value) a plugin adds to the run summary's table, computed when asked
+SummaryRows = Callable[[], Iterable[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """A command-line option a plugin contributes: ``--flag VALUE`` sets ``setting`` (``section.name``).
+
+    ``RunOption("--wats-url", "wats.url", "WATS server.")``; `repeatable` options collect a list."""
+
+    flag: str
+    setting: str
+    help: str
+    type: type[Any] = str
+    repeatable: bool = False
+    #: the commands that take it: ``run``, and ``dlq replay`` for options that say where handlers deliver
+    commands: tuple[str, ...] = ("run",)
+
+    @property
+    def param_name(self) -> str:
+        """The Python parameter name of the option (``--wats-url`` → ``wats_url``)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class SettingsSection:
+    """A configuration section contributed by a plugin: ``[name]`` validated by `model`.
+
+    `model` should forbid unknown keys (``extra="forbid"``) so a misspelt setting is refused by name."""
+
+    name: str
+    model: type[BaseModel]
+    run_options: tuple[RunOption, ...] = ()
+    #: the transport plugin this section configures, started when `input` is set (e.g. ``amqp``)
+    transport: str | None = None
+    #: the setting of this section whose value turns the transport on (e.g. ``url``)
+    input: str | None = None
+
+
 @dataclass
 class PluginContext:
     """What a factory gets: the whole configuration, its own options, shared resources and a cleanup hook."""
@@ -100,12 +161,16 @@ class PluginContext:
     settings: Settings
     options: dict[str, Any]
     codec: Codec | None = None
-    #: wraps a WATS RequestSink so requests are counted in metrics (identity when metrics are off)
-    meter_sink: Callable[[Any], Any] = lambda sink: sink
+    #: the listener's Prometheus registry (served on /metrics): a plugin registers its own metrics here
+    registry: CollectorRegistry | None = None
     #: async callables run at shutdown, after the bus drained (close sinks, connections)
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: free-form facts a plugin reports for the summary (e.g. {"outbox": "/path"})
     facts: dict[str, str] = field(default_factory=dict)
+    #: functions returning rows for the run summary's table, called when the run ended
+    summary: list[SummaryRows] = field(default_factory=list)
+    #: where this plugin's handlers deliver (shown by ``dlq replay``), e.g. a server URL or a directory
+    destination: str | None = None
     #: the settings table `options` came from (``handlers`` or ``plugins``), for error messages
     section: str = "handlers"
 
@@ -237,6 +302,26 @@ def _checked_handler(h: Any, plugin: str, where: str) -> Any:
             where, f"handler {h.name!r} of plugin {plugin!r} subscribes to no event type"
         )
     return h
+
+
+def settings_sections() -> dict[str, SettingsSection]:
+    """name → `SettingsSection` of every ``pywats_events.settings`` plugin; one that cannot be loaded is a
+    `ConfigurationError` naming its section (its settings could not be checked)."""
+    found: dict[str, SettingsSection] = {}
+    for name, ep in sorted(_entry_points(SETTINGS).items()):
+        try:
+            made = ep.load()
+            section = made if isinstance(made, SettingsSection) else made()
+        except Exception as exc:
+            raise ConfigurationError(
+                name, f"settings plugin {name!r} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(section, SettingsSection) or section.name != name:
+            raise ConfigurationError(
+                name, f"settings plugin {name!r} ({ep.value}) gave {section!r}, not SettingsSection({name!r})"
+            )
+        found[name] = section
+    return found
 
 
 def load_samples(codec_name: str) -> list[tuple[str, bytes]]:

@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from pywats_events import ConfigurationError
+from pywats_events.config import check_url_scheme
 
 __all__ = [
     "DEFAULT_EXCHANGE",
@@ -26,6 +27,7 @@ __all__ = [
     "ENV_AMQP_URL",
     "ENV_AMQP_USER",
     "AMQPConfig",
+    "AmqpSettings",
     "CFXConfig",
     "ConnectionParameters",
     "EndpointConfig",
@@ -108,9 +110,13 @@ class AMQPConfig(BaseModel):
     #: check the broker certificate's host name (keep on outside of tests)
     verify_hostname: bool = True
 
-    #: topic exchange CFX endpoints publish to (the SDK's `/exchange/<name>`)
+    #: exchange CFX endpoints publish to (the SDK's `/exchange/<name>`)
     exchange: str = DEFAULT_EXCHANGE
-    #: declare the exchange (durable topic) — off when it is managed by the broker admin
+    #: the exchange's type; an existing exchange of another type is refused at start-up
+    exchange_type: Literal["topic", "direct", "fanout", "headers", "x-consistent-hash"] = "topic"
+    #: the exchange survives a broker restart; an existing exchange that differs is refused at start-up
+    durable: bool = True
+    #: declare the exchange — off when the broker admin manages it (then it is only checked)
     declare_exchange: bool = True
     queue: str = DEFAULT_QUEUE
     #: consume an existing queue as is (passive declare, no bindings, no dead-letter setup)
@@ -134,6 +140,16 @@ class AMQPConfig(BaseModel):
     connect_timeout: float = Field(default=10.0, gt=0)
     #: shown in the broker's connection list; lets an operator close exactly this connection
     connection_name: str | None = None
+
+    @field_validator("exchange_type")
+    @classmethod
+    def _no_sharding_yet(cls, value: str) -> str:
+        if value == "x-consistent-hash":
+            raise ValueError(
+                "'x-consistent-hash' needs the sharding mode (shard queues bound with numeric weights, not"
+                " topic patterns), which is not built yet; use 'topic'"
+            )
+        return value
 
     @field_validator("routing_keys")
     @classmethod
@@ -228,6 +244,32 @@ class AMQPConfig(BaseModel):
             # Hostname checks off (e.g. broker addressed by IP) still verifies the chain.
             context.verify_mode = _ssl.CERT_REQUIRED
         return context
+
+
+class AmqpSettings(AMQPConfig):
+    """The listener's ``[amqp]`` section: an `AMQPConfig` as `pywats-events run` documents it.
+
+    The queue's routing keys are written ``bindings`` and the prefetch ``prefetch`` (default 200: the
+    listener acknowledges in batches); the URL is checked when the settings load, so a bad one names
+    ``amqp.url`` before anything starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: routing-key patterns to bind; the default receives every CFX message on the exchange
+    routing_keys: list[str] = Field(default_factory=lambda: ["#"], alias="bindings")
+    #: unacknowledged deliveries in flight
+    prefetch_count: int = Field(default=200, ge=1, le=65535, alias="prefetch")
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, v: SecretStr | None) -> SecretStr | None:
+        return check_url_scheme(
+            v, ("amqp", "amqps"), "amqp://host[:port]/vhost, credentials as user:password@ before the host"
+        )
+
+    def config(self, **options: object) -> AMQPConfig:
+        """The `AMQPConfig` the transport connects with: these settings, `options` over them."""
+        return AMQPConfig.model_validate({**dict(self), **options})
 
 
 class EndpointConfig(BaseModel):

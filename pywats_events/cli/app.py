@@ -7,8 +7,13 @@ per module (`run`, `dlq`, `quarantine`, `status`) and register themselves on `ap
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from inspect import Parameter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +23,10 @@ from .._exceptions import ConfigurationError
 from ..config import Settings, load_settings
 from ..exit_codes import ExitCode
 from ..logging_setup import redact
+from ..plugins import RunOption, settings_sections
+
+KEYWORD_ONLY = Parameter.KEYWORD_ONLY
+log = logging.getLogger("pywats_events.cli")
 
 __all__ = [
     "ConfigOpt",
@@ -26,7 +35,9 @@ __all__ = [
     "app",
     "base_overrides",
     "err",
+    "extensible_command",
     "fail_config",
+    "install_plugin_options",
     "load_cli_settings",
     "main",
     "out",
@@ -89,7 +100,78 @@ def add_plugin_commands() -> None:
             known.add(name)
 
 
+#: (typer app, command name, its path as `RunOption.commands` names it, implementation, parameter the
+#: plugins' options follow) of every command that takes plugin options; the implementation takes
+#: ``plugin_settings`` (dotted setting → value)
+_EXTENSIBLE: list[tuple[typer.Typer, str, str, Callable[..., None], str]] = []
+
+
+def extensible_command(
+    group: typer.Typer, name: str, func: Callable[..., None], *, after: str, path: str | None = None
+) -> None:
+    """Registers `func` as command `name` of `group` (`path`: the full command, e.g. ``dlq replay``), to
+    take the plugins' options too once `install_plugin_options` ran (see `RunOption.commands`)."""
+    _EXTENSIBLE.append((group, name, path or name, func, after))
+    group.command(name)(_with_options(func, name, (), after))
+
+
+def install_plugin_options(options: Sequence[RunOption]) -> None:
+    """Gives every extensible command the `options` meant for it (`RunOption.commands`)."""
+    for group, name, path, func, after in _EXTENSIBLE:
+        mine = [opt for opt in options if path in opt.commands]
+        for info in group.registered_commands:
+            if info.name == name:
+                info.callback = _with_options(func, name, mine, after)
+
+
+def _annotation(option: RunOption) -> Any:
+    kind: Any = list[option.type] if option.repeatable else option.type  # type: ignore[name-defined]
+    return Annotated[Optional[kind], typer.Option(option.flag, help=option.help)]  # noqa: UP045
+
+
+def _with_options(
+    func: Callable[..., None], name: str, options: Sequence[RunOption], after: str
+) -> Callable[..., None]:
+    """`func` as a typer callback taking `options` as well (after parameter `after`); their values reach
+    `func` as ``plugin_settings``."""
+    signature = inspect.signature(func, eval_str=True)
+    params = [
+        p.replace(kind=KEYWORD_ONLY) for p in signature.parameters.values() if p.name != "plugin_settings"
+    ]
+    taken = {p.name for p in params}
+    extra: dict[str, RunOption] = {}
+    for option in options:
+        if option.param_name in taken:
+            log.warning("option %s of a plugin clashes with an option of `%s`; left out", option.flag, name)
+            continue
+        taken.add(option.param_name)
+        extra[option.param_name] = option
+    at = next(i for i, p in enumerate(params) if p.name == after) + 1
+    added = [Parameter(n, KEYWORD_ONLY, default=None, annotation=_annotation(o)) for n, o in extra.items()]
+    params[at:at] = added
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> None:
+        values: dict[str, Any] = {}
+        for param, option in extra.items():
+            value = kwargs.pop(param)
+            if value is not None and value != []:
+                values[option.setting] = value
+        func(**kwargs, plugin_settings=values)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # typer reads the signature above, not `func`'s
+    return command
+
+
 def main() -> None:
     """Console-script entry point."""
     add_plugin_commands()
+    try:
+        sections = settings_sections()
+    except ConfigurationError as exc:  # reported again, as a configuration error, by the command that loads
+        log.warning("plugin options not available: %s", exc)
+    else:
+        install_plugin_options([opt for section in sections.values() for opt in section.run_options])
     app()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +22,7 @@ from .app import (
     app,
     base_overrides,
     err,
+    extensible_command,
     fail_config,
     load_cli_settings,
     out,
@@ -199,7 +199,6 @@ def dlq_purge(
     out.print(f"purged {removed} dead letters")
 
 
-@dlq_app.command("replay")
 def dlq_replay(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -214,20 +213,16 @@ def dlq_replay(
     entry_id: Annotated[
         list[str] | None, typer.Option("--id", help="Replay only this entry (repeatable).")
     ] = None,
-    wats_url: Annotated[
-        str | None, typer.Option(help="WATS server (as for `run`); token from WATS_AUTH_TOKEN.")
-    ] = None,
-    token_file: Annotated[Path | None, typer.Option(help="File holding the WATS token.")] = None,
-    outbox: Annotated[Path | None, typer.Option(help="Directory of the local WATS outbox.")] = None,
+    plugin_settings: dict[str, Any] | None = None,
 ) -> None:
     """Hand dead letters back to the handler that failed them, with the current configuration.
 
-    Give the WATS server the same way as to `run` (file, environment or `--wats-url`): without one the
-    handlers write into the local outbox. Safe while the listener runs: the replay has its own journal."""
+    The handlers deliver where `run` would: give their destination the same way (file, environment or the
+    plugins' options, e.g. `--wats-url`; without a WATS server the WATS handlers write into the local
+    outbox). Safe while the listener runs: the replay has its own journal."""
     o = base_overrides(data_dir)
-    put(o, "wats.url", wats_url)
-    put(o, "wats.token_file", token_file)
-    put(o, "wats.outbox", outbox)
+    for setting, value in (plugin_settings or {}).items():
+        put(o, setting, value)
     settings = load_cli_settings(config, o)
     configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
     entries = _dlq_select(settings, handler, event_type, error, since, until)
@@ -244,7 +239,7 @@ def dlq_replay(
         result = asyncio.run(replay_dead_letters(settings, [e.id for e in entries]))
     except ConfigurationError as exc:
         raise fail_config(exc) from None
-    target = result.facts.get("wats") or result.facts.get("outbox") or "?"
+    target = ", ".join(result.destinations) or "?"
     out.print(
         f"replayed {result.replayed} dead letters to {redact(target)}: {result.failed_again} failed again"
         f" (DLQ now {result.dlq_size})"
@@ -264,3 +259,6 @@ def dlq_replay(
         raise typer.Exit(ExitCode.ERROR)
     if result.skipped:
         raise typer.Exit(ExitCode.ERROR)
+
+
+extensible_command(dlq_app, "replay", dlq_replay, after="entry_id", path="dlq replay")

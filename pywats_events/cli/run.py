@@ -14,12 +14,22 @@ from rich.text import Text
 from .._exceptions import ConfigurationError
 from ..exit_codes import ExitCode
 from ..logging_setup import configure_logging, redact
-from .app import ConfigOpt, DataDirOpt, app, base_overrides, err, fail_config, load_cli_settings, out, put
+from .app import (
+    ConfigOpt,
+    DataDirOpt,
+    app,
+    base_overrides,
+    err,
+    extensible_command,
+    fail_config,
+    load_cli_settings,
+    out,
+    put,
+)
 
 __all__ = ["run"]
 
 
-@app.command()
 def run(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -28,19 +38,10 @@ def run(
         typer.Option("--replay", help="File, directory or JSON-lines capture (repeatable)."),
     ] = None,
     rate: Annotated[float | None, typer.Option(help="Replay rate in messages/s (0 = full speed).")] = None,
-    amqp: Annotated[
-        str | None, typer.Option("--amqp", help="RabbitMQ URL, e.g. amqp://user:pw@host/vhost.")
-    ] = None,
-    exchange: Annotated[str | None, typer.Option(help="AMQP exchange CFX endpoints publish to.")] = None,
-    queue: Annotated[str | None, typer.Option(help="AMQP queue to consume.")] = None,
-    binding: Annotated[list[str] | None, typer.Option(help="AMQP routing-key pattern (repeatable).")] = None,
     mqtt: Annotated[
         str | None, typer.Option("--mqtt", help="MQTT broker URL, e.g. mqtt://host:1883.")
     ] = None,
     topic: Annotated[list[str] | None, typer.Option(help="MQTT topic filter (repeatable).")] = None,
-    wats_url: Annotated[str | None, typer.Option(help="WATS server; token from WATS_AUTH_TOKEN.")] = None,
-    token_file: Annotated[Path | None, typer.Option(help="File holding the WATS token.")] = None,
-    outbox: Annotated[Path | None, typer.Option(help="Directory of the local WATS outbox.")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after N inbound messages.")] = None,
     idle_exit: Annotated[float | None, typer.Option(help="Stop after S seconds without input.")] = None,
     drain_timeout: Annotated[float | None, typer.Option(help="Seconds to drain on stop.")] = None,
@@ -50,20 +51,18 @@ def run(
     no_journal: Annotated[
         bool, typer.Option("--no-journal", help="Run without the durable journal.")
     ] = False,
+    plugin_settings: dict[str, Any] | None = None,
 ) -> None:
-    """Run the listener. With no options: replay the bundled CFX samples into the local outbox and exit."""
+    """Run the listener. With no options: replay the bundled CFX samples into the local outbox and exit.
+
+    Besides these options, the installed plugins add their own (e.g. --amqp, --wats-url)."""
     o = base_overrides(data_dir)
     put(o, "replay.paths", replay or None)
     put(o, "replay.rate", rate)
-    put(o, "amqp.url", amqp)
-    put(o, "amqp.exchange", exchange)
-    put(o, "amqp.queue", queue)
-    put(o, "amqp.bindings", binding or None)
     put(o, "mqtt.url", mqtt)
     put(o, "mqtt.topics", topic or None)
-    put(o, "wats.url", wats_url)
-    put(o, "wats.token_file", token_file)
-    put(o, "wats.outbox", outbox)
+    for setting, value in (plugin_settings or {}).items():
+        put(o, setting, value)
     put(o, "listener.max_messages", max_messages)
     put(o, "listener.idle_exit", idle_exit)
     put(o, "listener.drain_timeout", drain_timeout)
@@ -124,10 +123,8 @@ def _print_summary(summary: Any) -> None:
     for et, n in sorted(st["events_by_type"].items()):
         table.add_row(f"  event {et}", str(n))
     table.add_row("handler completions", str(st["handled"]))
-    for ep, n in sorted(st["requests_by_endpoint"].items()):
-        table.add_row(f"  WATS {ep}", str(n))
-    for status, n in sorted(st["requests_by_status"].items()):
-        table.add_row(f"  WATS status {status}", str(n))
+    for what, value in summary.rows:
+        table.add_row(what, value)
     table.add_row("retries", str(st["retries"]))
     table.add_row("deferred (outage)", str(st["deferred"]))
     table.add_row("failures (dead letters)", str(st["dead_letters"]))
@@ -149,3 +146,6 @@ def _print_summary(summary: Any) -> None:
             out.print(f"  {handler}: {n} unfinished — {left.reasons.get(handler, '?')}")
     if summary.exit_code:
         out.print(f"exit code {int(summary.exit_code)} ({summary.exit_code.name.lower().replace('_', ' ')})")
+
+
+extensible_command(app, "run", run, after="rate")

@@ -20,7 +20,7 @@ from ..journal import SqliteJournal
 from ..metrics import MetricsObserver
 from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport
-from .instrumentation import MeteredCodec, MeteredSink
+from .instrumentation import MeteredCodec
 
 __all__ = ["ListenerParts", "build_parts", "build_transports", "check_plugin_tables", "run_cleanups"]
 
@@ -43,6 +43,20 @@ class ListenerParts:
     #: (plugin name, coroutine function) pairs, run after the bus stopped
     cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
+    #: the plugins' rows of the run summary (see `PluginContext.summary`)
+    summary: list[plugins.SummaryRows] = field(default_factory=list)
+    #: where the handler plugins deliver (see `PluginContext.destination`)
+    destinations: list[str] = field(default_factory=list)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The plugins' summary rows now; a plugin whose rows fail is logged and left out."""
+        rows: list[tuple[str, str]] = []
+        for source in self.summary:
+            try:
+                rows.extend((str(what), str(value)) for what, value in source())
+            except Exception:
+                log.exception("summary rows of %r failed", source)
+        return rows
 
 
 def build_parts(
@@ -63,6 +77,8 @@ def build_parts(
     name = s.listener.codec
     codec: Codec = MeteredCodec(plugins.make_codec(name, dict(s.plugins.get(name, {}))), metrics)
     facts: dict[str, str] = {}
+    summary: list[plugins.SummaryRows] = []
+    destinations: list[str] = []
     handler_objs: list[Any] = []
     for hname in s.listener.handlers:
         ctx = plugins.PluginContext(
@@ -70,13 +86,16 @@ def build_parts(
             settings=s,
             options=dict(s.handlers.get(hname, {})),
             codec=codec,
-            meter_sink=lambda sink: MeteredSink(sink, metrics),
+            registry=metrics.registry,
         )
         try:
             handler_objs.extend(plugins.make_handlers(hname, ctx))
         finally:  # what a failing factory opened before it raised is closed too
             cleanups.extend((hname, c) for c in ctx.cleanups)
         facts.update(ctx.facts)
+        summary.extend(ctx.summary)
+        if ctx.destination:
+            destinations.append(ctx.destination)
     journal = None
     if s.journal.enabled:
         journal = SqliteJournal(
@@ -101,33 +120,42 @@ def build_parts(
         bus.add_observer(observer)
     for h in handler_objs:
         bus.subscribe(h)
-    return ListenerParts(bus, journal, dlq, quarantine, metrics, handler_objs, codec, list(cleanups), facts)
+    return ListenerParts(
+        bus,
+        journal,
+        dlq,
+        quarantine,
+        metrics,
+        handler_objs,
+        codec,
+        list(cleanups),
+        facts,
+        summary,
+        destinations,
+    )
 
 
 def build_transports(settings: Settings, parts: ListenerParts) -> list[BaseTransport]:
-    """The transports to start: replay (or the codec's samples), AMQP and MQTT when their URL is set, and
-    ``listener.transports``."""
+    """The transports to start: replay (or the codec's samples), each configured input (`Settings.inputs`:
+    a section's input setting is set, e.g. ``amqp.url``, ``mqtt.url``), and ``listener.transports``."""
     s = settings
     out: list[BaseTransport] = []
-    wanted = (
-        ("replay", "replay.paths", True),  # also the bundled samples when there is no input
-        ("amqp", "amqp.url", s.amqp.url is not None),
-        ("mqtt", "mqtt.url", s.mqtt.url is not None),
-    )
-    for tname, setting, _ in (w for w in wanted if w[2]):
+    # replay also plays the codec's bundled samples when no input is configured
+    wanted = [("replay", "replay.paths", False), *((t, setting, False) for t, setting in s.inputs())]
+    wanted += [(tname, "listener.transports", True) for tname in s.listener.transports]
+    for tname, setting, listed in wanted:
         ctx = plugins.PluginContext(
-            name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
+            name=tname,
+            settings=s,
+            options=dict(s.plugins.get(tname, {})),
+            codec=parts.codec,
+            registry=parts.metrics.registry,
         )
         made = plugins.make_transports(tname, ctx, setting=setting)
         out.extend(made)
-        if made:
+        if made or listed:
             parts.facts.update(ctx.facts)
-    for tname in s.listener.transports:
-        ctx = plugins.PluginContext(
-            name=tname, settings=s, options=dict(s.plugins.get(tname, {})), codec=parts.codec
-        )
-        out.extend(plugins.make_transports(tname, ctx, setting="listener.transports"))
-        parts.facts.update(ctx.facts)
+        parts.summary.extend(ctx.summary)
     return out
 
 
@@ -149,7 +177,7 @@ def check_plugin_tables(settings: Settings) -> None:
             name,
         )
     used = {settings.listener.codec, "replay", *settings.listener.transports}
-    used.update(n for n, url in (("amqp", settings.amqp.url), ("mqtt", settings.mqtt.url)) if url is not None)
+    used.update(transport for transport, _setting in settings.inputs())
     for name in settings.plugins:
         if name in used:
             continue

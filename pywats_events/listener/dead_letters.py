@@ -22,6 +22,8 @@ class ReplayResult:
     stopped_early: bool
     journal: str
     facts: dict[str, str]
+    #: where the handler plugins delivered (``PluginContext.destination``)
+    destinations: list[str] = field(default_factory=list)
     #: selected entries skipped (they stay in the DLQ) because their handler is not configured
     skipped: list[str] = field(default_factory=list)
 
@@ -64,5 +66,6 @@ async def replay_dead_letters(settings: Settings, ids: list[str]) -> ReplayResul
         stopped_early=(outcome.timed_out is not None and not late) or bool(report.not_handled),
         journal=str(settings.journal_path),
         facts=dict(parts.facts),
+        destinations=list(parts.destinations),
         skipped=list(outcome.skipped),
     )

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._codec import Codec, DecodeResult
-from ..metrics import MetricsObserver, endpoint_label, status_label
+from ..metrics import MetricsObserver
 from ..transports import QuarantineRecord
 
-__all__ = ["MeteredCodec", "MeteredSink"]
+__all__ = ["MeteredCodec"]
 
 
 class MeteredCodec:
@@ -32,27 +32,3 @@ class MeteredCodec:
         if result.events:
             self.metrics.message_decoded()
         return result
-
-
-class MeteredSink:
-    """Counts WATS requests by endpoint and status around any RequestSink."""
-
-    def __init__(self, inner: Any, metrics: MetricsObserver) -> None:
-        self.inner = inner
-        self.metrics = metrics
-
-    async def send(self, request: Any) -> Any:
-        endpoint = endpoint_label(request.method, request.path)
-        try:
-            response = await self.inner.send(request)
-        except Exception as exc:
-            self.metrics.request_sent(endpoint, status_label(exc))
-            raise
-        self.metrics.request_sent(endpoint, status_label(response))
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

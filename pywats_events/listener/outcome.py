@@ -74,8 +74,12 @@ class Unfinished:
 
 @dataclass
 class RunSummary:
+    """What `Listener.run` returns: counts, the plugins' facts and summary rows, and how the run ended."""
+
     stats: dict[str, Any]
     facts: dict[str, str]
+    #: the plugins' rows of the summary table (``PluginContext.summary``), e.g. WATS requests by endpoint
+    rows: list[tuple[str, str]]
     journal_depth: int
     dlq_size: int
     quarantine_size: int

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel, SecretStr
+
 from .._event import Event
 from .._handlers import resolve_event_types
 from ..config import Settings
@@ -96,14 +98,7 @@ class Listener:
         self._last_status = 0.0
         #: cleanups of the plugins built so far, so a failed start-up still closes what they opened
         self._built_cleanups: list[Cleanup] = []
-        for url in (settings.amqp.url, settings.mqtt.url):
-            if url is not None:
-                _register_url_password(url.get_secret_value())
-        for secret in (settings.mqtt.password, settings.wats.token):
-            if secret is not None:
-                register_secret(secret.get_secret_value())
-        with contextlib.suppress(Exception):
-            register_secret(settings.wats.resolved_token())
+        _register_secrets(settings)
 
     # ------------------------------------------------------------------ composition
     def build_parts(self) -> ListenerParts:
@@ -177,6 +172,7 @@ class Listener:
             "dlq_size": self._dlq_size,
             "transports": {k: v.value for k, v in (self.context.states if self.context else {}).items()},
             "facts": self.parts.facts if self.parts else {},
+            "summary_rows": self.parts.summary_rows() if self.parts else [],
             **self.stats.snapshot(),
         }
         path = self.settings.status_path
@@ -333,6 +329,7 @@ class Listener:
         return RunSummary(
             stats=self.stats.snapshot(),
             facts=dict(parts.facts),
+            rows=parts.summary_rows(),
             journal_depth=self._journal_depth,
             dlq_size=self._dlq_size,
             quarantine_size=parts.quarantine.count(),
@@ -380,6 +377,22 @@ def _tune_gc_for_ingest() -> tuple[int, int, int]:
     gc.freeze()
     gc.set_threshold(INGEST_GC_THRESHOLD, before[1], before[2])
     return before
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Every secret setting of every section, kept out of log lines: a URL's password (its host stays
+    readable), any other `SecretStr` whole."""
+    for name in type(settings).model_fields:
+        section = getattr(settings, name)
+        if not isinstance(section, BaseModel):
+            continue
+        for value in dict(section).values():
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                if "://" in secret:
+                    _register_url_password(secret)
+                elif secret:
+                    register_secret(secret)
 
 
 def _register_url_password(url: str) -> None:
