@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -174,6 +176,12 @@ class CFXTransport(BaseTransport):
             await self._declare_and_consume(connection)
             if self.config.endpoint.announce or self.config.endpoint.heartbeat_interval:
                 await self._open_publisher(connection)
+        except ConfigurationError as exc:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            self._connection = None
+            self._set_state(ConnectionState.DISCONNECTED, f"configuration error: {exc.setting}")
+            raise
         except Exception as exc:
             detail = _scrub(f"{type(exc).__name__}: {exc}", params.password)
             with contextlib.suppress(Exception):
@@ -273,7 +281,14 @@ class CFXTransport(BaseTransport):
                 await dlq.bind(dlx, routing_key=amqp.queue)
                 arguments["x-dead-letter-exchange"] = amqp.dead_letter_exchange
                 arguments["x-dead-letter-routing-key"] = amqp.queue
-            exchange = await self._exchange(channel, amqp.exchange, declare=amqp.declare_exchange)
+            exchange = await self._exchange(
+                connection,
+                channel,
+                amqp.exchange,
+                declare=amqp.declare_exchange,
+                kind=amqp.exchange_type,
+                durable=amqp.durable,
+            )
             queue = await channel.declare_queue(amqp.queue, durable=True, arguments=arguments)
             for pattern in amqp.bindings():
                 await queue.bind(exchange, routing_key=pattern)
@@ -281,10 +296,39 @@ class CFXTransport(BaseTransport):
         self._consumer_tag = await queue.consume(self._on_message)
 
     @staticmethod
-    async def _exchange(channel: AbstractChannel, name: str, *, declare: bool) -> AbstractExchange:
-        if declare and not name.startswith("amq."):
-            return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
-        return await channel.get_exchange(name, ensure=True)
+    async def _exchange(
+        connection: AbstractRobustConnection,
+        channel: AbstractChannel,
+        name: str,
+        *,
+        declare: bool,
+        kind: str = "topic",
+        durable: bool = True,
+    ) -> AbstractExchange:
+        """The exchange `name`, declared with type `kind` and `durable` (or, with `declare` off, found as
+        it is). An existing exchange of another type or durability is a `ConfigurationError` naming the
+        setting and both values; the broker would otherwise route (or keep) messages unlike configured."""
+        if name.startswith("amq."):  # the broker's own exchanges cannot be declared
+            return await channel.get_exchange(name, ensure=True)
+        if declare:
+            try:
+                return await channel.declare_exchange(name, kind, durable=durable)
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                raise _inequivalent_exchange(name, kind, durable, exc) from None
+        exchange = await channel.get_exchange(name, ensure=True)
+        # a passive declare checks only that the exchange exists: re-declaring it as configured on a
+        # channel of its own changes nothing when it matches, and fails naming what differs when not
+        probe = await connection.channel(publisher_confirms=False)
+        try:
+            await probe.declare_exchange(name, kind, durable=durable)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise _inequivalent_exchange(name, kind, durable, exc) from None
+        except aiormq.exceptions.ChannelAccessRefused:
+            log.info("exchange %r: not allowed to check its type (no configure permission)", name)
+        finally:
+            with contextlib.suppress(Exception):
+                await probe.close()
+        return exchange
 
     def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
         if self._stopping:
@@ -426,8 +470,13 @@ class CFXTransport(BaseTransport):
     async def _open_publisher(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel()
         name = self.config.endpoint.publish_exchange or self.config.amqp.exchange
-        declare = self.config.amqp.declare_exchange and name != self.config.amqp.exchange
-        self._publish_exchange = await self._exchange(channel, name, declare=declare)
+        amqp = self.config.amqp
+        if name == amqp.exchange:  # the consuming exchange, declared (and checked) already
+            self._publish_exchange = await channel.get_exchange(name, ensure=True)
+        else:
+            self._publish_exchange = await self._exchange(
+                connection, channel, name, declare=amqp.declare_exchange
+            )
 
     def _endpoint_connected_body(self) -> dict[str, Any]:
         endpoint = self.config.endpoint
@@ -462,6 +511,26 @@ class CFXTransport(BaseTransport):
     async def publish_envelope(self, message_name: str, body: Mapping[str, Any]) -> bool:
         """Publish one CFX message as this endpoint (needs `announce` or `heartbeat_interval` configured)."""
         return await self._publish_cfx(message_name, body)
+
+
+_INEQUIVALENT = re.compile(r"inequivalent arg '(\w+)'.*received '?([^' ]+)'? but current is '?([^' ]+)'?")
+
+
+def _inequivalent_exchange(name: str, kind: str, durable: bool, exc: Exception) -> ConfigurationError:
+    """The broker's PRECONDITION_FAILED about an existing exchange, as the setting that differs."""
+    found = _INEQUIVALENT.search(str(exc))
+    arg, _received, current = found.groups() if found else ("type", kind, "?")
+    if arg == "durable":
+        return ConfigurationError(
+            "amqp.durable",
+            f"exchange {name!r} exists on the broker with durable={current}, but amqp.durable is {durable}"
+            " (change the setting, or delete the exchange so it is declared anew)",
+        )
+    return ConfigurationError(
+        "amqp.exchange_type",
+        f"exchange {name!r} exists on the broker as type {current!r}, but amqp.exchange_type is {kind!r}"
+        " (change the setting, or delete the exchange so it is declared anew)",
+    )
 
 
 def _scrub(text: str, secret: str) -> str:
