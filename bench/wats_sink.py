@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from handlers.wats._request import WatsRequest
 from handlers.wats.fake import FakeWATS
 from handlers.wats.sender import HttpSender
+from handlers.wats.sink import WatsRequest
 from pywats_events import Event, EventMetadata, EventType
 
 STATION = "//Acme/Line3/ICT-01"

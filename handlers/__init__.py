@@ -21,8 +21,8 @@ from .preview import PreviewItem, RecordingSink, preview, preview_config, previe
 from .production import ProductionHandler
 from .report import ReportHandler
 from .resolution import Resolver
-from .wats._request import RequestSink, WatsRequest, WatsResponse
-from .wsjf import build_uut_report, report_id
+from .wats.sink import RequestSink, WatsRequest, WatsResponse
+from .wats.wsjf import build_uut_report, report_id
 
 __all__ = [
     "DEFAULT_ASSET_STATE_MAP",

@@ -49,15 +49,15 @@ from pywats_events.payloads import (
 )
 from pywats_events.policies import ErrorPolicy
 
-from ._base import WatsHandler, message_id_of, station_of
 from ._exceptions import WatsPermanentError
 from .config import WatsHandlersConfig
 from .count_ledger import CountLedger
 from .resolution import Resolver
-from .wats import requests
-from .wats._request import RequestSink
+from .wats import request_builders
 from .wats.sender import WatsOutcomeUnknownError
-from .wsjf import report_id
+from .wats.sink import RequestSink
+from .wats.wsjf import report_id
+from .wats_handler import WatsHandler, message_id_of, station_of
 
 __all__ = ["WATS_ASSET_STATES", "AssetHandler"]
 
@@ -173,7 +173,7 @@ class AssetHandler(WatsHandler):
                 self._uncertain_messages.pop(key, None)
                 return
         try:
-            await self.send(requests.add_asset_message(asset_id, comment, self.config.asset.user))
+            await self.send(request_builders.add_asset_message(asset_id, comment, self.config.asset.user))
         except WatsOutcomeUnknownError as exc:
             _bounded_put(self._uncertain_messages, key, None)
             raise exc.as_transient() from exc  # at least once: a duplicate line beats a lost one
@@ -181,12 +181,12 @@ class AssetHandler(WatsHandler):
 
     async def _logged(self, serial: str, asset_id: str, comment: str) -> bool:
         """Whether the asset log already holds `comment` (raises transient while WATS is down)."""
-        body = (await self.send(requests.get_asset(serial))).json
+        body = (await self.send(request_builders.get_asset(serial))).json
         if isinstance(body, list):
             body = body[0] if body else None
         entries = body.get("assetLog", body.get("AssetLog")) if isinstance(body, dict) else None
         if not isinstance(entries, list):  # the server leaves the log out of the asset: ask for it
-            entries = (await self.send(requests.get_asset_log(asset_id, comment))).json
+            entries = (await self.send(request_builders.get_asset_log(asset_id, comment))).json
         if not isinstance(entries, list):
             return False
         wanted = comment.strip()
@@ -198,7 +198,7 @@ class AssetHandler(WatsHandler):
         settings = self.config.asset
         severities = {s.lower() for s in settings.maintenance_severities}
         if settings.fault_sets_maintenance and (f.severity or "").lower() in severities:
-            await self.send(requests.set_asset_state(serial, _IN_MAINTENANCE))
+            await self.send(request_builders.set_asset_state(serial, _IN_MAINTENANCE))
 
     async def _fault_cleared(self, event: Event, c: AssetFaultClearedEvent) -> None:
         serial = self.resolver.asset_serial(station_of(event, c))
@@ -220,7 +220,7 @@ class AssetHandler(WatsHandler):
                 and old == new
             ):
                 return
-            await self.send(requests.set_asset_state(serial, new))
+            await self.send(request_builders.set_asset_state(serial, new))
             return
         code = f" (E10 {s.new_state_code})" if s.new_state_code is not None else ""
         text = f"State {s.old_state.value} -> {s.new_state.value}{code}; WATS has no such asset state"
@@ -240,7 +240,7 @@ class AssetHandler(WatsHandler):
         if self.resolver.can_read:
             await self._verified_increment(key, serial, 1)
         else:  # an outbox without a server: stored for later; a lost answer there stays permanent
-            await self.send(requests.increment_asset_count(serial, 1))
+            await self.send(request_builders.increment_asset_count(serial, 1))
             self.ledger.done(key, serial, 1)
 
     async def _verified_increment(self, key: str, serial: str, increment: int) -> None:
@@ -266,7 +266,7 @@ class AssetHandler(WatsHandler):
                 log.info("asset %s: count increment did not happen; sending it again", serial)
             self.ledger.begin(key, serial, total, increment)
             try:
-                await self.send(requests.increment_asset_count(serial, increment))
+                await self.send(request_builders.increment_asset_count(serial, increment))
             except WatsOutcomeUnknownError as exc:
                 raise exc.as_transient() from exc  # pending stays: the next attempt compares totalCount
             except asyncio.CancelledError:
@@ -284,4 +284,4 @@ class AssetHandler(WatsHandler):
             self.ledger.close()
 
     async def _read_total(self, serial: str) -> int | None:
-        return _total_count((await self.send(requests.get_asset(serial))).json)
+        return _total_count((await self.send(request_builders.get_asset(serial))).json)

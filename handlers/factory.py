@@ -8,13 +8,13 @@ from typing import Any
 
 from pywats_events import BaseHandler, ConfigurationError
 
-from ._base import wats_error_policy
 from .asset import AssetHandler
 from .config import WatsHandlersConfig
 from .production import ProductionHandler
 from .report import ReportHandler
 from .resolution import Resolver
-from .wats._request import RequestSink, WatsRequest, WatsResponse
+from .wats.sink import RequestSink, WatsRequest, WatsResponse
+from .wats_handler import wats_error_policy
 
 __all__ = ["build_sink", "create_handlers"]
 

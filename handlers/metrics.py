@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from pywats_events.metrics import PLUGIN_METRICS
 
-from .wats._request import RequestSink, WatsRequest, WatsResponse
+from .wats.sink import RequestSink, WatsRequest, WatsResponse
 
 __all__ = [
     "LIMIT_CONTRADICTIONS",

@@ -23,7 +23,7 @@ from pywats_events.previews import Preview, PreviewOutcome, PreviewRequest
 from ._exceptions import WatsPermanentError
 from .config import WatsHandlersConfig
 from .factory import create_handlers
-from .wats._request import WatsRequest, WatsResponse
+from .wats.sink import WatsRequest, WatsResponse
 
 __all__ = [
     "PreviewItem",

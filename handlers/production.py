@@ -33,14 +33,14 @@ from pywats_events.payloads import (
 )
 from pywats_events.policies import ErrorPolicy
 
-from ._base import WatsHandler, station_of
 from ._exceptions import ResolutionError, WatsPermanentError
 from .config import WatsHandlersConfig
 from .resolution import Resolver
 from .transactions import StartedUnit, TransactionUnits
-from .wats import requests
-from .wats._request import RequestSink, WatsRequest
+from .wats import request_builders
 from .wats.sender import WatsOutcomeUnknownError
+from .wats.sink import RequestSink, WatsRequest
+from .wats_handler import WatsHandler, station_of
 
 __all__ = ["ProductionHandler"]
 
@@ -103,8 +103,10 @@ class ProductionHandler(WatsHandler):
         code = await self.resolver.process_code(station=station, recipe=p.recipe, test_operation=False)
         await self._ensure_unit(p.unit_serial, pn, rev, self.resolver.location(station))
         if self.config.phases.work_started is not None:
-            await self.send(requests.set_unit_phase(p.unit_serial, pn, self.config.phases.work_started))
-        await self.send(requests.set_unit_process(p.unit_serial, pn, code))
+            await self.send(
+                request_builders.set_unit_phase(p.unit_serial, pn, self.config.phases.work_started)
+            )
+        await self.send(request_builders.set_unit_process(p.unit_serial, pn, code))
 
     def _remember(self, p: WorkStartedEvent, pn: str | None, *, persist: bool = True) -> None:
         if p.transaction_id and p.unit_serial:
@@ -113,13 +115,13 @@ class ProductionHandler(WatsHandler):
     async def _ensure_unit(self, serial: str, pn: str, rev: str, location: str | None) -> None:
         if self.resolver.can_read:
             try:
-                await self.send(requests.get_unit(serial, pn))
+                await self.send(request_builders.get_unit(serial, pn))
                 return
             except WatsPermanentError as exc:
                 if exc.status != 404:
                     raise
         try:
-            await self.send(requests.create_unit(serial, pn, rev, current_location=location))
+            await self.send(request_builders.create_unit(serial, pn, rev, current_location=location))
         except WatsPermanentError as exc:
             if exc.status != 409:  # created meanwhile (e.g. an earlier attempt whose answer was lost)
                 raise
@@ -145,7 +147,7 @@ class ProductionHandler(WatsHandler):
         comment = f"Work {p.result.value.lower()} at {self.resolver.machine_name(station)}"
         if p.unit_serial:
             pn, _ = await self.resolver.part(p.unit_serial, station=station)
-            await self.send(requests.set_unit_phase(p.unit_serial, pn, phase, comment))
+            await self.send(request_builders.set_unit_phase(p.unit_serial, pn, phase, comment))
             return
         if not p.transaction_id:
             raise ResolutionError("WorkCompleted names neither a unit nor a transaction")
@@ -161,7 +163,7 @@ class ProductionHandler(WatsHandler):
             for u in units
         ]
         for serial, pn in targets:
-            await self.send(requests.set_unit_phase(serial, pn, phase, comment))
+            await self.send(request_builders.set_unit_phase(serial, pn, phase, comment))
 
     async def _transaction_units(self, transaction_id: str) -> list[StartedUnit] | None:
         """The units of `transaction_id`; waits up to `phases.transaction_wait` for its WorkStarted, whose
@@ -186,7 +188,7 @@ class ProductionHandler(WatsHandler):
         station = station_of(event, p)
         pn, _ = await self.resolver.part(p.unit_serial, station=station)
         reason = "; ".join(x for x in (p.reason, p.comments) if x) or "Disqualified"
-        await self.send(requests.set_unit_phase(p.unit_serial, pn, phase, reason[:500]))
+        await self.send(request_builders.set_unit_phase(p.unit_serial, pn, phase, reason[:500]))
 
     async def _material_installed(self, event: Event, p: MaterialInstalledEvent) -> None:
         # serial → part number; a component naming the material's own serial inherits its part number
@@ -206,7 +208,9 @@ class ProductionHandler(WatsHandler):
             return
         station = station_of(event, p)
         pn, _ = await self.resolver.part(p.unit_serial, station=station)
-        relations = [requests.add_child_unit(p.unit_serial, pn, sn, str(cpn)) for sn, cpn in children.items()]
+        relations = [
+            request_builders.add_child_unit(p.unit_serial, pn, sn, str(cpn)) for sn, cpn in children.items()
+        ]
         existing = await self._children_of(p.unit_serial, pn)
         for relation in relations:
             child = (relation.params["childSerialNumber"], relation.params["childPartNumber"])
@@ -217,7 +221,7 @@ class ProductionHandler(WatsHandler):
         self, parent_serial: str, parent_part_number: str, child_serial: str, child_part_number: str
     ) -> None:
         """Detach a child unit; nothing is sent when WATS no longer lists it under the parent."""
-        relation = requests.remove_child_unit(
+        relation = request_builders.remove_child_unit(
             parent_serial, parent_part_number, child_serial, child_part_number
         )
         children = await self._children_of(parent_serial, parent_part_number)
@@ -254,7 +258,7 @@ class ProductionHandler(WatsHandler):
         if not self.resolver.can_read:
             return set()
         try:
-            response = await self.send(requests.get_unit(serial, pn))
+            response = await self.send(request_builders.get_unit(serial, pn))
         except WatsPermanentError as exc:
             if exc.status == 404:
                 raise ResolutionError(f"parent unit {serial!r} / {pn!r} does not exist in WATS") from exc

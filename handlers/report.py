@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from pywats_events import Event, EventType
 from pywats_events.payloads import TestResultEvent
 
-from ._base import WatsHandler, message_id_of, station_of
 from .metrics import LIMIT_CONTRADICTIONS, UNIT_MISMATCHES
-from .wats import requests
-from .wsjf import MeasurementWarning, ReportHeader, build_uut_report_with_warnings, report_id
+from .wats import request_builders
+from .wats.wsjf import MeasurementWarning, ReportHeader, build_uut_report_with_warnings, report_id
+from .wats_handler import WatsHandler, message_id_of, station_of
 
 __all__ = ["ReportHandler"]
 
@@ -44,7 +44,7 @@ class ReportHandler(WatsHandler):
             part_number=result.part_number,
             revision=result.revision,
         )
-        requests.check_identifier(result.unit_serial, "serial number")
+        request_builders.check_identifier(result.unit_serial, "serial number")
         code = await self.resolver.process_code(station=station, method=result.method, recipe=result.recipe)
         header = ReportHeader(
             id=report_id(message_id_of(event, result), result.unit_serial, result.unit_position),
@@ -61,7 +61,7 @@ class ReportHandler(WatsHandler):
 
     async def handle(self, event: Event) -> None:
         report, flags = await self.build_with_warnings(event)
-        await self.send(requests.submit_report(report))
+        await self.send(request_builders.submit_report(report))
         # after the send: a retried attempt does not log or count its measurements twice
         for flag in flags:
             counter = UNIT_MISMATCHES if flag.kind == "unit_mismatch" else LIMIT_CONTRADICTIONS

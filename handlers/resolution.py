@@ -21,8 +21,8 @@ from pywats_events import TransientError
 
 from ._exceptions import ResolutionError, WatsPermanentError
 from .config import StationConfig, WatsHandlersConfig
-from .wats import requests
-from .wats._request import RequestSink
+from .wats import request_builders
+from .wats.sink import RequestSink
 
 __all__ = ["Process", "Resolver", "handle_tail"]
 
@@ -145,7 +145,7 @@ class Resolver:
     async def _lookup_unit(self, serial: str) -> tuple[str, str | None] | None:
         assert self._sink is not None
         try:
-            response = await self._sink.send(requests.query_units_by_serial(serial))
+            response = await self._sink.send(request_builders.query_units_by_serial(serial))
         except WatsPermanentError as exc:
             # 404 = unknown unit; other 4xx (e.g. Production not enabled) also mean "WATS cannot tell"
             log.debug("unit lookup for %s refused (%s); falling back to the default", serial, exc)
@@ -206,7 +206,7 @@ class Resolver:
 
     async def _fetch_processes_now(self) -> None:
         assert self._sink is not None
-        response = await self._sink.send(requests.get_processes())
+        response = await self._sink.send(request_builders.get_processes())
         rows = response.json if isinstance(response.json, list) else []
         self.set_processes(rows)
         log.info("read %d WATS processes", len(rows))
@@ -293,7 +293,7 @@ class Resolver:
             raise ResolutionError(
                 f"no WATS asset for CFX handle {handle!r}: configure `assets` or the station's `asset_serial`"
             )
-        return requests.check_identifier(serial, "asset serial number")
+        return request_builders.check_identifier(serial, "asset serial number")
 
     def has_asset(self, handle: str | None) -> bool:
         try:
@@ -314,7 +314,7 @@ class Resolver:
             )
         assert self._sink is not None
         try:
-            response = await self._sink.send(requests.get_asset(serial))
+            response = await self._sink.send(request_builders.get_asset(serial))
         except WatsPermanentError as exc:
             if exc.status == 404:
                 raise ResolutionError(f"asset {serial!r} is not registered in WATS") from exc

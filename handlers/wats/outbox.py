@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._exceptions import WatsPermanentError, WatsTransientError
-from ._request import RequestSink, WatsRequest, WatsResponse
+from .sink import RequestSink, WatsRequest, WatsResponse
 
 __all__ = ["Outbox", "OutboxEntry", "OutboxState", "PushResult"]
 

@@ -48,8 +48,8 @@ import httpx
 from pywats_events import ConfigurationError
 
 from .._exceptions import WatsPermanentError, WatsTransientError
-from ._request import WatsRequest, WatsResponse
 from .ratelimit import RateLimiter
+from .sink import WatsRequest, WatsResponse
 
 __all__ = ["MIN_SCRUB_LENGTH", "HttpSender", "WatsAuthError", "WatsOutcomeUnknownError", "parse_retry_after"]
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from handlers import RecordingSink, WatsHandlersConfig, WatsPermanentError
-from handlers.wats._request import WatsRequest, WatsResponse
+from handlers.wats.sink import WatsRequest, WatsResponse
 from pywats_events import Event, EventMetadata, EventType
 from pywats_events.payloads import (
     Measurement,

@@ -15,7 +15,7 @@ from handlers import (
     WatsTransientError,
     report_id,
 )
-from handlers.wats._request import WatsRequest, WatsResponse
+from handlers.wats.sink import WatsRequest, WatsResponse
 from pywats_events import EventType
 from pywats_events.payloads import (
     AssetFaultClearedEvent,

@@ -7,9 +7,9 @@ import math
 import pytest
 from handler_helpers import make_result
 
-from handlers.measurement_units import Unit, convert, parse_unit
-from handlers.numeric_limits import numeric_limits
-from handlers.wsjf import ReportHeader, build_uut_report_with_warnings
+from handlers.wats.measurement_units import Unit, convert, parse_unit
+from handlers.wats.numeric_limits import numeric_limits
+from handlers.wats.wsjf import ReportHeader, build_uut_report_with_warnings
 from pywats_events.payloads import Measurement, StepResult, TestStep
 
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from handlers._exceptions import WatsTransientError
 from handlers.metrics import MeteredSink, RequestMeter, endpoint_label
 from handlers.settings import WatsSettings, outbox_path
-from handlers.wats._request import WatsRequest, WatsResponse
+from handlers.wats.sink import WatsRequest, WatsResponse
 from pywats_events import ConfigurationError
 from pywats_events.config import load_settings
 from pywats_events.listener import Listener

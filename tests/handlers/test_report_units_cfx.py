@@ -15,10 +15,10 @@ import pytest
 from sample_plant import TOKEN, plant_config, seed
 
 from handlers import create_handlers
-from handlers.measurement_units import convert, parse_unit
 from handlers.wats.fake import FakeWATS
+from handlers.wats.measurement_units import convert, parse_unit
 from handlers.wats.sender import HttpSender
-from handlers.wsjf import ReportHeader, build_uut_report_with_warnings, report_id
+from handlers.wats.wsjf import ReportHeader, build_uut_report_with_warnings, report_id
 from pywats_events import BaseHandler, Event, EventType
 from pywats_events._handlers import resolve_event_types
 from pywats_events.metrics import PLUGIN_METRICS, MetricsObserver

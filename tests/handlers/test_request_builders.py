@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers import ResolutionError
-from handlers.wats import requests as rq
+from handlers.wats import request_builders as rq
 
 
 def test_submit_report_posts_wsjf_and_is_resendable() -> None:

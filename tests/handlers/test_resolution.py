@@ -8,8 +8,8 @@ import pytest
 from handler_helpers import PROCESSES, STATION, base_config, server_sink
 
 from handlers import RecordingSink, ResolutionError, Resolver, WatsTransientError, create_handlers
-from handlers._base import WatsHandler
-from handlers.wats._request import WatsRequest, WatsResponse
+from handlers.wats.sink import WatsRequest, WatsResponse
+from handlers.wats_handler import WatsHandler
 
 
 async def test_product_rule_by_recipe_wins_and_is_remembered() -> None:

@@ -12,7 +12,7 @@ from sample_plant import ASSET_IDS, PN, PSU, REV, TOKEN, UNITS, plant_config, sa
 from handlers import create_handlers
 from handlers.wats.fake import FakeWATS
 from handlers.wats.sender import HttpSender
-from handlers.wsjf import report_id
+from handlers.wats.wsjf import report_id
 from pywats_events import BaseHandler, Event
 from pywats_events._handlers import resolve_event_types
 

@@ -24,9 +24,9 @@ from handlers import (
     WatsPermanentError,
     create_handlers,
 )
-from handlers.wats._request import WatsRequest, WatsResponse
 from handlers.wats.fake import FakeWATS
 from handlers.wats.sender import WatsOutcomeUnknownError
+from handlers.wats.sink import WatsRequest, WatsResponse
 from pywats_events import AsyncEventBus, Event, EventType, TransientError
 from pywats_events.payloads import (
     AssetFaultEvent,

@@ -18,7 +18,7 @@ from brokers import skip_or_fail
 from handler_helpers import T0, make_result
 
 from handlers import preview_requests
-from handlers.wsjf import ReportHeader, build_uut_report
+from handlers.wats.wsjf import ReportHeader, build_uut_report
 from pywats_events.payloads import Defect, Measurement, MeasurementKind, StepResult, Symptom, TestStep
 
 # the first run installs pywats-api into the throwaway venv (~15-30 s); later runs reuse the cached venv

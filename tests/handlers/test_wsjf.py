@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from handler_helpers import T0, make_result
 
-from handlers.wsjf import ReportHeader, build_uut_report, numeric_comp_op, report_id
+from handlers.wats.wsjf import ReportHeader, build_uut_report, numeric_comp_op, report_id
 from pywats_events.payloads import Defect, Measurement, MeasurementKind, StepResult, Symptom, TestStep
 
 

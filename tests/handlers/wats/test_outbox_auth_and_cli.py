@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 from wats_helpers import TOKEN, make_report
 
 from handlers.cli import outbox_app
-from handlers.wats import requests
-from handlers.wats._request import WatsRequest
+from handlers.wats import request_builders as requests
 from handlers.wats.fake import FakeWATS
 from handlers.wats.outbox import Outbox
 from handlers.wats.sender import HttpSender
+from handlers.wats.sink import WatsRequest
 
 WRONG = FakeWATS.make_token("bus-user", "wrong-password")
 

@@ -10,10 +10,10 @@ import pytest
 from wats_helpers import TOKEN, make_report
 
 from handlers._exceptions import WatsPermanentError, WatsTransientError
-from handlers.wats._request import WatsRequest, WatsResponse
 from handlers.wats.fake import FakeWATS
 from handlers.wats.outbox import Outbox
 from handlers.wats.sender import HttpSender
+from handlers.wats.sink import WatsRequest, WatsResponse
 
 
 def submit(doc: dict[str, object]) -> WatsRequest:

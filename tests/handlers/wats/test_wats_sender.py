@@ -13,9 +13,9 @@ import pytest
 from wats_helpers import TOKEN, make_report
 
 from handlers._exceptions import WatsPermanentError, WatsTransientError
-from handlers.wats._request import WatsRequest
 from handlers.wats.fake import FakeWATS
 from handlers.wats.sender import HttpSender, WatsAuthError, WatsOutcomeUnknownError, parse_retry_after
+from handlers.wats.sink import WatsRequest
 from pywats_events import ConfigurationError, PermanentError, TransientError
 
 VERSION = WatsRequest("GET", "/api/App/Version", operation="version")

@@ -10,7 +10,7 @@ from pywats_events.policies import CircuitBreaker, ErrorPolicy
 
 from .config import WatsHandlersConfig
 from .resolution import Resolver
-from .wats._request import RequestSink, WatsRequest, WatsResponse
+from .wats.sink import RequestSink, WatsRequest, WatsResponse
 
 __all__ = ["BREAKER_KEY", "WatsHandler", "message_id_of", "station_of", "wats_error_policy"]
 

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .._exceptions import ResolutionError
-from ._request import WatsRequest
+from .sink import WatsRequest
 
 __all__ = [
     "FORBIDDEN_CHARACTERS",
