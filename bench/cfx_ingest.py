@@ -27,7 +27,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from pywats_cfx import CFXCodec
-from pywats_cfx.transport import (
+from pywats_cfx.amqp import (
     AMQPConfig,
     CFXConfig,
     CFXTransport,

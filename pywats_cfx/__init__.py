@@ -3,16 +3,16 @@
 `CFXCodec` turns broker bytes into `Event`s (or quarantine records); `pywats_cfx.models` has typed
 pydantic models of the CFX messages; `pywats_cfx.samples` bundles realistic example messages; the explorer
 (``python -m pywats_cfx.explorer``) shows what a message becomes. `CFXTransport` consumes CFX traffic from
-RabbitMQ; `pywats_cfx.transport` also holds its statistics and the envelope builders for publishing.
+RabbitMQ; `pywats_cfx.amqp` also holds its statistics and the envelope builders for publishing.
 """
 
 from __future__ import annotations
 
 from ._envelope import CFXEnvelope
 from ._wire import DecodeLimits
+from .amqp import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
 from .codec import CFXCodec, CFXDecodeError, DecodedMessage, message_name_from_topic, regex_topic_parser
 from .mapping import MAPPED_MESSAGES, MappingError, event_type_for, map_envelope
-from .transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
 
 __all__ = [
     "MAPPED_MESSAGES",

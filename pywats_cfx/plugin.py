@@ -18,8 +18,8 @@ from pywats_events.plugins import PluginContext, RunOption, SettingsSection
 from pywats_events.transports import BaseTransport
 
 from ._values import parse_datetime
+from .amqp.config import AmqpSettings
 from .codec import CFXCodec
-from .transport.config import AmqpSettings
 
 __all__ = ["AMQP_SECTION", "amqp_transport", "bundled_samples", "codec"]
 
@@ -75,7 +75,7 @@ def amqp_transport(ctx: PluginContext) -> BaseTransport | None:
         return None
     from pydantic import ValidationError
 
-    from .transport import CFXConfig, CFXTransport, EndpointConfig
+    from .amqp import CFXConfig, CFXTransport, EndpointConfig
 
     opts = dict(ctx.options)
     handle = opts.pop("cfx_handle", DEFAULT_HANDLE)

@@ -33,8 +33,8 @@ import aio_pika
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from pywats_cfx.transport import build_envelope, encode_envelope
-from pywats_cfx.transport.config import redact_url
+from pywats_cfx.amqp import build_envelope, encode_envelope
+from pywats_cfx.amqp.config import redact_url
 
 WORK_STARTED = "CFX.Production.WorkStarted"
 WORK_COMPLETED = "CFX.Production.WorkCompleted"

@@ -69,5 +69,5 @@ def test_handlers_do_not_import_the_cfx_adapter() -> None:
 
 
 def test_cfx_adapter_does_not_import_the_wats_handlers() -> None:
-    found = _outer_modules_after_import("pywats_cfx", "pywats_cfx.plugin", "pywats_cfx.transport")
+    found = _outer_modules_after_import("pywats_cfx", "pywats_cfx.plugin", "pywats_cfx.amqp")
     assert not [m for m in found if m.split(".")[0] == "handlers"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from handlers.settings import WatsSettings
-from pywats_cfx.transport import AmqpSettings
+from pywats_cfx.amqp import AmqpSettings
 from pywats_events import ConfigurationError, DecodeResult, Event, EventType
 from pywats_events.config import load_settings
 from pywats_events.health import HealthServer

@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from brokers import RABBITMQ_HOST, RABBITMQ_PORT, TcpProxy
 from transport_doubles import RecordingContext
 
-from pywats_cfx.transport import (
+from pywats_cfx.amqp import (
     AMQPConfig,
     CFXConfig,
     CFXTransport,

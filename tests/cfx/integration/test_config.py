@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pywats_cfx.transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
+from pywats_cfx.amqp import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
 from pywats_events import ConfigurationError
 
 

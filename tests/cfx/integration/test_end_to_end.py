@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 from brokers import RABBITMQ_HOST, RABBITMQ_PORT, TcpProxy
 
 from pywats_cfx import CFXCodec
-from pywats_cfx.transport import (
+from pywats_cfx.amqp import (
     AMQPConfig,
     CFXConfig,
     CFXTransport,

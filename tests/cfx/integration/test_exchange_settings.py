@@ -9,7 +9,7 @@ from aio_pika.abc import AbstractRobustConnection
 from pydantic import ValidationError
 from transport_doubles import RecordingContext
 
-from pywats_cfx.transport import AMQPConfig, CFXTransport
+from pywats_cfx.amqp import AMQPConfig, CFXTransport
 from pywats_events import ConfigurationError
 from pywats_events.config import load_settings
 from pywats_events.transports import ConnectionState

@@ -15,7 +15,7 @@ from brokers import MQTT_HOST, MQTT_PORT, RABBITMQ_HOST, require_mosquitto
 from transport_doubles import RecordingContext
 
 from pywats_cfx import CFXCodec
-from pywats_cfx.transport import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig, encode_envelope
+from pywats_cfx.amqp import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig, encode_envelope
 from pywats_events import EventType
 from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport, Subscription
 

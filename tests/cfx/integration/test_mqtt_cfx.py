@@ -14,7 +14,7 @@ from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pywats_cfx import CFXCodec
-from pywats_cfx.transport import encode_envelope
+from pywats_cfx.amqp import encode_envelope
 from pywats_events import AsyncEventBus, Event, EventType
 from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport
 

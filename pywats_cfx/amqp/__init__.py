@@ -1,8 +1,8 @@
 """CFX over AMQP: `CFXTransport` and its configuration."""
 
-from .amqp import CFXTransport, TransportStats
 from .config import AMQPConfig, AmqpSettings, CFXConfig, EndpointConfig
-from .envelope import build_envelope, encode_envelope, routing_key_for
+from .outbound import build_envelope, encode_envelope, routing_key_for
+from .transport import CFXTransport, TransportStats
 
 __all__ = [
     "AMQPConfig",

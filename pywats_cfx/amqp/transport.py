@@ -40,11 +40,11 @@ from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult
 from pywats_events.transports import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
 
 from .config import CFXConfig, ConnectionParameters
-from .envelope import build_envelope, encode_envelope
+from .outbound import build_envelope, encode_envelope
 
 __all__ = ["CFXTransport", "TransportStats"]
 
-log = logging.getLogger("pywats_cfx.transport")
+log = logging.getLogger("pywats_cfx.amqp")
 
 #: pause before handing a message back after the bus refused it for a reason other than stopping
 _REQUEUE_BACKOFF = 1.0
