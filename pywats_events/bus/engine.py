@@ -26,7 +26,7 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,17 +57,24 @@ DEFAULT_RETRY_POLICY = RetryPolicy(max_retries=2, initial_delay=0.2, max_delay=3
 class _Context:
     """The `TransportContext` the bus hands to its transports (also usable directly: `bus.context`)."""
 
-    def __init__(self, bus: AsyncEventBus) -> None:
-        self._bus = bus
+    def __init__(
+        self,
+        submit: Callable[[Sequence[Event]], Coroutine[Any, Any, None]],
+        quarantine: Callable[[QuarantineRecord], Coroutine[Any, Any, None]],
+        connection_changed: Callable[[BaseTransport, ConnectionState, str], None],
+    ) -> None:
+        self._submit = submit
+        self._quarantine = quarantine
+        self._connection_changed = connection_changed
 
     async def submit(self, events: Sequence[Event]) -> None:
-        await self._bus._submit(events)
+        await self._submit(events)
 
     async def quarantine(self, record: QuarantineRecord) -> None:
-        await self._bus._quarantine(record)
+        await self._quarantine(record)
 
     def connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str = "") -> None:
-        self._bus._connection_changed(transport, state, detail)
+        self._connection_changed(transport, state, detail)
 
 
 class AsyncEventBus(Publishing):
@@ -122,7 +129,7 @@ class AsyncEventBus(Publishing):
         self._transports: list[BaseTransport] = []
         self._observers: list[BusObserver] = []
         self._hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOK_NAMES}
-        self.context = _Context(self)
+        self.context = _Context(self._submit, self._quarantine, self._connection_changed)
 
         # the state the roles share (`Publishing`, `LaneWorkers`: see their attribute notes)
         self._groups = []
