@@ -99,12 +99,7 @@ class JournalFeeder:
             self._appended[ticket] = []
             self._release()
             raise
-        if (
-            ticket == self._released_ticket
-            and self._tasks
-            and self.caught_up
-            and all(g.inflight + len(seqs) <= g.limit for g in self._groups)
-        ):
+        if ticket == self._released_ticket and self._tasks and not self.cache and self._room_for(len(seqs)):
             # every feeder is caught up and there is room: straight into the lanes (same order, no cache)
             self._released_ticket += 1
             parts_of, hand = self._parts_of, self._hand
@@ -124,6 +119,13 @@ class JournalFeeder:
             self._appended[ticket] = list(zip(seqs, events, strict=True))
             self._release()
             self._wake_all()
+
+    def _room_for(self, count: int) -> bool:
+        """Every group is caught up (`caught_up`, given an empty cache) and has room for `count` more."""
+        for g in self._groups:
+            if g.from_journal or g.inflight + count > g.limit:
+                return False
+        return True
 
     def _wake_all(self) -> None:
         for g in self._groups:

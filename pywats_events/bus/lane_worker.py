@@ -133,7 +133,13 @@ class LaneWorkers:
                     complete = True
                 if complete:
                     # the last handler's progress is implied by mark_complete (both are buffered alike)
-                    await _mark_complete(journal, marks, seq, event)
+                    if marks is not None:  # no coroutine per event when the journal buffers its marks
+                        try:
+                            marks.mark_complete_nowait(seq)
+                        except Exception:
+                            _mark_failed("mark_complete", seq, event)
+                    else:
+                        await _mark_complete(journal, seq, event)
                     self._handled += 1
                 else:
                     await _mark_handled(journal, marks, seq, event, subs[-1].name, outcome)
@@ -178,13 +184,13 @@ async def _mark_handled(
         log.exception("journal.mark_handled failed for seq %d", seq, extra=log_extra(event, handler, seq=seq))
 
 
-async def _mark_complete(
-    journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event
-) -> None:
+async def _mark_complete(journal: Journal | None, seq: int, event: Event) -> None:
     try:
-        if marks is not None:
-            marks.mark_complete_nowait(seq)
-        elif journal is not None:
+        if journal is not None:
             await journal.mark_complete(seq)
     except Exception:
-        log.exception("journal.mark_complete failed for seq %d", seq, extra=log_extra(event, seq=seq))
+        _mark_failed("mark_complete", seq, event)
+
+
+def _mark_failed(what: str, seq: int, event: Event) -> None:
+    log.exception("journal.%s failed for seq %d", what, seq, extra=log_extra(event, seq=seq))

@@ -83,8 +83,15 @@ class Publishing(LaneWorkers):
         return parts
 
     def _parts_of(self, event: Event) -> Parts:
-        subs = self._route(event)
-        return self._split(subs) if subs else ()
+        """`event`'s subscriptions by ordering group (both lookups cached; inlined: every slow path and
+        every journal entry comes through here)."""
+        subs = self._routes.get(event.event_type)
+        if subs is None:
+            subs = self._route(event)
+        if not subs:
+            return ()
+        parts = self._parts.get(subs)
+        return parts if parts is not None else self._split(subs)
 
     def _targeted(self, event: Event, handler: str | None) -> tuple[Subscription, ...]:
         if handler is None:
@@ -134,7 +141,8 @@ class Publishing(LaneWorkers):
             return
         if self._feeder is not None:
             await self._feeder.append((event,))
-            self._accepted((event,))
+            if self._accepted_hooks:
+                self._accepted((event,))
             return
         parts = self._parts_of(event)
         if not parts:
@@ -225,7 +233,8 @@ class Publishing(LaneWorkers):
             return
         if self._feeder is not None:
             await self._feeder.append(events)
-            self._accepted(events)
+            if self._accepted_hooks:
+                self._accepted(events)
             return
         ack = Ack(self._loop.create_future())
         for event in events:
@@ -263,7 +272,8 @@ class Publishing(LaneWorkers):
         for group, group_subs in parts:
             group.inflight += 1
             self._push(group.lanes[index], (event, group_subs, ack, 0, split))
-        self._accepted((event,))
+        if self._accepted_hooks:
+            self._accepted((event,))
 
     def _hand(self, group: OrderingGroup, event: Event, subs: tuple[Subscription, ...], seq: int) -> None:
         """Journal entry `seq` into `group`'s lane of its key (the journal feeder's way in)."""
