@@ -165,8 +165,9 @@ class LaneWorkers:
         if group.inflight <= group.low_water:
             if group.waiting:
                 self._line.refill()
-            if self._feeder is not None:
-                self._feeder.wake(group)
+            feeder = self._feeder
+            if feeder is not None and (group.from_journal or feeder.cache):  # else nothing to feed
+                feeder.wake(group)
         if self._drain_future is not None and self._inflight == 0 and not self._line:
             if not self._drain_future.done():
                 self._drain_future.set_result(None)
