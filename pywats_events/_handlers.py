@@ -121,6 +121,11 @@ class FunctionHandler(BaseHandler):
     def event_types(self) -> list[EventType | str]:
         return self._types
 
+    @property
+    def func(self) -> Callable[[Event], HandleResult]:
+        """The adapted function (the bus calls it directly, skipping `handle`)."""
+        return self._func
+
     def handle(self, event: Event) -> HandleResult:
         return self._func(event)
 

@@ -7,14 +7,18 @@ the hot path. Hooks run on the bus loop and must not block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._event import Event
     from .policies import CircuitState
     from .transports import QuarantineRecord
 
-__all__ = ["HOOK_NAMES", "BusObserver"]
+__all__ = ["HOOK_NAMES", "BusObserver", "call_hook", "overrides"]
+
+log = logging.getLogger("pywats_events.bus")
 
 HOOK_NAMES = (
     "on_accepted",
@@ -57,3 +61,11 @@ class BusObserver:
 def overrides(observer: BusObserver, hook: str) -> bool:
     """True if `observer` does something in `hook` (so the bus must call it)."""
     return getattr(type(observer), hook, None) is not getattr(BusObserver, hook)
+
+
+def call_hook(hook: Callable[..., Any], *args: Any) -> None:
+    """Call one observer hook; a failing observer is logged, never passed on to the bus's work."""
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("observer hook %r raised", hook)

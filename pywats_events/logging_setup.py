@@ -140,14 +140,17 @@ class _PlainFormatter(logging.Formatter):
         return f"{text} [{' '.join(ids)}]" if ids else text
 
 
+class _ConfiguredHandler(logging.StreamHandler):
+    """The handler `configure_logging` installs (so a second call replaces it, and only it)."""
+
+
 def configure_logging(*, level: str = "INFO", json_lines: bool = False, stream: Any = None) -> None:
     """Installs one stderr handler on the root logger (replacing earlier ones from this function)."""
     root = logging.getLogger()
     for h in list(root.handlers):
-        if getattr(h, "_pywats", False):
+        if isinstance(h, _ConfiguredHandler):
             root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler._pywats = True  # type: ignore[attr-defined]
+    handler = _ConfiguredHandler(stream or sys.stderr)
     handler.addFilter(DeliveryContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(

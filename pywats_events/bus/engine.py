@@ -13,33 +13,37 @@ Design (why it is fast and bounded):
 * With a `journal` (`journal_feeder.py`), accepted means appended and each group reads the journal at its
   own pace: another group's deferred events never hold it up, memory stays bounded by the budgets, and
   per-handler progress in the journal lets a restart resume where it stopped.
+
+`AsyncEventBus` here is lifecycle, subscription and configuration. It is built from two roles in their own
+modules that share its state: `Publishing` (`publishing.py`: the way in) on `LaneWorkers`
+(`lane_worker.py`: the lanes' run loops). Roles, not helper objects, because the per-event path must stay
+plain attribute access on one object: a delegating call per event costs measurable throughput.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._event import Event, EventType
-from .._exceptions import BusOverloaded, BusStateError, ConfigurationError
+from .._exceptions import BusStateError, ConfigurationError
 from .._handlers import BaseHandler, FunctionHandler, HandleResult
-from .._log_context import Delivery, current_delivery
-from .._observer import HOOK_NAMES, BusObserver, overrides
-from ..journal._protocol import BufferedMarks, Journal
+from .._observer import HOOK_NAMES, BusObserver, call_hook, overrides
+from ..journal._protocol import Journal
 from ..policies import DeadLetterQueue, ErrorPolicy, RetryPolicy
 from ..policies._dead_letter import DeadLetterStore
 from ..transports._base import BaseTransport, ConnectionState, QuarantineRecord
-from .admission import Ack, Line, Waiter, admits
+from .admission import Ack, Line
 from .journal_feeder import JournalFeeder
-from .lanes import Item, Lane, OrderingGroup, Parts, Split
+from .lanes import OrderingGroup
+from .publishing import Publishing
 from .stop_report import BusState, StopReport
-from .subscription import DONE, Subscription, log_extra
+from .subscription import Subscription
 from .system_events import SYSTEM_SLACK, connection_event, failure_event
 
 __all__ = ["DEFAULT_RETRY_POLICY", "AsyncEventBus", "BusState", "StopReport"]
@@ -53,20 +57,27 @@ DEFAULT_RETRY_POLICY = RetryPolicy(max_retries=2, initial_delay=0.2, max_delay=3
 class _Context:
     """The `TransportContext` the bus hands to its transports (also usable directly: `bus.context`)."""
 
-    def __init__(self, bus: AsyncEventBus) -> None:
-        self._bus = bus
+    def __init__(
+        self,
+        submit: Callable[[Sequence[Event]], Coroutine[Any, Any, None]],
+        quarantine: Callable[[QuarantineRecord], Coroutine[Any, Any, None]],
+        connection_changed: Callable[[BaseTransport, ConnectionState, str], None],
+    ) -> None:
+        self._submit = submit
+        self._quarantine = quarantine
+        self._connection_changed = connection_changed
 
     async def submit(self, events: Sequence[Event]) -> None:
-        await self._bus._submit(events)
+        await self._submit(events)
 
     async def quarantine(self, record: QuarantineRecord) -> None:
-        await self._bus._quarantine(record)
+        await self._quarantine(record)
 
     def connection_changed(self, transport: BaseTransport, state: ConnectionState, detail: str = "") -> None:
-        self._bus._connection_changed(transport, state, detail)
+        self._connection_changed(transport, state, detail)
 
 
-class AsyncEventBus:
+class AsyncEventBus(Publishing):
     """The asyncio event bus.
 
     >>> async with AsyncEventBus() as bus:          # doctest: +SKIP
@@ -113,41 +124,39 @@ class AsyncEventBus:
         self._executor_workers = executor_workers or min(32, max_concurrency)
 
         self._state = BusState.NEW
-        self._subs: list[Subscription] = []
-        self._routes: dict[Any, tuple[Subscription, ...]] = {}
+        self._subs = []
+        self._routes = {}
         self._transports: list[BaseTransport] = []
         self._observers: list[BusObserver] = []
         self._hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOK_NAMES}
-        self.context = _Context(self)
+        self.context = _Context(self._submit, self._quarantine, self._connection_changed)
 
-        #: every ordering group (lanes + budget); `_only` is the single group (hot path) or None
-        self._groups: list[OrderingGroup] = []
+        # the state the roles share (`Publishing`, `LaneWorkers`: see their attribute notes)
+        self._groups = []
+        #: the ordering group when there is only one (the hot path's), else None
         self._only: OrderingGroup | None = None
         self._nlanes = max_concurrency
-        #: more than one ordering group: events are split across the groups' lanes
         self._multi = False
-        self._parts: dict[tuple[Subscription, ...], Parts] = {}
+        self._parts = {}
         self._lanes_open = False
-        #: accepted events not yet finished by every group that took them
         self._inflight = 0
         self._line = Line(self._admit_waiter)
         self._handled = 0
-        self._drain_future: asyncio.Future[None] | None = None
-        #: publish may go straight into a lane (running, no journal)
+        self._drain_future = None
         self._direct = False
-        #: ... and into the lanes of this, the one group, without splitting
-        self._fast: OrderingGroup | None = None
-        #: finished events must wake someone (journal feeders, stop() waiting for the drain)
+        self._fast = None
         self._signal_finish = False
-        self._accepted_hooks: list[Callable[..., Any]] = self._hooks["on_accepted"]
-        self._overflow_tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._accepted_hooks = self._hooks["on_accepted"]
+        self._overflow_tasks = set()
+        self._loop = None  # type: ignore[assignment]  # set by start()
         self._loop_thread: int | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._started_handlers: list[Subscription] = []
         self._host = _DeliveryHost(self)
-        self._feeder: JournalFeeder | None = (
-            JournalFeeder(self, journal, journal_cache or max_in_flight) if journal is not None else None
+        self._feeder = (
+            JournalFeeder(journal, journal_cache or max_in_flight, parts_of=self._parts_of, hand=self._hand)
+            if journal is not None
+            else None
         )
 
     # ------------------------------------------------------------------ configuration
@@ -191,7 +200,7 @@ class AsyncEventBus:
             if event_types is not None:
                 if isinstance(h, FunctionHandler):
                     h = FunctionHandler(
-                        h._func,
+                        h.func,
                         event_types,
                         name=name or h.name,
                         retry_policy=h.retry_policy,
@@ -423,330 +432,10 @@ class AsyncEventBus:
         self._parts.clear()
         self._lanes_open = True
 
-    def _start_lane(self, lane: Lane) -> None:
-        if self._lanes_open:
-            lane.task = self._loop.create_task(self._run_lane(lane), name="pywats-lane")
-
-    def _split(self, subs: tuple[Subscription, ...]) -> Parts:
-        """`subs` by ordering group, in subscription order."""
-        parts = self._parts.get(subs)
-        if parts is None:
-            groups: dict[OrderingGroup, list[Subscription]] = {}
-            for s in subs:
-                assert s.ordering is not None
-                groups.setdefault(s.ordering, []).append(s)
-            parts = tuple((g, tuple(group_subs)) for g, group_subs in groups.items())
-            if len(self._parts) < 10_000:
-                self._parts[subs] = parts
-        return parts
-
-    def _parts_of(self, event: Event) -> Parts:
-        subs = self._route(event)
-        return self._split(subs) if subs else ()
-
-    # ------------------------------------------------------------------ publishing
-    def _route(self, event: Event) -> tuple[Subscription, ...]:
-        key = event.event_type
-        subs = self._routes.get(key)
-        if subs is not None:
-            return subs
-        name = event.type_name
-        system = name.startswith("system.")
-        subs = tuple(s for s in self._subs if name in s.event_types or (not system and "*" in s.event_types))
-        if len(self._routes) < 10_000:
-            self._routes[key] = subs
-        return subs
-
-    def _targeted(self, event: Event, handler: str | None) -> tuple[Subscription, ...]:
-        if handler is None:
-            return self._route(event)
-        for s in self._subs:
-            if s.name == handler:
-                return (s,)
-        names = ", ".join(s.name for s in self._subs) or "none"
-        raise ConfigurationError("handler", f"no subscribed handler named {handler!r} (subscribed: {names})")
-
-    def _check_open(self) -> None:
-        if self._state is not BusState.RUNNING and self._state is not BusState.STOPPING:
-            raise BusStateError(f"bus is {self._state.value}; call start() first")
-
-    async def publish(
-        self, event: Event, *, handler: str | None = None, timeout: float | None = None
-    ) -> None:
-        """Accept `event`; waits while the bus is full (backpressure). With a journal, returns once it is
-        durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
-        `timeout` bounds the wait for room (then `BusOverloaded`)."""
-        # hot path: running, no journal, one ordering group, known route, admitted → straight into its
-        # lane (the test is `admits()` inlined for the one group)
-        group = self._fast
-        if group is not None and handler is None:
-            subs = self._routes.get(event.event_type)
-            if subs is not None and group.inflight < group.limit and not group.waiting:
-                if subs:
-                    group.inflight += 1
-                    self._inflight += 1
-                    lane = group.lanes[hash(event.ordering_key()) % self._nlanes]
-                    lane.q.append((event, subs, None, 0, None))
-                    wakeup = lane.wakeup
-                    if wakeup is not None:
-                        lane.wakeup = None
-                        wakeup.set_result(None)
-                    elif lane.task is None:
-                        self._start_lane(lane)
-                    if self._accepted_hooks:
-                        for hook in self._accepted_hooks:
-                            _safe(hook, event)
-                return
-        if self._state is not BusState.RUNNING:
-            self._check_open()
-        if handler is not None:
-            await self._deliver_now(event, self._targeted(event, handler))
-            return
-        if self._feeder is not None:
-            await self._feeder.append((event,))
-            self._accepted((event,))
-            return
-        parts = self._parts_of(event)
-        if not parts:
-            return
-        if admits(parts):
-            self._enqueue(event, parts, None)
-            return
-        waiter = Waiter(event, parts, None, self._loop.create_future())
-        self._line.join(waiter)
-        try:
-            if timeout is None:
-                await waiter.future  # type: ignore[misc]
-            else:
-                await asyncio.wait_for(asyncio.shield(waiter.future), timeout)  # type: ignore[arg-type]
-        except (asyncio.CancelledError, asyncio.TimeoutError) as exc:
-            if (
-                waiter.future is not None
-                and waiter.future.done()
-                and not waiter.future.cancelled()
-                and waiter.future.exception() is None
-            ):
-                return  # it made it into a lane after all: accepted
-            self._line.withdraw(lambda w: w is waiter)
-            if isinstance(exc, asyncio.TimeoutError):
-                raise BusOverloaded(f"no room for event {event.id} within {timeout}s") from None
-            raise
-
-    def publish_nowait(self, event: Event) -> None:
-        """Accept `event` without waiting; for code running on the bus loop that cannot await (a sync
-        call from inside a handler). Without room the event waits in line in a task; raises
-        `BusOverloaded` if more than `max_in_flight` such events are already waiting."""
-        self._check_open()
-        if self._feeder is None:
-            parts = self._parts_of(event)
-            if not parts:
-                return
-            if admits(parts):
-                self._enqueue(event, parts, None)
-                return
-        if len(self._overflow_tasks) >= self.max_in_flight:
-            raise BusOverloaded("bus full and too many events waiting for room")
-        task = self._loop.create_task(self.publish(event))
-        self._overflow_tasks.add(task)
-        task.add_done_callback(self._overflow_done)
-
-    def _publish_from_thread(self, event: Event, done: concurrent.futures.Future[None]) -> None:
-        """Loop-side half of a blocking publish from another thread: resolves `done` once accepted."""
-        if not done.set_running_or_notify_cancel():
-            return
-        try:
-            if self._direct:
-                parts = self._parts_of(event)
-                if not parts or admits(parts):
-                    if parts:
-                        self._enqueue(event, parts, None)
-                    done.set_result(None)
-                    return
-            task = self._loop.create_task(self.publish(event))
-        except BaseException as exc:
-            done.set_exception(exc)
-            return
-        task.add_done_callback(lambda t: _copy_outcome(t, done))
-
-    def _overflow_done(self, task: asyncio.Task[None]) -> None:
-        self._overflow_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("queued publish failed: %r", task.exception())
-
-    async def _deliver_now(self, event: Event, subs: tuple[Subscription, ...]) -> None:
-        ack = Ack(self._loop.create_future(), targeted=True)
-        self._place(event, self._split(subs), ack)
-        await ack.future
-
-    def _place(self, event: Event, parts: Parts, ack: Ack | None) -> None:
-        """Into its lanes if admitted, else at the end of the waiting line."""
-        if ack is not None:
-            ack.remaining += 1
-        if admits(parts):
-            self._enqueue(event, parts, ack)
-        else:
-            self._line.join(Waiter(event, parts, ack, None))
-
-    def _admit_waiter(self, w: Waiter) -> None:
-        self._enqueue(w.event, w.parts, w.ack)
-
-    def _enqueue(self, event: Event, parts: Parts, ack: Ack | None) -> None:
-        """Into the lane of the event's key in each ordering group of `parts` (takes each group's budget;
-        counted in flight once). Not for journal entries (see `_hand`)."""
-        index = hash(event.ordering_key()) % self._nlanes
-        split = Split(len(parts)) if len(parts) > 1 else None
-        self._inflight += 1
-        for group, group_subs in parts:
-            group.inflight += 1
-            _push(self, group.lanes[index], (event, group_subs, ack, 0, split))
-        self._accepted((event,))
-
-    def _hand(self, group: OrderingGroup, event: Event, subs: tuple[Subscription, ...], seq: int) -> None:
-        """Journal entry `seq` into `group`'s lane of its key (the journal feeder's way in)."""
-        group.inflight += 1
-        if self._multi:
-            if not any(seq in g.seqs for g in self._groups):
-                self._inflight += 1
-            group.seqs.add(seq)
-        else:
-            self._inflight += 1
-        _push(self, group.lanes[hash(event.ordering_key()) % self._nlanes], (event, subs, None, seq, None))
-
-    def _accepted(self, events: Sequence[Event]) -> None:
-        hooks = self._accepted_hooks
-        if hooks:
-            for event in events:
-                for hook in hooks:
-                    _safe(hook, event)
-
-    async def _submit(self, events: Sequence[Event]) -> None:
-        self._check_open()
-        if not events:
-            return
-        if self._feeder is not None:
-            await self._feeder.append(events)
-            self._accepted(events)
-            return
-        ack = Ack(self._loop.create_future())
-        for event in events:
-            parts = self._parts_of(event)
-            if parts:
-                self._place(event, parts, ack)
-        if ack.remaining == 0:
-            return
-        try:
-            await ack.future
-        except asyncio.CancelledError:
-            # not accepted: take our not-yet-placed events out of the line (placed ones still run)
-            self._line.withdraw(lambda w: w.ack is ack)
-            raise
-
-    # ------------------------------------------------------------------ running
-    async def _run_lane(self, lane: Lane) -> None:
-        q = lane.q
-        group = lane.group
-        loop = asyncio.get_running_loop()
-        host = self._host
-        feeder = self._feeder
-        journal = self.journal
-        marks = journal if isinstance(journal, BufferedMarks) else None
-        multi = self._multi
-        # log lines emitted while a handler runs carry its event's ids (see _log_context); this also
-        # replaces what a lane started from inside another lane's handler call would inherit
-        now = Delivery()
-        current_delivery.set(now)
-        while True:
-            if not q:
-                now.event = None
-                lane.wakeup = fut = loop.create_future()
-                await fut
-                continue
-            event, subs, ack, seq, split = q[0]
-            for sub in subs:
-                now.event = event
-                now.handler = sub.name
-                breaker = sub.breaker
-                if sub.fast and (breaker is None or breaker.idle):
-                    # nothing to ask or time: call inline; policies step in only on failure
-                    try:
-                        if sub.is_async:
-                            await sub.call(event)
-                        else:
-                            await sub.invoke(host, event)
-                        outcome = DONE
-                    except Exception as exc:
-                        try:
-                            outcome = await sub.deliver(host, event, exc)
-                        except Exception as bug:
-                            log.exception(
-                                "recovery of %s in %s failed",
-                                event.id,
-                                sub.name,
-                                extra=log_extra(event, sub.name),
-                            )
-                            outcome = await sub.give_up(host, event, bug)
-                else:
-                    try:
-                        outcome = await sub.deliver(host, event)
-                    except Exception as exc:  # a bug in a hook (e.g. breaker_key) must not kill the lane
-                        log.exception(
-                            "delivery of %s to %s failed outside the handler",
-                            event.id,
-                            sub.name,
-                            extra=log_extra(event, sub.name),
-                        )
-                        outcome = await sub.give_up(host, event, exc)
-                if seq and sub is not subs[-1]:
-                    await _mark_handled(journal, marks, seq, event, sub.name, outcome)
-            q.popleft()
-            group.inflight -= 1
-            if seq:
-                assert feeder is not None
-                elsewhere = False  # another group still has the entry in its lanes
-                if multi:
-                    group.seqs.discard(seq)
-                    complete = feeder.done_elsewhere(event, seq, group)
-                    elsewhere = not complete and any(seq in g.seqs for g in self._groups)
-                else:
-                    complete = True
-                if complete:
-                    # the last handler's progress is implied by mark_complete (both are buffered alike)
-                    await _mark_complete(journal, marks, seq, event)
-                    self._handled += 1
-                else:
-                    await _mark_handled(journal, marks, seq, event, subs[-1].name, outcome)
-                if not elsewhere:
-                    self._inflight -= 1
-                self._after(group, ack)
-                continue
-            if split is not None:
-                split.remaining -= 1
-                if split.remaining:
-                    if group.waiting:
-                        self._after(group, None)
-                    continue  # other ordering groups still have it
-            self._handled += 1
-            self._inflight -= 1
-            if ack is not None or group.waiting or self._signal_finish:
-                self._after(group, ack)
-
-    def _after(self, group: OrderingGroup, ack: Ack | None) -> None:
-        """Bookkeeping after an event left `group`'s lane (counters already updated by the lane)."""
-        if ack is not None:
-            ack.done_one()
-        if group.inflight <= group.low_water:
-            if group.waiting:
-                self._line.refill()
-            if self._feeder is not None:
-                self._feeder.wake(group)
-        if self._drain_future is not None and self._inflight == 0 and not self._line:
-            if not self._drain_future.done():
-                self._drain_future.set_result(None)
-
     # ------------------------------------------------------------------ system events, observers
     def _notify(self, hook: str, *args: Any) -> None:
         for fn in self._hooks[hook]:
-            _safe(fn, *args)
+            call_hook(fn, *args)
 
     def _breaker_changed(self, key: str, state: Any) -> None:
         self._notify("on_breaker_change", key, state)
@@ -830,40 +519,6 @@ class _DeliveryHost:
         )
 
 
-def _push(bus: AsyncEventBus, lane: Lane, item: Item) -> None:
-    lane.q.append(item)
-    wakeup = lane.wakeup
-    if wakeup is not None:
-        lane.wakeup = None
-        wakeup.set_result(None)
-    elif lane.task is None:
-        bus._start_lane(lane)
-
-
-async def _mark_handled(
-    journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event, handler: str, outcome: str
-) -> None:
-    try:
-        if marks is not None:
-            marks.mark_handled_nowait(seq, handler, outcome)
-        elif journal is not None:
-            await journal.mark_handled(seq, handler, outcome)
-    except Exception:
-        log.exception("journal.mark_handled failed for seq %d", seq, extra=log_extra(event, handler, seq=seq))
-
-
-async def _mark_complete(
-    journal: Journal | None, marks: BufferedMarks | None, seq: int, event: Event
-) -> None:
-    try:
-        if marks is not None:
-            marks.mark_complete_nowait(seq)
-        elif journal is not None:
-            await journal.mark_complete(seq)
-    except Exception:
-        log.exception("journal.mark_complete failed for seq %d", seq, extra=log_extra(event, seq=seq))
-
-
 def _left_behind(report: StopReport, event: Event, ack: Ack | None, seq: int) -> None:
     report.left_behind(
         event,
@@ -871,19 +526,3 @@ def _left_behind(report: StopReport, event: Event, ack: Ack | None, seq: int) ->
         targeted=ack is not None and ack.targeted,
         submitted=ack is not None,
     )
-
-
-def _copy_outcome(task: asyncio.Task[None], done: concurrent.futures.Future[None]) -> None:
-    if task.cancelled():
-        done.set_exception(BusStateError("publish cancelled: bus stopping"))
-    elif task.exception() is not None:
-        done.set_exception(task.exception())
-    else:
-        done.set_result(None)
-
-
-def _safe(hook: Callable[..., Any], *args: Any) -> None:
-    try:
-        hook(*args)
-    except Exception:
-        log.exception("observer hook %r raised", hook)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import logging
 import threading
 from collections import deque
@@ -198,9 +197,7 @@ class EventBus:
                 self._handoff_publish(event, loop)
                 return
             # with a journal, accepted means durable: wait for the append
-            done: concurrent.futures.Future[None] = concurrent.futures.Future()
-            loop.call_soon_threadsafe(self._engine._publish_from_thread, event, done)
-            done.result()
+            self._engine.publish_threadsafe(event).result()
             return
         self._call(self._engine.publish(event, handler=handler, timeout=timeout))
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._event import Event
 from ..journal._protocol import BufferedMarks, Journal
-from .lanes import OrderingGroup
+from .lanes import OrderingGroup, Parts
 
 if TYPE_CHECKING:
-    from .engine import AsyncEventBus
+    from .subscription import Subscription
 
 __all__ = ["JournalFeeder"]
 
@@ -27,8 +27,19 @@ log = logging.getLogger("pywats_events.bus")
 
 
 class JournalFeeder:
-    def __init__(self, bus: AsyncEventBus, journal: Journal, cache_size: int) -> None:
-        self._bus = bus
+    """Feeds each ordering group from the journal. `parts_of` routes an event (its subscriptions by
+    group); `hand` puts journal entry `seq` into a group's lane, for those of the group's subscriptions."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        cache_size: int,
+        *,
+        parts_of: Callable[[Event], Parts],
+        hand: Callable[[OrderingGroup, Event, tuple[Subscription, ...], int], None],
+    ) -> None:
+        self._parts_of = parts_of
+        self._hand = hand
         self.journal = journal
         self._cache_size = cache_size
         self.cache: deque[tuple[int, Event]] = deque()
@@ -88,19 +99,14 @@ class JournalFeeder:
             self._appended[ticket] = []
             self._release()
             raise
-        bus = self._bus
-        if (
-            ticket == self._released_ticket
-            and self._tasks
-            and self.caught_up
-            and all(g.inflight + len(seqs) <= g.limit for g in self._groups)
-        ):
+        if ticket == self._released_ticket and self._tasks and not self.cache and self._room_for(len(seqs)):
             # every feeder is caught up and there is room: straight into the lanes (same order, no cache)
             self._released_ticket += 1
+            parts_of, hand = self._parts_of, self._hand
             for seq, event in zip(seqs, events, strict=True):
-                parts = bus._parts_of(event)
+                parts = parts_of(event)
                 for group, subs in parts:
-                    bus._hand(group, event, subs, seq)
+                    hand(group, event, subs, seq)
                 if not parts:
                     self.complete_later(seq)
             last = seqs[-1]
@@ -113,6 +119,13 @@ class JournalFeeder:
             self._appended[ticket] = list(zip(seqs, events, strict=True))
             self._release()
             self._wake_all()
+
+    def _room_for(self, count: int) -> bool:
+        """Every group is caught up (`caught_up`, given an empty cache) and has room for `count` more."""
+        for g in self._groups:
+            if g.from_journal or g.inflight + count > g.limit:
+                return False
+        return True
 
     def _wake_all(self) -> None:
         for g in self._groups:
@@ -148,7 +161,7 @@ class JournalFeeder:
 
     def done_elsewhere(self, event: Event, seq: int, group: OrderingGroup) -> bool:
         """Every other group that wants entry `seq` is done with it (so `group` finishing completes it)."""
-        for other, _ in self._bus._parts_of(event):
+        for other, _ in self._parts_of(event):
             if other is not group and not other.finished_entry(seq):
                 return False
         return True
@@ -158,7 +171,7 @@ class JournalFeeder:
         """Journal → this group's lanes, in seq order, never more than its budget has room for."""
         journal = self.journal
         signal = g.signal
-        bus = self._bus
+        parts_of, hand = self._parts_of, self._hand
         assert signal is not None
         while True:
             signal.clear()
@@ -195,7 +208,7 @@ class JournalFeeder:
                 if seq <= g.fed_seq:
                     continue
                 g.fed_seq = seq
-                parts = bus._parts_of(event)
+                parts = parts_of(event)
                 if not parts:
                     if g is self._groups[0]:
                         self.complete_later(seq)  # no handler wants it: complete at once
@@ -205,7 +218,7 @@ class JournalFeeder:
                         if handled:
                             subs = tuple(s for s in subs if s.name not in handled)
                         if subs:
-                            bus._hand(g, event, subs, seq)
+                            hand(g, event, subs, seq)
                         elif self.done_elsewhere(event, seq, g):
                             self.complete_later(seq)  # finished before a restart, mark was lost
                         break

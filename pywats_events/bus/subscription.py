@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._event import Event
 from .._handlers import BaseHandler, FunctionHandler, resolve_event_types
+from .._observer import call_hook
 from ..policies import CircuitBreaker, DeadLetterEntry, FailureKind, RetryPolicy
 from ..policies._dead_letter import DeadLetterStore
 
@@ -100,7 +101,7 @@ class Subscription:
         self.is_async = _is_async_handler(handler)
         self.call: Callable[[Event], Any] = handler.handle
         if isinstance(handler, FunctionHandler) and type(handler).handle is FunctionHandler.handle:
-            self.call = handler._func  # skip one wrapper call per event
+            self.call = handler.func  # skip one wrapper call per event
         #: True when no observer times handler calls; the bus then calls the handler inline whenever
         #: its breaker (if any) is idle (has recorded nothing yet)
         self.fast = True
@@ -153,7 +154,7 @@ class Subscription:
                     if timed:
                         seconds = time.perf_counter() - t0
                         for hook in timed:
-                            _safe(hook, current, self.name, seconds)
+                            call_hook(hook, current, self.name, seconds)
                     return DONE
             else:
                 attempt += 1
@@ -276,10 +277,3 @@ def log_extra(event: Event, handler: str | None = None, **more: Any) -> dict[str
 
 def _with_attempt(event: Event, attempt: int) -> Event:
     return event.model_copy(update={"metadata": event.metadata.model_copy(update={"attempt": attempt})})
-
-
-def _safe(hook: Callable[..., Any], *args: Any) -> None:
-    try:
-        hook(*args)
-    except Exception:
-        log.exception("observer hook %r raised", hook)

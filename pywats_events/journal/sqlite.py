@@ -1,7 +1,8 @@
 """SQLite journal: WAL mode, group commit on a dedicated thread, backpressure at the size limit.
 
-All SQLite work happens on one worker thread that owns the connection, so the event loop never waits for
-the disk. Everything the loop produces in one iteration (appends, completion and progress marks) is handed
+All SQLite work happens on one worker thread that owns the connection (`sqlite_writer.py`), so the event
+loop never waits for the disk; this module is the loop's side: room accounting, seqs, serialising and the
+hand-over. Everything the loop produces in one iteration (appends, completion and progress marks) is handed
 to the worker as one batch: the appends are serialised in one call and written with one INSERT (one commit,
 one fsync) that SQLite unpacks from a JSON array in C with the GIL released, so the worker runs as little
 Python as possible. Completions go to a small `done` table (cheaper than rewriting each entry's row) and,
@@ -13,77 +14,30 @@ The `entries` view keeps the shape older tools and people inspecting the file ex
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import queue
-import sqlite3
-import threading
 import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from .._event import Event
 from .._event_json import dump_events
 from ._protocol import JournalEntry
+from .sqlite_writer import Batch, Op, Run, SqliteWriter
 
 __all__ = ["JournalStats", "SqliteJournal"]
 
 log = logging.getLogger("pywats_events.journal")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    data TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS done (
-    seq INTEGER PRIMARY KEY,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS done_at ON done(at);
-CREATE TABLE IF NOT EXISTS handled (
-    seq INTEGER NOT NULL,
-    handler TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (seq, handler)
-) WITHOUT ROWID;
-CREATE VIEW IF NOT EXISTS entries AS
-    SELECT j.seq AS seq, json_extract(j.data, '$.metadata.event_id') AS event_id,
-           json_extract(j.data, '$.event_type') AS event_type, j.data AS data, j.size AS size,
-           j.created AS created, d.at AS completed
-    FROM journal AS j LEFT JOIN done AS d ON d.seq = j.seq;
-"""
-
-#: files from before completions had their own table: one `entries` table with a `completed` column
-_MIGRATE_V1 = """
-BEGIN IMMEDIATE;
-ALTER TABLE entries RENAME TO entries_v1;
-DROP INDEX IF EXISTS entries_pending;
-DROP INDEX IF EXISTS entries_completed;
-{schema}
-INSERT INTO journal(seq, data, size, created) SELECT seq, data, size, created FROM entries_v1;
-INSERT INTO done(seq, at) SELECT seq, completed FROM entries_v1 WHERE completed IS NOT NULL;
-DELETE FROM sqlite_sequence WHERE name = 'journal';
-INSERT INTO sqlite_sequence(name, seq)
-    SELECT 'journal', MAX(COALESCE((SELECT MAX(seq) FROM entries_v1), 0),
-                          COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'entries_v1'), 0));
-DROP TABLE entries_v1;
-COMMIT;
-"""
-
 
 #: appends are handed to the worker at the end of the loop iteration, or at once when this many wait.
 #: Handing over earlier does not overlap work: the worker needs the GIL to start, and a busy loop
 #: holds it until it goes idle (or for the switch interval), so small hand-overs only add GIL churn.
 HANDOVER_AT = 1024
 
-#: how long the loop may block (seconds) for an idle worker to take a hand-over (see `_flush_outgoing`);
+#: how long the loop may block (seconds) for an idle worker to take a hand-over (see `hand_over`);
 #: at most once per hand-over, never while the worker is busy (e.g. stuck on a slow disk); 0 disables
 PICKUP_WAIT = 0.0005
 
@@ -101,32 +55,6 @@ class JournalStats:
     appended: int = 0
     commits: int = 0
     full_waits: int = 0
-
-
-class _Op(NamedTuple):
-    kind: str
-    args: Any
-    future: asyncio.Future[Any] | None
-
-
-class _Run(NamedTuple):
-    """`n` consecutive entries serialised as one JSON array text, starting at seq `first`."""
-
-    first: int
-    n: int
-    data: str
-
-
-@dataclass
-class _Batch:
-    """Everything the loop produced since the last hand-over; the worker gets it in one queue item."""
-
-    runs: list[_Run]
-    #: futures of the appends in `runs`, resolved once they are committed
-    waiters: list[asyncio.Future[None]]
-    complete: list[int]
-    handled: list[tuple[int, str, str, float]]
-    ops: list[_Op]
 
 
 class SqliteJournal:
@@ -164,46 +92,49 @@ class SqliteJournal:
         self.stats = JournalStats()
         self._warn_entries = WARN_RATIO * max_entries
         self._warn_bytes = WARN_RATIO * max_bytes
-        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._writer: SqliteWriter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room: asyncio.Condition | None = None
         self._waiters = 0
         self._warned = False
         self._closed = True
-        self._last_prune = 0.0
         self._next_seq = 1
         self._sizes = _SizeBook(1)
         self._wake_task: asyncio.Future[None] | None = None
         # produced during the current loop iteration, handed to the worker in one piece
         self._scheduled = False
-        self._worker_idle = False
-        self._picked = threading.Event()
         self._new_events: list[Event] = []
         self._new_first = 0
         self._new_reserved = 0  # bytes reserved by estimate for `_new_events`
         self._new_groups: list[tuple[asyncio.Future[None], int]] = []  # (append future, event count)
         self._new_complete: list[int] = []
         self._new_handled: list[tuple[int, str, str, float]] = []
-        self._new_ops: list[_Op] = []
-        self._floor = 1  # worker only: lowest seq that may be unfinished
-        self._has_progress = False  # worker only: the handled table may hold rows
+        self._new_ops: list[Op] = []
         self._avg_size = 512  # estimate for the byte reservation before serialisation
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        if self._thread is not None:
+        if self._writer is not None:
             return
         self._loop = asyncio.get_running_loop()
         self._room = asyncio.Condition()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ready: asyncio.Future[tuple[list[tuple[int, int]], int]] = self._loop.create_future()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="pywats-journal", daemon=True)
-        self._thread.start()
+        self._writer = SqliteWriter(
+            self.path,
+            synchronous=self.synchronous,
+            retention=self.retention,
+            max_entries=self.max_entries,
+            commit_window=self.commit_window,
+            loop=self._loop,
+            delivered=self._delivered,
+            failed=self._failed,
+        )
+        self._writer.start(ready)
         try:
             unfinished, self._next_seq = await ready
         except BaseException:
-            self._thread = None
+            self._writer = None
             raise
         self._closed = False
         self._sizes = _SizeBook(self._next_seq)
@@ -216,14 +147,14 @@ class SqliteJournal:
             log.info("journal %s: %d unfinished entries to resume", self.path, pending)
 
     async def close(self) -> None:
-        thread = self._thread
-        if thread is None:
+        writer = self._writer
+        if writer is None:
             return
         self._flush_outgoing()
         self._closed = True
-        self._queue.put(None)
-        await asyncio.to_thread(thread.join)
-        self._thread = None
+        writer.stop()
+        await asyncio.to_thread(writer.join)
+        self._writer = None
         if self._room is not None:
             async with self._room:
                 self._room.notify_all()
@@ -321,7 +252,7 @@ class SqliteJournal:
 
     # ------------------------------------------------------------------ loop side
     def _ensure_open(self) -> asyncio.AbstractEventLoop:
-        if self._thread is None or self._loop is None or self._closed:
+        if self._writer is None or self._loop is None or self._closed:
             raise RuntimeError("journal is not open")
         return self._loop
 
@@ -333,32 +264,27 @@ class SqliteJournal:
 
     def _flush_outgoing(self) -> None:
         self._scheduled = False
-        runs: list[_Run] = []
+        runs: list[Run] = []
         waiters: list[asyncio.Future[None]] = []
         if self._new_events:
             runs, waiters = self._serialise()
         if not (runs or self._new_complete or self._new_handled or self._new_ops):
             return
-        batch = _Batch(runs, waiters, self._new_complete, self._new_handled, self._new_ops)
+        writer = self._writer
+        if writer is None:  # a flush scheduled before close(), which handed everything over already
+            return
+        batch = Batch(runs, waiters, self._new_complete, self._new_handled, self._new_ops)
         self._new_complete, self._new_handled, self._new_ops = [], [], []
-        idle = self._worker_idle
-        if runs and idle and PICKUP_WAIT:
-            self._picked.clear()
-            self._queue.put(batch)
-            # An idle worker needs the GIL to start, and a busy loop would hold it until it goes idle
-            # itself: let go of it for a moment so that the commit overlaps with the loop's next work.
-            self._picked.wait(PICKUP_WAIT)
-        else:
-            self._queue.put(batch)
+        writer.hand_over(batch, PICKUP_WAIT if runs else 0.0)
 
-    def _serialise(self) -> tuple[list[_Run], list[asyncio.Future[None]]]:
+    def _serialise(self) -> tuple[list[Run], list[asyncio.Future[None]]]:
         """Serialises this iteration's appends in one call; on failure, append by append so that only
         the caller with an unserialisable event gets the error."""
         events, first, groups = self._new_events, self._new_first, self._new_groups
         reserved = self._new_reserved
         self._new_events, self._new_groups, self._new_reserved = [], [], 0
         try:
-            runs = [_Run(first, len(events), dump_events(events))]
+            runs = [Run(first, len(events), dump_events(events))]
             waiters = [fut for fut, _ in groups]
         except Exception:
             runs, waiters = [], []
@@ -367,7 +293,7 @@ class SqliteJournal:
                 part = events[i : i + count]
                 seq, i = first + i, i + count
                 try:
-                    runs.append(_Run(seq, count, dump_events(part)))
+                    runs.append(Run(seq, count, dump_events(part)))
                     waiters.append(fut)
                 except Exception as exc:
                     log.error("cannot serialise event for the journal: %s", exc)
@@ -387,7 +313,7 @@ class SqliteJournal:
     async def _submit(self, kind: str, args: Any) -> Any:
         loop = self._ensure_open()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._new_ops.append(_Op(kind, args, fut))
+        self._new_ops.append(Op(kind, args, fut))
         if not self._scheduled:
             self._schedule()
         return await fut
@@ -458,7 +384,7 @@ class SqliteJournal:
         if self._waiters and self._room is not None:
             self._wake_task = asyncio.ensure_future(self._wake())
 
-    def _append_failed(self, runs: list[_Run]) -> None:
+    def _append_failed(self, runs: list[Run]) -> None:
         """A write failed: its entries are not pending, so their room is given back."""
         for run in runs:
             size = 0
@@ -472,145 +398,6 @@ class SqliteJournal:
             self._room.notify_all()
 
     # ------------------------------------------------------------------ worker thread
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=10000")
-        kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'entries'").fetchone()
-        if kind is not None and kind[0] == "table":
-            log.info("journal %s: moving to the current file layout", self.path)
-            conn.executescript(_MIGRATE_V1.format(schema=_SCHEMA))
-        else:
-            conn.executescript(_SCHEMA)
-        return conn
-
-    def _run(self, ready: asyncio.Future[tuple[list[tuple[int, int]], int]]) -> None:
-        loop = self._loop
-        assert loop is not None
-        try:
-            conn = self._connect()
-            unfinished = conn.execute(
-                "SELECT seq, size FROM journal AS j"
-                " WHERE NOT EXISTS (SELECT 1 FROM done AS d WHERE d.seq = j.seq) ORDER BY seq"
-            ).fetchall()
-            top = conn.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM journal), 0),"
-                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0))"
-            ).fetchone()[0]
-            # everything below the first unfinished entry is complete: reads start there
-            self._floor = unfinished[0][0] if unfinished else int(top) + 1
-            self._has_progress = conn.execute("SELECT 1 FROM handled LIMIT 1").fetchone() is not None
-        except BaseException as exc:
-            loop.call_soon_threadsafe(_set_exception, ready, exc)
-            return
-        loop.call_soon_threadsafe(_set_result, ready, (unfinished, int(top) + 1))
-        marks = _Marks(self._has_progress)
-        try:
-            stop = False
-            while not stop:
-                self._worker_idle = True
-                try:
-                    first = self._queue.get(timeout=MARK_FLUSH_INTERVAL if marks else None)
-                except queue.Empty:
-                    marks.flush(conn)
-                    continue
-                finally:
-                    self._worker_idle = False
-                self._picked.set()
-                if first is None:
-                    break
-                if self.commit_window:
-                    time.sleep(self.commit_window)
-                batches = [first]
-                while True:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batches.append(nxt)
-                self._process(conn, batches, marks)
-            # whatever arrived with the stop sentinel, then every buffered mark
-            rest: list[_Batch] = []
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    rest.append(item)
-            if rest:
-                self._process(conn, rest, marks)
-            marks.flush(conn, force=True)
-        except BaseException:
-            log.exception("journal worker failed")
-        finally:
-            conn.close()
-
-    def _process(self, conn: sqlite3.Connection, batches: list[_Batch], marks: _Marks) -> None:
-        """Writes batches with as few statements (and as little Python) as possible: while this thread
-        runs Python it holds the GIL the event loop needs. Appends are one INSERT, which in autocommit
-        mode is its own transaction (one commit, one fsync). Marks are buffered and written every
-        `MARK_FLUSH_INTERVAL` seconds (best-effort progress), and always before anything reads the table.
-        Nothing is resolved before everything in the batches is written."""
-        loop = self._loop
-        assert loop is not None
-        if len(batches) == 1:
-            b = batches[0]
-            runs, waiters, ops = b.runs, b.waiters, b.ops
-            marks.complete.extend(b.complete)
-            marks.handled.extend(b.handled)
-        else:
-            runs, waiters, ops = [], [], []
-            for b in batches:
-                runs.extend(b.runs)
-                waiters.extend(b.waiters)
-                ops.extend(b.ops)
-                marks.complete.extend(b.complete)
-                marks.handled.extend(b.handled)
-        results: list[tuple[asyncio.Future[Any], Any]] = []
-        commits = 0
-        try:
-            commits = _insert(conn, runs)
-            marks.flush(conn, force=bool(ops))
-            for op in ops:
-                kind = op.kind
-                value: Any = None
-                if kind == "read":
-                    value = self._read(conn, *op.args)
-                elif kind == "prune":
-                    value = self._prune(conn)
-                elif kind == "counts":
-                    total, done = conn.execute(
-                        "SELECT (SELECT COUNT(*) FROM journal), (SELECT COUNT(*) FROM done)"
-                    ).fetchone()
-                    value = {"pending": int(total) - int(done), "completed": int(done)}
-                if op.future is not None:
-                    results.append((op.future, value))
-            now = time.monotonic()
-            if now - self._last_prune > 1.0:
-                self._last_prune = now
-                self._prune(conn)
-        except BaseException as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            log.error("journal write failed: %s", exc)
-            failed: list[asyncio.Future[Any]] = [op.future for op in ops if op.future is not None]
-            lost = [] if commits else runs  # appends committed before the failure stand
-            loop.call_soon_threadsafe(self._failed, [] if commits else waiters, failed, lost, exc)
-            if commits:
-                loop.call_soon_threadsafe(self._delivered, waiters, [], commits)
-            return
-        if waiters or results:
-            # one wake-up of the loop per commit, not one per waiter
-            loop.call_soon_threadsafe(self._delivered, waiters, results, commits)
-
     def _delivered(
         self,
         waiters: list[asyncio.Future[None]],
@@ -629,144 +416,11 @@ class SqliteJournal:
         self,
         waiters: list[asyncio.Future[None]],
         others: list[asyncio.Future[Any]],
-        lost: list[_Run],
+        lost: list[Run],
         exc: BaseException,
     ) -> None:
         self._append_failed(lost)
         _fail_all([*waiters, *others], exc)
-
-    def _read(
-        self, conn: sqlite3.Connection, after_seq: int, limit: int
-    ) -> list[tuple[int, str, frozenset[str]]]:
-        rows = conn.execute(
-            "SELECT seq, data FROM journal AS j WHERE seq > ?"
-            " AND NOT EXISTS (SELECT 1 FROM done AS d WHERE d.seq = j.seq) ORDER BY seq LIMIT ?",
-            (max(after_seq, self._floor - 1), limit),
-        ).fetchall()
-        if not rows:
-            return []
-        lo, hi = rows[0][0], rows[-1][0]
-        handled: dict[int, set[str]] = {}
-        for seq, name in conn.execute("SELECT seq, handler FROM handled WHERE seq BETWEEN ? AND ?", (lo, hi)):
-            handled.setdefault(seq, set()).add(name)
-        return [(seq, data, frozenset(handled.get(seq, ()))) for seq, data in rows]
-
-    def _prune(self, conn: sqlite3.Connection) -> int:
-        """Deletes completed entries past retention, and the oldest completed ones while the file holds
-        more than `max_entries`; unfinished entries are never pruned."""
-        cutoff = time.time() - self.retention
-        own = not conn.in_transaction
-        if own:
-            conn.execute("BEGIN IMMEDIATE")
-        deleted = conn.execute(
-            "DELETE FROM journal WHERE seq IN (SELECT seq FROM done WHERE at < ?)", (cutoff,)
-        ).rowcount
-        if deleted:
-            conn.execute("DELETE FROM done WHERE at < ?", (cutoff,))
-        lo, hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM journal").fetchone()
-        if lo is not None and hi - lo + 1 > self.max_entries:
-            total = conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
-            if total > self.max_entries:
-                old = "SELECT seq FROM done ORDER BY seq LIMIT ?"
-                excess = (total - self.max_entries,)
-                deleted += conn.execute(f"DELETE FROM journal WHERE seq IN ({old})", excess).rowcount
-                conn.execute(f"DELETE FROM done WHERE seq IN ({old})", excess)
-        if own:
-            conn.execute("COMMIT")
-        return int(deleted)
-
-
-def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-#: buffered handler progress and completions are written at least this often (seconds)
-MARK_FLUSH_INTERVAL = 0.1
-_MARK_FLUSH_COUNT = 5000
-
-
-_INSERT = (
-    "INSERT INTO journal(seq, data, size, created) SELECT ? + key, value, length(value), ? FROM json_each(?)"
-)
-
-
-def _insert(conn: sqlite3.Connection, runs: list[_Run]) -> int:
-    """Each run is one JSON array that SQLite unpacks in C with the GIL released; consecutive runs are
-    joined into one statement. Returns the number of commits."""
-    if not runs:
-        return 0
-    joined: list[tuple[int, list[str]]] = []
-    end = -1  # seq after the last joined run
-    for run in runs:
-        if run.first == end:
-            joined[-1][1].append(run.data)
-        else:
-            joined.append((run.first, [run.data]))
-        end = run.first + run.n
-    explicit = len(joined) > 1 and not conn.in_transaction
-    if explicit:
-        conn.execute("BEGIN IMMEDIATE")
-    now = time.time()
-    for first, parts in joined:
-        data = parts[0] if len(parts) == 1 else "[" + ",".join(p[1:-1] for p in parts) + "]"
-        conn.execute(_INSERT, (first, now, data))
-    if explicit:
-        conn.execute("COMMIT")
-    return 1
-
-
-class _Marks:
-    """Handler progress and completions waiting to be written (worker thread only)."""
-
-    def __init__(self, progress_rows: bool) -> None:
-        self.handled: list[tuple[int, str, str, float]] = []
-        self.complete: list[int] = []
-        #: the handled table may hold rows (else completing needs no clean-up there)
-        self.progress_rows = progress_rows
-        self._last = time.monotonic()
-
-    def __bool__(self) -> bool:
-        return bool(self.handled or self.complete)
-
-    def flush(self, conn: sqlite3.Connection, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self:
-            self._last = now
-            return
-        due = (
-            len(self.handled) + len(self.complete) >= _MARK_FLUSH_COUNT
-            or now - self._last >= MARK_FLUSH_INTERVAL
-        )
-        if not (force or due):
-            return
-        done = set(self.complete)
-        progress = [h[:3] for h in self.handled if h[0] not in done]  # progress of a completed entry is moot
-        at = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        if progress:
-            conn.execute(
-                "INSERT OR REPLACE INTO handled(seq, handler, outcome, at)"
-                " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-                " json_extract(value, '$[2]'), ? FROM json_each(?)",
-                (at, json.dumps(progress)),
-            )
-            self.progress_rows = True
-        if done:
-            # a small row per completion: far cheaper than rewriting each entry's row
-            seqs = json.dumps(sorted(done))
-            conn.execute(
-                "INSERT OR IGNORE INTO done(seq, at) SELECT value, ? FROM json_each(?)"
-                " WHERE EXISTS (SELECT 1 FROM journal WHERE journal.seq = value)",
-                (at, seqs),
-            )
-            if self.progress_rows:  # progress of a finished entry is no longer needed
-                conn.execute("DELETE FROM handled WHERE seq IN (SELECT value FROM json_each(?))", (seqs,))
-                self.progress_rows = conn.execute("SELECT 1 FROM handled LIMIT 1").fetchone() is not None
-        conn.execute("COMMIT")
-        self.handled.clear()
-        self.complete.clear()
-        self._last = now
 
 
 class _SizeBook:
@@ -829,8 +483,3 @@ def _fail_all(futs: list[asyncio.Future[Any]], exc: BaseException) -> None:
     for fut in futs:
         if not fut.done():
             fut.set_exception(exc)
-
-
-def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)

@@ -153,7 +153,7 @@ class _DeadLetterBase:
         if not isinstance(bus, EventBus):
             raise TypeError("replay() needs an EventBus; with AsyncEventBus use `await dlq.areplay(bus)`")
         entries = self._selected(ids)
-        return bus._call(self._replay_entries(bus.engine, entries, timeout))
+        return bus.call(functools.partial(self._replay_entries, bus.engine, entries, timeout))
 
     async def _replay_entries(
         self, bus: AsyncEventBus, entries: list[DeadLetterEntry], timeout: float | None

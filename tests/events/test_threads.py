@@ -1,14 +1,18 @@
-"""Publishing from 8 threads at once through the sync facade: nothing lost, no concurrent handling per key."""
+"""Publishing from other threads: 8 threads at once through the sync facade (nothing lost, no concurrent
+handling per key), and the engine's own `publish_threadsafe` (backpressure and errors reach the thread)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import defaultdict
 
-from _bus_helpers import make_event
+import pytest
+from _bus_helpers import make_event, wait_until
 
-from pywats_events import Event, EventBus, EventType
+from pywats_events import AsyncEventBus, BusStateError, Event, EventBus, EventType
+from pywats_events.testing import MemoryJournal
 
 THREADS = 8
 PER_THREAD = 500
@@ -60,3 +64,39 @@ def test_publish_from_8_threads():
     for v in seen["HOT"]:
         hot_by_thread[v // PER_THREAD].append(v)
     assert all(vals == sorted(vals) for vals in hot_by_thread.values())
+
+
+async def test_publish_threadsafe_resolves_once_there_is_room_and_reports_a_stopped_bus() -> None:
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(event: Event) -> None:
+        await release.wait()
+        handled.append(event.payload["i"])
+
+    bus = AsyncEventBus(max_in_flight=1, max_concurrency=1)
+    bus.subscribe(handle, [EventType.TEST_RESULT], name="slow")
+    await bus.start()
+    await bus.publish(make_event("U", 0))  # takes the only slot
+    second = await asyncio.to_thread(bus.publish_threadsafe, make_event("U", 1))
+    await wait_until(second.running)  # the loop has taken the call: no room, so it waits in line
+    assert not second.done()
+    release.set()
+    await asyncio.wrap_future(second)
+    await wait_until(lambda: handled == [0, 1])
+    assert (await bus.stop()).clean
+
+    late = await asyncio.to_thread(bus.publish_threadsafe, make_event("U", 2))
+    with pytest.raises(BusStateError):
+        await asyncio.wrap_future(late)
+
+
+async def test_publish_threadsafe_with_a_journal_resolves_once_the_event_is_appended() -> None:
+    journal = MemoryJournal()
+    bus = AsyncEventBus(journal=journal)
+    bus.subscribe(lambda e: None, [EventType.TEST_RESULT], name="noop")
+    await bus.start()
+    for i in range(3):
+        await asyncio.wrap_future(await asyncio.to_thread(bus.publish_threadsafe, make_event("U", i)))
+        assert len(journal.entries) == i + 1
+    assert (await bus.stop()).clean
