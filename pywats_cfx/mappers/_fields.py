@@ -1,0 +1,88 @@
+"""Event field values from CFX values, shared by the typed mappers and the lenient path so both agree."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from .._values import parse_datetime, parse_float
+
+__all__ = [
+    "WORK_RESULTS",
+    "earliest",
+    "fmt_dt",
+    "iso_date",
+    "latest",
+    "num_or_raw",
+    "split_designators",
+    "step_result",
+]
+
+_RESULT_NAMES = ("Passed", "Failed", "Error", "Aborted", "Skipped", "Unknown")
+_STEP_RESULTS = {v.lower(): v for v in _RESULT_NAMES} | {"pass": "Passed", "fail": "Failed"}
+#: WorkResult names by their lower-case spelling
+WORK_RESULTS = {v.lower(): v for v in ("Completed", "Failed", "Aborted", "Skipped")}
+
+
+def step_result(v: Any) -> str:
+    """A TestResult as its name: any case, ``pass`` / ``fail``, or the enum's number; else ``Unknown``."""
+    if isinstance(v, str):
+        return _STEP_RESULTS.get(v.lower(), "Unknown")
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 4:
+        return _RESULT_NAMES[v]
+    return "Unknown"
+
+
+_CANON_DT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+
+
+def fmt_dt(dt: datetime) -> str:
+    text = dt.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def iso_date(v: Any) -> str | None:
+    """A wire date as a timezone-aware ISO string: kept as sent when it already is one (offset, at most 6
+    fractional digits), else rewritten (a naive date is UTC); None when it is no date."""
+    if v is None:
+        return None
+    dt = parse_datetime(v)
+    if dt is None:
+        return None
+    if isinstance(v, str) and _CANON_DT.fullmatch(v) is not None:
+        return v
+    return fmt_dt(dt)
+
+
+_EPOCH_MIN = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _instant(text: str) -> datetime:
+    return parse_datetime(text) or _EPOCH_MIN
+
+
+def earliest(texts: list[str]) -> str | None:
+    return min(texts, key=_instant) if texts else None
+
+
+def latest(texts: list[str]) -> str | None:
+    return max(texts, key=_instant) if texts else None
+
+
+def num_or_raw(v: Any) -> float | str | bool | None:
+    """A number as float; a flag or non-numeric text as sent (an ExpectedValue need not be numeric)."""
+    if isinstance(v, bool):
+        return v
+    f = parse_float(v)
+    if f is not None:
+        return f
+    return v if isinstance(v, str) else None
+
+
+_CRD_SPLIT = re.compile(r"[,;\s]+")
+
+
+def split_designators(v: str) -> list[str]:
+    """``"R1, R2;C3"`` → ``["R1", "R2", "C3"]`` (CRDs is one string listing reference designators)."""
+    return [p for p in _CRD_SPLIT.split(v) if p]
