@@ -3,8 +3,9 @@
 Steps: peel framing/compression/BOM (`_wire`); on the ingest path (`decode`) try the typed decode of an
 SDK-shaped envelope straight from the bytes (`mappers.decode_typed`); otherwise take the lenient path:
 parse JSON with keys as sent (`_json`), split a batch array into envelopes, accept a bare MessageBody when a
-name is known (``$type``, caller, headers or topic), then map (`mapping`, which reads any key spelling). Whatever fails at any step becomes a
-`QuarantineRecord` with the raw bytes and a reason; the rest of a batch still yields its events.
+name is known (``$type``, caller, headers or topic), then map (`mapping`, which reads any key spelling).
+Whatever fails at any step becomes a `QuarantineRecord` with the raw bytes and a reason; the rest of a batch
+still yields its events.
 
 `decode` (the ingest hot path) drops the envelopes once mapped; `decode_messages` returns them with every key
 of the body in canonical spelling.

@@ -27,7 +27,7 @@ from pywats_events import Event, EventType
 from ._envelope import CFXEnvelope
 from ._json import canonical, canonicalize_tree
 from ._states import asset_state, state_name
-from ._values import parse_datetime, parse_float, parse_int, parse_resource_state, parse_str, type_name
+from ._values import parse_float, parse_int, parse_resource_state, parse_str, type_name
 from ._values import parse_timespan as _timespan
 from .mappers import MAPPED_MESSAGES, event_type_for
 from .mappers._context import NS as _NS
@@ -45,12 +45,12 @@ __all__ = ["MAPPED_MESSAGES", "NS", "MappingError", "event_id", "event_type_for"
 NS = _NS
 
 
-
 class MappingError(ValueError):
     """A message of a mapped type whose structure cannot be mapped (e.g. `TestedUnits` is not a list)."""
 
 
 # --------------------------------------------------------------------------- small coercions
+
 
 def _list(v: Any, what: str) -> list[Any]:
     if v is None:

@@ -82,7 +82,9 @@ MAPPERS: dict[str, MessageMapper] = {
     "CFX.Production.UnitsDisqualified": MessageMapper(
         EventType.UNIT_DISQUALIFIED, schema.UnitsDisqualified, map_units_disqualified
     ),
-    "CFX.Production.UnitsArrived": MessageMapper(EventType.UNITS_ARRIVED, schema.UnitsMoved, map_units_arrived),
+    "CFX.Production.UnitsArrived": MessageMapper(
+        EventType.UNITS_ARRIVED, schema.UnitsMoved, map_units_arrived
+    ),
     "CFX.Production.UnitsDeparted": MessageMapper(
         EventType.UNITS_DEPARTED, schema.UnitsMoved, map_units_departed
     ),

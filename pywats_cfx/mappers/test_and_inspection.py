@@ -219,11 +219,10 @@ def _result_payload(
     common: dict[str, Any],
     panel_serial: str | None,
 ) -> dict[str, Any]:
-    is_panel = isinstance(unit, InspectedPanel)
     return {
         **ctx.facts,
         "unit_serial": unit.unit_identifier or "",
-        "unit_position": None if is_panel else unit.unit_position_number,
+        "unit_position": None if isinstance(unit, InspectedPanel) else unit.unit_position_number,
         "panel_serial": panel_serial,
         "result": step_result(unit.overall_result),
         "kind": common["kind"],
@@ -244,7 +243,9 @@ def _result_payload(
     }
 
 
-def _common(b: UnitsTested | UnitsInspected, kind: str, method: str | None, op: Operator | None) -> dict[str, Any]:
+def _common(
+    b: UnitsTested | UnitsInspected, kind: str, method: str | None, op: Operator | None
+) -> dict[str, Any]:
     sampling = b.sampling_information
     return {
         "kind": kind,
