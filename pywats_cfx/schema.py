@@ -13,7 +13,7 @@ Dates stay text (the events keep an ISO date as sent); enums stay text (senders 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from msgspec import UNSET, UnsetType, field
@@ -134,6 +134,9 @@ class NumericValue(_CFX):
 class Measurement(_CFX, tag_field="$type"):
     """Base of the measurement kinds, told apart by ``$type`` (the SDK always writes it)."""
 
+    #: the ``$type`` without its assembly, as events name the measurement's source type
+    TYPE_NAME: ClassVar[str] = "CFX.Structures.Measurement"
+
     unique_identifier: str | None = None
     measurement_name: str | None = None
     time_recorded: str | None = None
@@ -144,15 +147,18 @@ class Measurement(_CFX, tag_field="$type"):
 
 
 class NumericMeasurement(Measurement, tag="CFX.Structures.NumericMeasurement, CFX"):
+    TYPE_NAME: ClassVar[str] = "CFX.Structures.NumericMeasurement"
     measured_value: NumericValue | None = None
 
 
 class BooleanMeasurement(Measurement, tag="CFX.Structures.BooleanMeasurement, CFX"):
+    TYPE_NAME: ClassVar[str] = "CFX.Structures.BooleanMeasurement"
     value: bool | None = None
     expected_value: bool | None = None
 
 
 class TextMeasurement(Measurement, tag="CFX.Structures.TextMeasurement, CFX"):
+    TYPE_NAME: ClassVar[str] = "CFX.Structures.TextMeasurement"
     value: str | None = None
     expected_value: str | None = None
 

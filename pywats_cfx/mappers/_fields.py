@@ -47,12 +47,10 @@ def iso_date(v: Any) -> str | None:
     fractional digits), else rewritten (a naive date is UTC); None when it is no date."""
     if v is None:
         return None
-    dt = parse_datetime(v)
-    if dt is None:
-        return None
     if isinstance(v, str) and _CANON_DT.fullmatch(v) is not None:
-        return v
-    return fmt_dt(dt)
+        return v if parse_datetime(v) is not None else None
+    dt = parse_datetime(v)
+    return fmt_dt(dt) if dt is not None else None
 
 
 _EPOCH_MIN = datetime.min.replace(tzinfo=timezone.utc)

@@ -61,8 +61,8 @@ def stage_name(s: Stage | str | None) -> str | None:
 
 
 def _measurement(m: AnyMeasurement, index: int) -> dict[str, Any]:
-    full_type = type_name(m.__struct_config__.tag)
-    short = full_type.rsplit(".", 1)[-1] if full_type else "Measurement"
+    full_type = m.TYPE_NAME
+    short = full_type.rsplit(".", 1)[-1]
     uid = m.unique_identifier or None
     out: dict[str, Any] = {
         "name": m.measurement_name or m.crds or uid or f"{short}_{index + 1}",
