@@ -13,7 +13,7 @@ Dates stay text (the events keep an ISO date as sent); enums stay text (senders 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType, field
@@ -66,11 +66,15 @@ class _CFX(msgspec.Struct, rename="pascal", forbid_unknown_fields=True, gc=False
     """Base of every CFX struct: PascalCase wire names, nothing unknown accepted, no GC tracking (acyclic)."""
 
 
-class Envelope(_CFX):
-    """The CFX envelope; the MessageBody is decoded in a second step, by the type its MessageName names."""
+_Body = TypeVar("_Body")
+
+
+class Envelope(_CFX, Generic[_Body]):
+    """The CFX envelope with its MessageBody as `_Body`: the body's struct when the MessageName is known
+    before decoding (one pass over the bytes), else `msgspec.Raw`, decoded by the name in a second step."""
 
     message_name: str
-    message_body: msgspec.Raw
+    message_body: _Body
     unique_id: str | None = field(default=None, name="UniqueID")
     time_stamp: str | None = None
     version: str | None = None

@@ -10,6 +10,7 @@ accept.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,10 +61,17 @@ class MessageMapper:
     event_type: EventType
     body_type: Any
     map: Callable[[MessageContext, Any], list[Event]]
+    #: the MessageBody alone, once the envelope has been read with the body as `msgspec.Raw`
     decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False, compare=False)
+    #: the envelope with this body, in one pass, when the MessageName could be read ahead
+    envelope_decoder: msgspec.json.Decoder[schema.Envelope[Any]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.body_type))
+        envelope: Any = schema.Envelope  # parametrized at run time by the body type
+        object.__setattr__(self, "envelope_decoder", msgspec.json.Decoder(envelope[self.body_type]))
 
 
 MAPPERS: dict[str, MessageMapper] = {
@@ -131,7 +139,9 @@ def event_type_for(message_name: str) -> EventType:
     return _BY_LOWER.get(message_name.lower(), EventType.PASSTHROUGH)
 
 
-_ENVELOPE = msgspec.json.Decoder(schema.Envelope)
+_ENVELOPE = msgspec.json.Decoder(schema.Envelope[msgspec.Raw])
+#: the MessageName where SDK senders write it, first in the envelope
+_LEADING_NAME = re.compile(rb'\A\s*\{\s*"MessageName"\s*:\s*"([A-Za-z0-9_.]{1,200})"')
 
 
 def _transaction_id(body: Any) -> str | None:
@@ -147,14 +157,26 @@ def decode_typed(text: bytes, *, topic: str | None, source_hint: str | None) -> 
     """Events for one SDK-shaped envelope of a mapped message, else None (the lenient path decides).
 
     Raises `msgspec.DecodeError` (any shape it does not know) or `NothingToMap`."""
-    env = _ENVELOPE.decode(text)
-    mapper = MAPPERS.get(env.message_name)
-    if mapper is None or not env.unique_id or env.time_stamp is None:
+    lead = _LEADING_NAME.match(text)
+    mapper = MAPPERS.get(lead.group(1).decode()) if lead is not None else None
+    if mapper is not None:  # envelope and body in one pass
+        env = mapper.envelope_decoder.decode(text)
+        if MAPPERS.get(env.message_name) is not mapper:  # a second MessageName key won
+            return None
+        body = env.message_body
+    else:
+        raw_env = _ENVELOPE.decode(text)
+        mapper = MAPPERS.get(raw_env.message_name)
+        if mapper is None:
+            return None
+        env, body = raw_env, None
+    if not env.unique_id or env.time_stamp is None:
         return None
     timestamp = parse_datetime(env.time_stamp)
     if timestamp is None:
         return None
-    body = mapper.decoder.decode(env.message_body)
+    if body is None:
+        body = mapper.decoder.decode(env.message_body)
     handle = env.source or source_hint
     if isinstance(body, dict):
         body = canonicalize_tree(body)

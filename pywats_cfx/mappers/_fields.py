@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
 from .._values import parse_datetime, parse_float
 
 __all__ = [
+    "STEP_RESULTS",
     "WORK_RESULTS",
+    "DateMemo",
     "earliest",
     "fmt_dt",
     "iso_date",
@@ -21,6 +24,9 @@ __all__ = [
 
 _RESULT_NAMES = ("Passed", "Failed", "Error", "Aborted", "Skipped", "Unknown")
 _STEP_RESULTS = {v.lower(): v for v in _RESULT_NAMES} | {"pass": "Passed", "fail": "Failed"}
+#: TestResult text (as the SDK writes it, or in lower case) and null → its name, for one lookup per value;
+#: other values go through `step_result`. Text keys only: `True == 1` must not find the name of result 1.
+STEP_RESULTS: dict[Any, str] = {None: "Unknown"} | _STEP_RESULTS | {v: v for v in _RESULT_NAMES}
 #: WorkResult names by their lower-case spelling
 WORK_RESULTS = {v.lower(): v for v in ("Completed", "Failed", "Aborted", "Skipped")}
 
@@ -54,6 +60,40 @@ def iso_date(v: Any) -> str | None:
 
 
 _EPOCH_MIN = datetime.min.replace(tzinfo=timezone.utc)
+_NO_DATE: tuple[str | None, datetime] = (None, _EPOCH_MIN)
+
+
+class DateMemo(dict[str | None, tuple[str | None, datetime]]):
+    """Per-message memo: wire date text → (`iso_date` of it, its instant for ordering; the earliest
+    instant when it is no date). A test result repeats its times in steps, measurements and conditions (the
+    ICT sample: 145 dates, 50 distinct), so each distinct text is parsed once; the memo lives as long as one
+    message, so nothing accumulates across messages. Keys are text or null only (hashable, like the
+    typed structs' date fields)."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str | None) -> tuple[str | None, datetime]:
+        out = _NO_DATE
+        if text is not None:
+            dt = None
+            if _canonical(text) is not None:
+                try:  # the C parser reads every canonical form from Python 3.11 on
+                    dt = _fromisoformat(text) if _FROMISO_Z else parse_datetime(text)
+                except ValueError:
+                    dt = parse_datetime(text)
+                if dt is not None:
+                    out = (text, dt)
+            else:
+                dt = parse_datetime(text)
+                if dt is not None:
+                    out = (fmt_dt(dt), dt)
+        self[text] = out
+        return out
+
+
+_canonical = _CANON_DT.fullmatch
+_fromisoformat = datetime.fromisoformat
+_FROMISO_Z = sys.version_info >= (3, 11)
 
 
 def _instant(text: str) -> datetime:
@@ -83,4 +123,6 @@ _CRD_SPLIT = re.compile(r"[,;\s]+")
 
 def split_designators(v: str) -> list[str]:
     """``"R1, R2;C3"`` → ``["R1", "R2", "C3"]`` (CRDs is one string listing reference designators)."""
+    if v.isalnum():  # one designator: the usual case, no split needed
+        return [v]
     return [p for p in _CRD_SPLIT.split(v) if p]

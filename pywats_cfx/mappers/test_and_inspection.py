@@ -7,6 +7,8 @@ inspections of its own (or when no unit is listed); units that share an identifi
 
 from __future__ import annotations
 
+from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from pywats_events import Event, EventType
@@ -33,11 +35,13 @@ from ..schema import (
     UnitsTested,
 )
 from ._context import MessageContext
-from ._fields import earliest, iso_date, latest, num_or_raw, split_designators, step_result
+from ._fields import STEP_RESULTS, DateMemo, num_or_raw, split_designators, step_result
 
 __all__ = ["map_units_inspected", "map_units_tested", "operator", "stage_name"]
 
 _NO_VALUE = NumericValue()
+_RESULTS = STEP_RESULTS
+_INSTANT = itemgetter(0)
 
 
 def operator(o: Operator | None) -> dict[str, Any] | None:
@@ -60,49 +64,68 @@ def stage_name(s: Stage | str | None) -> str | None:
     return s or None
 
 
-def _measurement(m: AnyMeasurement, index: int) -> dict[str, Any]:
-    full_type = m.TYPE_NAME
-    short = full_type.rsplit(".", 1)[-1]
-    uid = m.unique_identifier or None
-    out: dict[str, Any] = {
-        "name": m.measurement_name or m.crds or uid or f"{short}_{index + 1}",
-        "kind": "numeric",
-        "value": None,
-        "units": None,
-        "expected_value": None,
-        "expected_units": None,
-        "low_limit": None,
-        "low_limit_units": None,
-        "high_limit": None,
-        "high_limit_units": None,
-        "result": step_result(m.result),
-        "sequence": m.sequence,
-        "timestamp": iso_date(m.time_recorded),
-        "component_designators": [] if m.crds is None else split_designators(m.crds),
-        "measurement_id": uid,
-        "source_type": full_type,
-    }
-    if isinstance(m, NumericMeasurement):
-        v = m.measured_value or _NO_VALUE
-        out["value"] = v.value
-        out["units"] = v.value_units or None
-        out["expected_value"] = num_or_raw(v.expected_value)
-        out["expected_units"] = v.expected_value_units or None
-        out["low_limit"] = v.minimum_acceptable_value
-        out["low_limit_units"] = v.minimum_acceptable_value_units or None
-        out["high_limit"] = v.maximum_acceptable_value
-        out["high_limit_units"] = v.maximum_acceptable_value_units or None
-    elif isinstance(m, BooleanMeasurement):
-        out["kind"] = "boolean"
-        out["value"], out["expected_value"] = m.value, m.expected_value
-    else:
-        out["kind"] = "text"
-        out["value"], out["expected_value"] = m.value or None, m.expected_value or None
+def _measurements(ms: list[AnyMeasurement] | None, dates: DateMemo) -> list[dict[str, Any]]:
+    """The measurements' event fields, built in one loop (a step can hold hundreds of measurements)."""
+    out: list[dict[str, Any]] = []
+    if not ms:
+        return out
+    append = out.append
+    for i, m in enumerate(ms):
+        uid = m.unique_identifier or None
+        crds = m.crds
+        res = m.result
+        if isinstance(m, NumericMeasurement):
+            v = m.measured_value or _NO_VALUE
+            ev = v.expected_value
+            append(
+                {
+                    "name": m.measurement_name or crds or uid or f"NumericMeasurement_{i + 1}",
+                    "kind": "numeric",
+                    "value": v.value,
+                    "units": v.value_units or None,
+                    "expected_value": ev if ev is None or type(ev) is float else num_or_raw(ev),
+                    "expected_units": v.expected_value_units or None,
+                    "low_limit": v.minimum_acceptable_value,
+                    "low_limit_units": v.minimum_acceptable_value_units or None,
+                    "high_limit": v.maximum_acceptable_value,
+                    "high_limit_units": v.maximum_acceptable_value_units or None,
+                    "result": _RESULTS.get(res) or step_result(res),
+                    "sequence": m.sequence,
+                    "timestamp": dates[m.time_recorded][0],
+                    "component_designators": [] if crds is None else split_designators(crds),
+                    "measurement_id": uid,
+                    "source_type": NumericMeasurement.TYPE_NAME,
+                }
+            )
+            continue
+        value: bool | str | None
+        expected: bool | str | None
+        if isinstance(m, BooleanMeasurement):
+            kind, value, expected = "boolean", m.value, m.expected_value
+        else:
+            kind, value, expected = "text", m.value or None, m.expected_value or None
+        full_type = m.TYPE_NAME
+        append(
+            {
+                "name": m.measurement_name or crds or uid or f"{full_type.rsplit('.', 1)[-1]}_{i + 1}",
+                "kind": kind,
+                "value": value,
+                "units": None,
+                "expected_value": expected,
+                "expected_units": None,
+                "low_limit": None,
+                "low_limit_units": None,
+                "high_limit": None,
+                "high_limit_units": None,
+                "result": _RESULTS.get(res) or step_result(res),
+                "sequence": m.sequence,
+                "timestamp": dates[m.time_recorded][0],
+                "component_designators": [] if crds is None else split_designators(crds),
+                "measurement_id": uid,
+                "source_type": full_type,
+            }
+        )
     return out
-
-
-def _measurements(ms: list[AnyMeasurement] | None) -> list[dict[str, Any]]:
-    return [_measurement(m, i) for i, m in enumerate(ms or ())]
 
 
 def _designators(v: list[ComponentDesignator | str] | str | None) -> list[str]:
@@ -116,7 +139,7 @@ def _designators(v: list[ComponentDesignator | str] | str | None) -> list[str]:
     return out
 
 
-def _symptom(s: Symptom) -> dict[str, Any]:
+def _symptom(s: Symptom, dates: DateMemo) -> dict[str, Any]:
     return {
         "code": s.symptom_code or None,
         "category": s.symptom_category or None,
@@ -125,12 +148,12 @@ def _symptom(s: Symptom) -> dict[str, Any]:
         "status": s.status or None,
         "priority": s.priority,
         "components": _designators(s.components_of_interest),
-        "measurements": _measurements(s.related_measurements),
+        "measurements": _measurements(s.related_measurements, dates),
         "symptom_id": s.unique_identifier or None,
     }
 
 
-def _defect(d: Defect) -> dict[str, Any]:
+def _defect(d: Defect, dates: DateMemo) -> dict[str, Any]:
     coi = d.component_of_interest
     out: dict[str, Any] = {
         "code": d.defect_code or None,
@@ -142,8 +165,8 @@ def _defect(d: Defect) -> dict[str, Any]:
         "confidence": d.confidence_level,
         "verification": d.verification or None,
         "verification_detail": d.verification_detail or None,
-        "measurements": _measurements(d.related_measurements),
-        "symptoms": [_symptom(s) for s in d.related_symptoms or ()],
+        "measurements": _measurements(d.related_measurements, dates),
+        "symptoms": [_symptom(s, dates) for s in d.related_symptoms or ()],
         "defect_id": d.unique_identifier or None,
     }
     if d.defect_images:
@@ -151,7 +174,7 @@ def _defect(d: Defect) -> dict[str, Any]:
     return out
 
 
-def _condition(c: TestCondition) -> dict[str, Any]:
+def _condition(c: TestCondition, dates: DateMemo) -> dict[str, Any]:
     full_type = type_name(c.type)
     return {
         "kind": (full_type.rsplit(".", 1)[-1] if full_type else None) or c.kind or None,
@@ -159,47 +182,82 @@ def _condition(c: TestCondition) -> dict[str, Any]:
         "median": c.median_value,
         "minimum": c.min_value,
         "maximum": c.max_value,
-        "start": iso_date(c.start_time),
-        "end": iso_date(c.end_time),
+        "start": dates[c.start_time][0],
+        "end": dates[c.end_time][0],
     }
 
 
-def _step(
-    t: Test | Inspection,
-    name: str,
-    start: str | None,
-    end: str | None,
-    symptoms: list[Symptom] | None,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "result": step_result(t.result),
-        "start": iso_date(start),
-        "end": iso_date(end),
-        "procedure": t.test_procedure or None,
-        "comments": t.comments or None,
-        "error": t.error or None,
-        "measurements": _measurements(t.measurements),
-        "symptoms": [_symptom(s) for s in symptoms or ()],
-        "defects": [_defect(d) for d in t.defects_found or ()],
-        "conditions": [_condition(c) for c in t.test_conditions or ()],
-        "verification": t.verification or None,
-        "step_id": t.unique_identifier or None,
-    }
+class _Steps:
+    """A unit's step payloads and the span they cover: the earliest start and the latest end, compared
+    as instants (each date is parsed once per message, in the `DateMemo`)."""
+
+    __slots__ = ("dates", "ends", "starts", "steps")
+
+    def __init__(self, dates: DateMemo) -> None:
+        self.dates = dates
+        self.steps: list[dict[str, Any]] = []
+        self.starts: list[tuple[datetime, str]] = []
+        self.ends: list[tuple[datetime, str]] = []
+
+    def add(
+        self,
+        t: Test | Inspection,
+        name: str,
+        start_time: str | None,
+        end_time: str | None,
+        symptoms: list[Symptom] | None,
+    ) -> dict[str, Any]:
+        dates = self.dates
+        start, start_at = dates[start_time]
+        end, end_at = dates[end_time]
+        if start is not None:
+            self.starts.append((start_at, start))
+        if end is not None:
+            self.ends.append((end_at, end))
+        res = t.result
+        step = {
+            "name": name,
+            "result": _RESULTS.get(res) or step_result(res),
+            "start": start,
+            "end": end,
+            "procedure": t.test_procedure or None,
+            "comments": t.comments or None,
+            "error": t.error or None,
+            "measurements": _measurements(t.measurements, dates),
+            "symptoms": [_symptom(s, dates) for s in symptoms] if symptoms else [],
+            "defects": [_defect(d, dates) for d in t.defects_found] if t.defects_found else [],
+            "conditions": [_condition(c, dates) for c in t.test_conditions] if t.test_conditions else [],
+            "verification": t.verification or None,
+            "step_id": t.unique_identifier or None,
+        }
+        self.steps.append(step)
+        return step
+
+    def span(self) -> tuple[str | None, str | None]:
+        """(earliest start, latest end); the first one listed among equal instants."""
+        starts, ends = self.starts, self.ends
+        return (
+            min(starts, key=_INSTANT)[1] if starts else None,
+            max(ends, key=_INSTANT)[1] if ends else None,
+        )
 
 
-def _test(t: Test, index: int) -> dict[str, Any]:
-    name = t.test_name or f"Test {index + 1}"
-    return _step(t, name, t.test_start_time, t.test_end_time, t.symptoms_found)
+def _tests(tests: list[Test] | None, dates: DateMemo) -> _Steps:
+    steps = _Steps(dates)
+    for j, t in enumerate(tests or ()):
+        steps.add(t, t.test_name or f"Test {j + 1}", t.test_start_time, t.test_end_time, t.symptoms_found)
+    return steps
 
 
-def _inspection(t: Inspection, index: int) -> dict[str, Any]:
-    ref = t.ref_no
-    name = t.inspection_name or f"Inspection {ref if ref is not None else index + 1}"
-    out = _step(t, name, t.inspection_start_time, t.inspection_end_time, t.symptoms)
-    out["verification_detail"] = t.verification_detail or None
-    out["ref_no"] = ref
-    return out
+def _inspections(inspections: list[Inspection] | None, dates: DateMemo) -> _Steps:
+    steps = _Steps(dates)
+    for j, t in enumerate(inspections or ()):
+        ref = t.ref_no
+        name = t.inspection_name or f"Inspection {ref if ref is not None else j + 1}"
+        step = steps.add(t, name, t.inspection_start_time, t.inspection_end_time, t.symptoms)
+        step["verification_detail"] = t.verification_detail or None
+        step["ref_no"] = ref
+    return steps
 
 
 def _shared(identifiers: list[str | None]) -> set[str]:
@@ -215,16 +273,19 @@ def _shared(identifiers: list[str | None]) -> set[str]:
 def _result_payload(
     ctx: MessageContext,
     unit: TestedUnit | InspectedUnit | InspectedPanel,
-    steps: list[dict[str, Any]],
+    found: _Steps,
     common: dict[str, Any],
     panel_serial: str | None,
 ) -> dict[str, Any]:
+    steps = found.steps
+    start, end = found.span()
+    res = unit.overall_result
     return {
         **ctx.facts,
         "unit_serial": unit.unit_identifier or "",
         "unit_position": None if isinstance(unit, InspectedPanel) else unit.unit_position_number,
         "panel_serial": panel_serial,
-        "result": step_result(unit.overall_result),
+        "result": _RESULTS.get(res) or step_result(res),
         "kind": common["kind"],
         "method": common["method"],
         "tests": steps,
@@ -233,8 +294,8 @@ def _result_payload(
         "operator": common["operator"],
         "recipe": common["recipe"],
         "recipe_revision": common["recipe_revision"],
-        "start": earliest([s["start"] for s in steps if s["start"]]),
-        "end": latest([s["end"] for s in steps if s["end"]]),
+        "start": start,
+        "end": end,
         "lane": common["lane"],
         "stage": common["stage"],
         "sampling": common["sampling"],
@@ -263,10 +324,11 @@ def map_units_tested(ctx: MessageContext, b: UnitsTested) -> list[Event]:
     units = b.tested_units or []
     common = _common(b, "test", b.test_method, b.tester)
     shared = _shared([u.unit_identifier for u in units])
+    dates = DateMemo()
     events = []
     for i, u in enumerate(units):
         serial = u.unit_identifier or ""
-        steps = [_test(t, j) for j, t in enumerate(u.tests or ())]
+        steps = _tests(u.tests, dates)
         payload = _result_payload(ctx, u, steps, common, serial if serial in shared else None)
         events.append(ctx.event(EventType.TEST_RESULT, payload, i, serial or None))
     return events
@@ -280,10 +342,11 @@ def map_units_inspected(ctx: MessageContext, b: UnitsInspected) -> list[Event]:
     shared = _shared([u.unit_identifier for u in records])
     if panel is not None and (not records or panel.inspections):
         records.append(panel)
+    dates = DateMemo()
     events = []
     for i, u in enumerate(records):
         serial = u.unit_identifier or ""
-        steps = [_inspection(t, j) for j, t in enumerate(u.inspections or ())]
+        steps = _inspections(u.inspections, dates)
         if isinstance(u, InspectedPanel):
             payload = _result_payload(ctx, u, steps, common, None)
         else:
