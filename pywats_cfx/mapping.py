@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from pywats_events import Event, EventType
@@ -32,12 +33,11 @@ from ._values import parse_timespan as _timespan
 from .mappers import MAPPED_MESSAGES, event_type_for
 from .mappers._context import NS as _NS
 from .mappers._context import MessageContext, event_id
+from .mappers._fields import STEP_RESULTS as _STEP_RESULTS
 from .mappers._fields import WORK_RESULTS as _WORK_RESULTS
-from .mappers._fields import earliest as _earliest
+from .mappers._fields import DateMemo, split_designators
 from .mappers._fields import iso_date as _dt
-from .mappers._fields import latest as _latest
 from .mappers._fields import num_or_raw as _num_or_raw
-from .mappers._fields import split_designators
 from .mappers._fields import step_result as _step_result
 
 __all__ = ["MAPPED_MESSAGES", "NS", "MappingError", "event_id", "event_type_for", "map_envelope"]
@@ -129,7 +129,55 @@ def _type(v: Any) -> tuple[str | None, str | None]:
     return full, full.rsplit(".", 1)[-1] if full else None
 
 
-def _measurement(m: Any, index: int) -> dict[str, Any]:
+_NUMERIC_VALUE = itemgetter(*_NUMERIC_VALUE_KEYS)
+#: every property of a NumericMeasurement as the SDK writes it (nulls included), fetched in one call
+_SDK_NUMERIC = itemgetter(
+    "$type",
+    "MeasuredValue",
+    "UniqueIdentifier",
+    "MeasurementName",
+    "TimeRecorded",
+    "Sequence",
+    "Result",
+    "CRDs",
+)
+_SDK_NUMERIC_TYPE = "CFX.Structures.NumericMeasurement, CFX"
+
+
+def _sdk_numeric(m: Any, index: int, dates: DateMemo) -> dict[str, Any] | None:
+    """A NumericMeasurement as the SDK writes it (exactly its 8 properties and the NumericValue's 8, so every
+    key is canonical), else None. The common shape inside a message the typed path refused for another
+    reason (a vendor property elsewhere, a batch): the same fields as `_measurement`, without respelling
+    keys or guessing the kind."""
+    try:
+        tname, mv, uid, name, ts, seq, res, crds = _SDK_NUMERIC(m)
+        if tname != _SDK_NUMERIC_TYPE or len(m) != 8 or type(mv) is not dict or len(mv) != 8:
+            return None
+        v, units, ev, expected_units, low, low_units, high, high_units = _NUMERIC_VALUE(mv)
+    except (KeyError, TypeError):  # TypeError: not an object, or an unhashable $type
+        return None
+    uid = _s(uid)
+    return {
+        "name": _s(name) or _s(crds) or uid or f"NumericMeasurement_{index + 1}",
+        "kind": "numeric",
+        "value": v if type(v) is float and v - v == 0.0 else parse_float(v),
+        "units": _s(units),
+        "expected_value": ev if type(ev) is float and ev - ev == 0.0 else _num_or_raw(ev),
+        "expected_units": _s(expected_units),
+        "low_limit": low if type(low) is float and low - low == 0.0 else parse_float(low),
+        "low_limit_units": _s(low_units),
+        "high_limit": high if type(high) is float and high - high == 0.0 else parse_float(high),
+        "high_limit_units": _s(high_units),
+        "result": (_STEP_RESULTS.get(res) if type(res) is str else None) or _step_result(res),
+        "sequence": seq if type(seq) is int else parse_int(seq),
+        "timestamp": dates[ts][0] if type(ts) is str else _dt(ts),
+        "component_designators": [] if crds is None else _designators(crds),
+        "measurement_id": uid,
+        "source_type": "CFX.Structures.NumericMeasurement",
+    }
+
+
+def _measurement(m: Any, index: int, dates: DateMemo) -> dict[str, Any]:
     """Any measurement shape; without ``$type`` the kind follows from the properties present."""
     m = canonical(_obj(m, "Measurement"))
     get = m.get
@@ -183,7 +231,7 @@ def _measurement(m: Any, index: int) -> dict[str, Any]:
         "high_limit_units": high_units,
         "result": _step_result(get("Result")),
         "sequence": parse_int(seq),
-        "timestamp": _dt(ts),
+        "timestamp": dates[ts][0] if type(ts) is str else _dt(ts),
         "component_designators": [] if crds is None else _designators(crds),
         "measurement_id": uid,
         "source_type": tname,
@@ -193,14 +241,16 @@ def _measurement(m: Any, index: int) -> dict[str, Any]:
     return out
 
 
-def _measurements(v: Any) -> list[dict[str, Any]]:
+def _measurements(v: Any, dates: DateMemo) -> list[dict[str, Any]]:
     if not v:
         if v is None or type(v) is list:
             return []
-    return [_measurement(m, i) for i, m in enumerate(_list(v, "Measurements"))]
+    return [
+        _sdk_numeric(m, i, dates) or _measurement(m, i, dates) for i, m in enumerate(_list(v, "Measurements"))
+    ]
 
 
-def _symptom(s: Any) -> dict[str, Any]:
+def _symptom(s: Any, dates: DateMemo) -> dict[str, Any]:
     s = canonical(_obj(s, "Symptom"))
     return {
         "code": parse_str(s.get("SymptomCode")),
@@ -210,18 +260,18 @@ def _symptom(s: Any) -> dict[str, Any]:
         "status": parse_str(s.get("Status")),
         "priority": parse_int(s.get("Priority")),
         "components": _designators(s.get("ComponentsOfInterest")),
-        "measurements": _measurements(s.get("RelatedMeasurements")),
+        "measurements": _measurements(s.get("RelatedMeasurements"), dates),
         "symptom_id": parse_str(s.get("UniqueIdentifier")),
     }
 
 
-def _symptoms(v: Any) -> list[dict[str, Any]]:
+def _symptoms(v: Any, dates: DateMemo) -> list[dict[str, Any]]:
     if not v and (v is None or type(v) is list):
         return []
-    return [_symptom(s) for s in _list(v, "Symptoms")]
+    return [_symptom(s, dates) for s in _list(v, "Symptoms")]
 
 
-def _defect(d: Any) -> dict[str, Any]:
+def _defect(d: Any, dates: DateMemo) -> dict[str, Any]:
     d = canonical(_obj(d, "Defect"))
     coi = d.get("ComponentOfInterest")
     out = {
@@ -236,8 +286,8 @@ def _defect(d: Any) -> dict[str, Any]:
         "confidence": parse_float(d.get("ConfidenceLevel")),
         "verification": parse_str(d.get("Verification")),
         "verification_detail": parse_str(d.get("VerificationDetail")),
-        "measurements": _measurements(d.get("RelatedMeasurements")),
-        "symptoms": _symptoms(d.get("RelatedSymptoms")),
+        "measurements": _measurements(d.get("RelatedMeasurements"), dates),
+        "symptoms": _symptoms(d.get("RelatedSymptoms"), dates),
         "defect_id": parse_str(d.get("UniqueIdentifier")),
     }
     images = d.get("DefectImages")
@@ -246,13 +296,13 @@ def _defect(d: Any) -> dict[str, Any]:
     return out
 
 
-def _defects(v: Any) -> list[dict[str, Any]]:
+def _defects(v: Any, dates: DateMemo) -> list[dict[str, Any]]:
     if not v and (v is None or type(v) is list):
         return []
-    return [_defect(d) for d in _list(v, "Defects")]
+    return [_defect(d, dates) for d in _list(v, "Defects")]
 
 
-def _condition(c: Any) -> dict[str, Any]:
+def _condition(c: Any, dates: DateMemo) -> dict[str, Any]:
     c = canonical(_obj(c, "TestCondition"))
     short = _type(c.get("$type"))[1]
     return {
@@ -261,12 +311,26 @@ def _condition(c: Any) -> dict[str, Any]:
         "median": parse_float(c.get("MedianValue")),
         "minimum": parse_float(c.get("MinValue")),
         "maximum": parse_float(c.get("MaxValue")),
-        "start": _dt(c.get("StartTime")),
-        "end": _dt(c.get("EndTime")),
+        "start": _date(dates, c.get("StartTime")),
+        "end": _date(dates, c.get("EndTime")),
     }
 
 
-def _step(t: Any, index: int, inspection: bool) -> dict[str, Any]:
+def _date(dates: DateMemo, v: Any) -> str | None:
+    """`iso_date` of a wire value, each distinct text parsed once per message (JSON gives dates as text)."""
+    return dates[v][0] if type(v) is str else _dt(v)
+
+
+def _earliest(texts: list[str], dates: DateMemo) -> str | None:
+    """The earliest of the dates a step list carries (their texts are keys of the message's memo too)."""
+    return min(texts, key=lambda text: dates[text][1]) if texts else None
+
+
+def _latest(texts: list[str], dates: DateMemo) -> str | None:
+    return max(texts, key=lambda text: dates[text][1]) if texts else None
+
+
+def _step(t: Any, index: int, inspection: bool, dates: DateMemo) -> dict[str, Any]:
     t = canonical(_obj(t, "Inspection" if inspection else "Test"))
     get = t.get
     if inspection:
@@ -284,15 +348,17 @@ def _step(t: Any, index: int, inspection: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": name,
         "result": _step_result(get("Result")),
-        "start": _dt(start),
-        "end": _dt(end),
+        "start": _date(dates, start),
+        "end": _date(dates, end),
         "procedure": parse_str(get("TestProcedure")),
         "comments": parse_str(get("Comments")),
         "error": parse_str(get("Error")),
-        "measurements": _measurements(get("Measurements")),
-        "symptoms": _symptoms(symptoms),
-        "defects": _defects(get("DefectsFound")),
-        "conditions": [_condition(c) for c in _list(conditions, "TestConditions")] if conditions else [],
+        "measurements": _measurements(get("Measurements"), dates),
+        "symptoms": _symptoms(symptoms, dates),
+        "defects": _defects(get("DefectsFound"), dates),
+        "conditions": [_condition(c, dates) for c in _list(conditions, "TestConditions")]
+        if conditions
+        else [],
         "verification": _s(get("Verification")),
         "step_id": parse_str(get("UniqueIdentifier")),
     }
@@ -373,6 +439,7 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
         "sampling": canonicalize_tree(sampling) if isinstance(sampling, dict) else None,
     }
     event_type = EventType.INSPECTION_RESULT if inspection else EventType.TEST_RESULT
+    dates = DateMemo()
     records: list[tuple[dict[str, Any], bool]] = [(_obj(u, units_key[:-1]), False) for u in units]
     if panel is not None and (not records or _list(panel.get("Inspections"), "Inspections")):
         records.append((panel, True))
@@ -380,7 +447,7 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
     for i, (u, is_panel) in enumerate(records):
         serial = _unit_serial(u)
         steps = [
-            _step(t, j, inspection)
+            _step(t, j, inspection, dates)
             for j, t in enumerate(_list(u.get("Inspections" if inspection else "Tests"), "Tests"))
         ]
         payload = {
@@ -397,8 +464,8 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
             "operator": common["operator"],
             "recipe": common["recipe"],
             "recipe_revision": common["recipe_revision"],
-            "start": _earliest([s["start"] for s in steps if s["start"]]),
-            "end": _latest([s["end"] for s in steps if s["end"]]),
+            "start": _earliest([s["start"] for s in steps if s["start"]], dates),
+            "end": _latest([s["end"] for s in steps if s["end"]], dates),
             "lane": parse_int(b.get("Lane")),
             "stage": _stage_name(b.get("Stage")),
             "sampling": common["sampling"],
