@@ -1,11 +1,16 @@
 """CFX ingest: raw aio-pika consume+ack vs CFXTransport → codec → mapping → AsyncEventBus → no-op handler.
 
-One run publishes N realistic gzipped UnitsTested envelopes (unique serial and UniqueID each, SDK routing key)
-to a fresh topic exchange bound to two queues, so both consumers get the very same messages; it then drains
-queue A with a bare aio-pika consumer that only acks, and queue B with the full pipeline (ack after the bus
-accepted, i.e. after the no-op handler ran). Both use the same prefetch. Prints both rates and the ratio.
+One run publishes N gzipped envelopes to a fresh topic exchange bound to several queues, so every consumer
+gets the very same messages; it then drains queue A with a bare aio-pika consumer that only acks, and queue B
+with the full pipeline (ack after the bus accepted, i.e. after the no-op handler ran). Both use the same
+prefetch. Prints both rates and the ratio.
 
-    python bench/cfx_ingest.py [--count 20000] [--prefetch 128] [--profile] [--url amqp://guest:guest@127.0.0.1/]
+Modes: ``ict`` sends the bundled 44 KB ICT UnitsTested (unique serial and UniqueID each); ``mixed`` sends the
+line simulator's traffic (`samples/line_simulator.py`: WorkStarted, a small UnitsTested and WorkCompleted
+per unit, faults with their state changes), each with its own SDK routing key.
+
+    python bench/cfx_ingest.py [--mode ict|mixed] [--count 20000] [--prefetch 128] [--profile]
+                               [--url amqp://guest:guest@127.0.0.1/]
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import gzip
 import io
 import json
 import pstats
+import sys
 import time
 import uuid
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -127,23 +135,47 @@ class _EnvelopeOnlyCodec:
         return DecodeResult(events=[Event(event_type=EventType.TEST_RESULT, payload={}, metadata=meta)])
 
 
-def _messages(count: int) -> list[aio_pika.Message]:
+#: (message, routing key) as an SDK endpoint publishes it
+Outgoing = tuple[aio_pika.Message, str]
+
+
+def _message(env: dict[str, Any]) -> Outgoing:
+    encoded = encode_envelope(env, compress=True)
+    kwargs = encoded.message_kwargs()
+    message = aio_pika.Message(**kwargs, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+    return message, encoded.routing_key
+
+
+def _ict_messages(count: int) -> list[Outgoing]:
     template = _sample_envelope()
-    routing = f"{template.get('Source') or HANDLE}.{template['MessageName']}"
     out = []
     for i in range(count):
         env = copy.deepcopy(template)
         env["UniqueID"] = str(uuid.uuid4())
         for u in env["MessageBody"].get("TestedUnits") or []:
             u["UnitIdentifier"] = f"PCB{i:07d}-{u.get('UnitPositionNumber', 1)}"
-        encoded = encode_envelope(env, compress=True)
-        kwargs = encoded.message_kwargs()
-        out.append(aio_pika.Message(**kwargs, delivery_mode=aio_pika.DeliveryMode.PERSISTENT))
-    assert routing
+        out.append(_message(env))
     return out
 
 
-async def _publish(url: str, exchange_name: str, messages: list[aio_pika.Message], routing_key: str) -> None:
+def _mixed_messages(count: int) -> list[Outgoing]:
+    """The line simulator's traffic from three stations, faults more often than its default (0.02)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
+    from line_simulator import LineSimulator, Station
+
+    stations = [Station(handle=f"Acme.ICT.SN{1000 + i}") for i in range(3)]
+    sim = LineSimulator(stations, fail_rate=0.05, fault_rate=0.05, seed=7)
+    out = [_message(env) for env in sim.announcements()]
+    while len(out) < count:
+        out += [_message(env) for env in sim.unit()]
+    return out[:count]
+
+
+def _message_name(routing_key: str) -> str:
+    return routing_key[routing_key.index(".CFX.") + 1 :]
+
+
+async def _publish(url: str, exchange_name: str, messages: list[Outgoing]) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
@@ -151,7 +183,7 @@ async def _publish(url: str, exchange_name: str, messages: list[aio_pika.Message
         batch = 500
         for start in range(0, len(messages), batch):
             await asyncio.gather(
-                *(exchange.publish(m, routing_key=routing_key) for m in messages[start : start + batch])
+                *(exchange.publish(m, routing_key=key) for m, key in messages[start : start + batch])
             )
 
 
@@ -215,7 +247,7 @@ async def _pipeline(
     )
     transport = CFXTransport(config, codec=codec or CFXCodec())
     bus = AsyncEventBus(max_in_flight=max(prefetch * 4, 1000), max_concurrency=64)
-    bus.subscribe(noop, [EventType.TEST_RESULT])
+    bus.subscribe(noop, list(EventType))
     bus.register_transport(transport)
     await bus.start()
     # Timed from the first delivery, like the raw consumer.
@@ -235,12 +267,12 @@ async def _pipeline(
     return count / elapsed, cpu_us, transport
 
 
-def _codec_only(messages: list[aio_pika.Message], routing_key: str) -> tuple[float, float]:
+def _codec_only(messages: list[Outgoing]) -> tuple[float, float]:
     codec = CFXCodec()
     headers = {"content-encoding": "gzip"}
     sample = messages[: min(2000, len(messages))]
     started, cpu0 = time.perf_counter(), time.process_time()
-    for m in sample:
+    for m, routing_key in sample:
         codec.decode(m.body, headers, routing_key)
     return len(sample) / (time.perf_counter() - started), (time.process_time() - cpu0) / len(sample) * 1e6
 
@@ -250,6 +282,7 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--mode", choices=("ict", "mixed"), default="ict", help="the traffic (see above)")
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--prefetch", type=int, default=128)
     parser.add_argument("--profile", action="store_true", help="cProfile the pipeline phase")
@@ -267,13 +300,13 @@ async def main() -> None:
     exchange_name, raw_q, pipe_q = f"bench.cfx.{run}", f"bench.raw.{run}", f"bench.pipeline.{run}"
     bare_q = f"bench.bare.{run}"
     queues = (raw_q, pipe_q, bare_q)
-    template = _sample_envelope()
-    routing_key = f"{template.get('Source') or HANDLE}.{template['MessageName']}"
-    print(f"building {args.count} gzipped {template['MessageName']} envelopes ...")
-    messages = _messages(args.count)
-    size = sum(len(m.body) for m in messages) / len(messages)
-    raw_size = len(gzip.decompress(messages[0].body))
-    print(f"  {size:.0f} bytes gzipped on average ({raw_size} bytes JSON)")
+    print(f"building {args.count} gzipped envelopes ({args.mode}) ...")
+    messages = _mixed_messages(args.count) if args.mode == "mixed" else _ict_messages(args.count)
+    size = sum(len(m.body) for m, _ in messages) / len(messages)
+    raw_size = sum(len(gzip.decompress(m.body)) for m, _ in messages) / len(messages)
+    print(f"  {size:.0f} bytes gzipped on average ({raw_size:.0f} bytes JSON)")
+    names = Counter(_message_name(key).rsplit(".", 1)[-1] for _, key in messages)
+    print("  " + ", ".join(f"{n} {name}" for name, n in names.most_common()))
 
     connection = await aio_pika.connect(args.url)
     async with connection:
@@ -283,10 +316,10 @@ async def main() -> None:
         )
         for name in queues:
             queue = await channel.declare_queue(name, durable=True)
-            await queue.bind(exchange, routing_key=f"#.{template['MessageName']}")
+            await queue.bind(exchange, routing_key="#")
         try:
             started = time.perf_counter()
-            await _publish(args.url, exchange_name, messages, routing_key)
+            await _publish(args.url, exchange_name, messages)
             print(f"published to {len(queues)} queues in {time.perf_counter() - started:.1f} s")
 
             raw_rate, raw_cpu = await _raw(args.url, raw_q, args.count, args.prefetch)
@@ -313,7 +346,7 @@ async def main() -> None:
                 f"{label}: {bare_rate:8.0f} msg/s  {bare_cpu:7.0f} us CPU/msg"
                 f" (ratio {bare_rate / raw_rate:.2f} wall, {raw_cpu / bare_cpu:.2f} CPU)"
             )
-            codec_rate, codec_cpu = _codec_only(messages, routing_key)
+            codec_rate, codec_cpu = _codec_only(messages)
             print(
                 f"    CFX codec alone (decode+map)        : {codec_rate:8.0f} msg/s  "
                 f"{codec_cpu:7.0f} us CPU/msg"

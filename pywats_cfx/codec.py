@@ -1,9 +1,11 @@
 """`CFXCodec`: bytes from a broker → CFX envelopes → domain events; never raises.
 
-Steps: peel framing/compression/BOM (`_wire`), parse JSON with keys as sent (`_json`), split a batch array
-into envelopes, accept a bare MessageBody when a name is known (``$type``, caller, headers or topic), then map
-(`mapping`, which fixes key spelling only on the objects it reads). Whatever fails at any step becomes a
-`QuarantineRecord` with the raw bytes and a reason; the rest of a batch still yields its events.
+Steps: peel framing/compression/BOM (`_wire`); on the ingest path (`decode`) try the typed decode of an
+SDK-shaped envelope straight from the bytes (`mappers.decode_typed`); otherwise take the lenient path:
+parse JSON with keys as sent (`_json`), split a batch array into envelopes, accept a bare MessageBody when a
+name is known (``$type``, caller, headers or topic), then map (`mapping`, which reads any key spelling).
+Whatever fails at any step becomes a `QuarantineRecord` with the raw bytes and a reason; the rest of a batch
+still yields its events.
 
 `decode` (the ingest hot path) drops the envelopes once mapped; `decode_messages` returns them with every key
 of the body in canonical spelling.
@@ -29,6 +31,7 @@ from ._envelope import CFXEnvelope
 from ._message_name import message_name_problem
 from ._values import is_naive_datetime, parse_datetime, parse_str, type_name
 from ._wire import DecodeLimits, WireError, unwrap
+from .mappers import decode_typed
 from .mapping import MappingError, map_envelope
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
 _ENVELOPE_KEYS = frozenset(
     ("MessageName", "Version", "TimeStamp", "UniqueID", "Source", "Target", "RequestID")
 )
+#: the envelope slot of a `DecodedMessage` from the typed path (`decode` keeps only the events)
+_TYPED = CFXEnvelope(message_name="", body={})
 _ID_NS = uuid.UUID("0b5e2f4e-7f0c-4f55-a3b6-1f2d8c9e0a11")
 
 #: maps a topic / routing key to (message name, sender handle); either may be None
@@ -127,7 +132,7 @@ class CFXCodec:
         """Events for every decodable envelope, a `QuarantineRecord` for every part that is not.
         Never raises."""
         try:
-            messages, quarantined = self._decode(body, headers, topic, None, False)
+            messages, quarantined = self._decode(body, headers, topic, None, False, typed=True)
             if len(messages) == 1:
                 return DecodeResult(events=messages[0].events, quarantined=quarantined)
             return DecodeResult(events=[e for m in messages for e in m.events], quarantined=quarantined)
@@ -158,6 +163,8 @@ class CFXCodec:
         topic: str | None,
         message_name: str | None,
         canonical_envelopes: bool,
+        *,
+        typed: bool = False,
     ) -> tuple[list[DecodedMessage], list[QuarantineRecord]]:
         if not isinstance(body, (bytes, bytearray, memoryview)):
             return [], [self._record(b"", f"body is {type(body).__name__}, not bytes", headers, topic)]
@@ -168,6 +175,12 @@ class CFXCodec:
             return [], [self._record(body, str(exc), headers, topic)]
         if not text.strip():
             return [], [self._record(body, "empty message body", headers, topic)]
+        topic_name, topic_handle = self._topic_hints(topic)
+        handle_hint = _header(headers, "cfx-handle") or topic_handle
+        if typed:
+            events = self._decode_typed(text, topic, handle_hint)
+            if events:
+                return [DecodedMessage(_TYPED, events)], []
         try:
             doc = _json.parse(text)
         except UnicodeDecodeError as exc:
@@ -188,13 +201,6 @@ class CFXCodec:
         except (ValueError, RecursionError) as exc:
             return [], [self._record(body, f"invalid JSON: {exc}", headers, topic)]
 
-        topic_name, topic_handle = (None, None)
-        if topic:
-            try:
-                topic_name, topic_handle = self.topic_parser(topic)
-            except Exception:  # a faulty custom parser degrades to "no topic hint"
-                topic_name, topic_handle = None, None
-        handle_hint = _header(headers, "cfx-handle") or topic_handle
         received = self._clock()
 
         messages: list[DecodedMessage] = []
@@ -262,6 +268,22 @@ class CFXCodec:
         return messages
 
     # ------------------------------------------------------------------ internals
+
+    def _topic_hints(self, topic: str | None) -> tuple[str | None, str | None]:
+        if not topic:
+            return None, None
+        try:
+            return self.topic_parser(topic)
+        except Exception:  # a faulty custom parser degrades to "no topic hint"
+            return None, None
+
+    @staticmethod
+    def _decode_typed(text: bytes, topic: str | None, handle_hint: str | None) -> list[Event] | None:
+        """The typed path's events, or None when the lenient path must decide (any refusal, any failure)."""
+        try:
+            return decode_typed(text, topic=topic, source_hint=handle_hint)
+        except Exception:  # the lenient path reads it or quarantines it with the reason
+            return None
 
     def _envelope(
         self,

@@ -1,49 +1,48 @@
-"""CFX messages → pywats_events domain events.
+"""The lenient path: CFX messages of any shape (as dicts) → pywats_events domain events.
 
-One event per unit where a message covers several units (a panel or carrier), so WATS gets one report per
-serial and per-unit ordering holds. Payloads are built directly in the JSON shape of the
-`pywats_events.payloads` models (what ``Model(...).model_dump(mode="json")`` yields, key for key) because
-this runs on the ingest hot path; consumers read them with ``TestResultEvent.model_validate(event.payload)``.
-The codec hands bodies over with keys as sent: test and inspection results fix key spelling per object they
-read (`canonical`, usually a no-op check), other messages canonicalize the whole body first (they are small).
+The codec's hot path decodes SDK-shaped messages straight into typed structs (`pywats_cfx.mappers`); what
+that path refuses comes here: keys in other cases, numbers as text, placeholders such as ``"string"`` in
+number fields, flattened NumericValues, measurements without ``$type``, vendor properties, bare bodies,
+batches. Every value is read with the lenient parsers of `_values` and the field helpers the typed mappers
+use, so both paths yield the same events for what both accept (tests/cfx/test_strict_lenient.py).
 
-Conventions:
-- `metadata.timestamp` is the envelope TimeStamp (when it happened); a naive TimeStamp is taken as UTC and
+Payloads are built in the JSON shape of the `pywats_events.payloads` models; consumers read them with
+``TestResultEvent.model_validate(event.payload)``. Conventions (shared with the typed mappers):
+- `metadata.timestamp` is the envelope TimeStamp; a naive TimeStamp is taken as UTC and
   ``extras["timestamp_assumed_utc"]`` says so; without any TimeStamp the receive time is used and
   ``extras["timestamp_missing"]`` says so.
 - `causation_id` = UniqueID, `correlation_id` = TransactionID (else UniqueID), `ordering_key` = unit serial
-  for unit events, else the sender's handle.
-- Event ids are derived from UniqueID (+ unit index), so a redelivered message yields the same event ids.
-- A unit-level `defects` / `symptoms` list is the union of those found in the unit's tests or inspections.
-- Messages without units (a WorkCompleted that only names its TransactionID) yield one event whose
-  `unit_serial` is the PrimaryIdentifier / HermesIdentifier, or ``""`` when the sender gave none: correlate
-  by `transaction_id`.
+  for unit events, else the sender's handle; event ids derive from UniqueID (+ unit index).
 - Valid messages without a mapping become `EventType.PASSTHROUGH` events carrying the body.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
-from itertools import chain as _chain
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from pywats_events import Event, EventMetadata, EventType
+from pywats_events import Event, EventType
 
 from ._envelope import CFXEnvelope
 from ._json import canonical, canonicalize_tree
 from ._states import asset_state, state_name
-from ._values import parse_datetime, parse_float, parse_int, parse_resource_state, parse_str, type_name
+from ._values import parse_float, parse_int, parse_resource_state, parse_str, type_name
 from ._values import parse_timespan as _timespan
+from .mappers import MAPPED_MESSAGES, event_type_for
+from .mappers._context import NS as _NS
+from .mappers._context import MessageContext, event_id
+from .mappers._fields import STEP_RESULTS as _STEP_RESULTS
+from .mappers._fields import WORK_RESULTS as _WORK_RESULTS
+from .mappers._fields import DateMemo, split_designators
+from .mappers._fields import iso_date as _dt
+from .mappers._fields import num_or_raw as _num_or_raw
+from .mappers._fields import step_result as _step_result
 
-__all__ = ["MAPPED_MESSAGES", "MappingError", "event_id", "event_type_for", "map_envelope"]
+__all__ = ["MAPPED_MESSAGES", "NS", "MappingError", "event_id", "event_type_for", "map_envelope"]
 
-_UTC = timezone.utc
-_NS = uuid.UUID("6f1d3c52-8a43-4c0e-9b1e-2f6f3c1a7e55")
+NS = _NS
 
 
 class MappingError(ValueError):
@@ -51,76 +50,6 @@ class MappingError(ValueError):
 
 
 # --------------------------------------------------------------------------- small coercions
-
-_STEP_RESULTS = {v.lower(): v for v in ("Passed", "Failed", "Error", "Aborted", "Skipped", "Unknown")}
-_STEP_RESULTS.update({"pass": "Passed", "fail": "Failed"})
-_STEP_RESULTS.update({v: v for v in ("Passed", "Failed", "Error", "Aborted", "Skipped", "Unknown")})
-_WORK_RESULTS = {v.lower(): v for v in ("Completed", "Failed", "Aborted", "Skipped")}
-
-
-def _step_result(v: Any) -> str:
-    if type(v) is str:
-        r = _STEP_RESULTS.get(v)
-        return r if r is not None else _STEP_RESULTS.get(v.lower(), "Unknown")
-    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 4:  # enum written as a number
-        return ("Passed", "Failed", "Error", "Aborted", "Skipped")[v]
-    return "Unknown"
-
-
-_CANON_DT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
-_DT_CACHE: dict[str, str | None] = {}
-_DT_CACHE_MAX = 4096
-
-
-def _dt(v: Any) -> str | None:
-    """A wire date as a timezone-aware ISO string. Real dates already in ISO form with an offset and at most
-    6 fractional digits are kept as sent; others (7 digits, no offset) are rewritten (naive = UTC). Results
-    are cached because test, measurement and condition times repeat within and across messages."""
-    if v is None:
-        return None
-    if type(v) is not str:
-        dt = parse_datetime(v)
-        return _fmt_dt(dt) if dt is not None else None
-    cached = _DT_CACHE.get(v, _MISSING)
-    if cached is not _MISSING:
-        return cached
-    out: str | None
-    dt = parse_datetime(v)
-    if dt is None:
-        out = None
-    elif _CANON_DT.fullmatch(v) is not None:
-        out = v
-    else:
-        out = _fmt_dt(dt)
-    if len(v) <= 40:  # only real dates are worth keeping; bounded in count and size
-        if len(_DT_CACHE) >= _DT_CACHE_MAX:
-            _DT_CACHE.clear()
-        _DT_CACHE[v] = out
-    return out
-
-
-_MISSING: Any = object()
-
-
-def _fmt_dt(dt: datetime) -> str:
-    text = dt.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-_TYPE_CACHE: dict[Any, tuple[str | None, str | None]] = {}
-
-
-def _type(v: Any) -> tuple[str | None, str | None]:
-    """(full type name, short name) of a ``$type`` value, cached (a handful of distinct values)."""
-    try:
-        return _TYPE_CACHE[v]
-    except (KeyError, TypeError):
-        pass
-    full = type_name(v)
-    out = (full, full.rsplit(".", 1)[-1] if full else None)
-    if isinstance(v, str) and len(v) <= 200 and len(_TYPE_CACHE) < 1024:
-        _TYPE_CACHE[v] = out
-    return out
 
 
 def _list(v: Any, what: str) -> list[Any]:
@@ -141,23 +70,9 @@ def _opt_obj(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-def _num_or_raw(v: Any) -> float | str | bool | None:
-    if isinstance(v, bool):
-        return v
-    f = parse_float(v)
-    if f is not None:
-        return f
-    return v if isinstance(v, str) else None
-
-
-_CRD_SPLIT = re.compile(r"[,;\s]+")
-
-
 def _designators(v: Any) -> list[str]:
     if isinstance(v, str):
-        if v and "," not in v and " " not in v and ";" not in v:  # one designator: the usual case
-            return [v]
-        return [p for p in _CRD_SPLIT.split(v) if p]
+        return split_designators(v)
     if isinstance(v, list):
         out = []
         for item in v:
@@ -206,9 +121,17 @@ _NUMERIC_VALUE_KEYS = (
     "MaximumAcceptableValue",
     "MaximumAcceptableValueUnits",
 )
+
+
+def _type(v: Any) -> tuple[str | None, str | None]:
+    """(full type name, short name) of a ``$type`` value."""
+    full = type_name(v)
+    return full, full.rsplit(".", 1)[-1] if full else None
+
+
 _NUMERIC_VALUE = itemgetter(*_NUMERIC_VALUE_KEYS)
-#: every property of a NumericMeasurement as the SDK writes it (nulls included), in one C-level fetch
-_SDK_NUMERIC_KEYS = (
+#: every property of a NumericMeasurement as the SDK writes it (nulls included), fetched in one call
+_SDK_NUMERIC = itemgetter(
     "$type",
     "MeasuredValue",
     "UniqueIdentifier",
@@ -218,54 +141,44 @@ _SDK_NUMERIC_KEYS = (
     "Result",
     "CRDs",
 )
-_SDK_NUMERIC = itemgetter(*_SDK_NUMERIC_KEYS)
-#: ``$type`` values known to name a NumericMeasurement → full type name (filled as they are met; bounded)
-_NUMERIC_TYPES: dict[str, str] = {}
+_SDK_NUMERIC_TYPE = "CFX.Structures.NumericMeasurement, CFX"
 
 
-def _sdk_numeric(m: dict[str, Any], index: int) -> dict[str, Any] | None:
-    """The SDK-shaped NumericMeasurement fast path, None when `m` has any other shape.
-
-    An object holding exactly the 8 (resp. 8 NumericValue) canonical keys is canonical, so no key-spelling
-    check is needed; the output is the one `_measurement` builds, key for key.
-    """
+def _sdk_numeric(m: Any, index: int, dates: DateMemo) -> dict[str, Any] | None:
+    """A NumericMeasurement as the SDK writes it (exactly its 8 properties and the NumericValue's 8, so every
+    key is canonical), else None. The common shape inside a message the typed path refused for another
+    reason (a vendor property elsewhere, a batch): the same fields as `_measurement`, without respelling
+    keys or guessing the kind."""
     try:
         tname, mv, uid, name, ts, seq, res, crds = _SDK_NUMERIC(m)
-        full_type = _NUMERIC_TYPES.get(tname)
-        if full_type is None or len(m) != 8 or type(mv) is not dict or len(mv) != 8:
+        if tname != _SDK_NUMERIC_TYPE or len(m) != 8 or type(mv) is not dict or len(mv) != 8:
             return None
         v, units, ev, expected_units, low, low_units, high, high_units = _NUMERIC_VALUE(mv)
     except (KeyError, TypeError):  # TypeError: not an object, or an unhashable $type
         return None
-    result = _STEP_RESULTS.get(res) if type(res) is str else None
-    if type(uid) is not str or not uid:
-        uid = parse_str(uid)
-    if type(name) is not str or not name:
-        name = _s(name) or _s(crds) or uid or f"NumericMeasurement_{index + 1}"
+    uid = _s(uid)
     return {
-        "name": name,
+        "name": _s(name) or _s(crds) or uid or f"NumericMeasurement_{index + 1}",
         "kind": "numeric",
         "value": v if type(v) is float and v - v == 0.0 else parse_float(v),
-        "units": units if type(units) is str and units else parse_str(units),
+        "units": _s(units),
         "expected_value": ev if type(ev) is float and ev - ev == 0.0 else _num_or_raw(ev),
-        "expected_units": expected_units
-        if type(expected_units) is str and expected_units
-        else parse_str(expected_units),
+        "expected_units": _s(expected_units),
         "low_limit": low if type(low) is float and low - low == 0.0 else parse_float(low),
-        "low_limit_units": low_units if type(low_units) is str and low_units else parse_str(low_units),
+        "low_limit_units": _s(low_units),
         "high_limit": high if type(high) is float and high - high == 0.0 else parse_float(high),
-        "high_limit_units": high_units if type(high_units) is str and high_units else parse_str(high_units),
-        "result": result if result is not None else _step_result(res),
+        "high_limit_units": _s(high_units),
+        "result": (_STEP_RESULTS.get(res) if type(res) is str else None) or _step_result(res),
         "sequence": seq if type(seq) is int else parse_int(seq),
-        "timestamp": (_DT_CACHE.get(ts) if type(ts) is str else None) or _dt(ts),
+        "timestamp": dates[ts][0] if type(ts) is str else _dt(ts),
         "component_designators": [] if crds is None else _designators(crds),
         "measurement_id": uid,
-        "source_type": full_type,
+        "source_type": "CFX.Structures.NumericMeasurement",
     }
 
 
-def _measurement(m: Any, index: int) -> dict[str, Any]:
-    """Any measurement shape (`_sdk_numeric` first: it is the common one)."""
+def _measurement(m: Any, index: int, dates: DateMemo) -> dict[str, Any]:
+    """Any measurement shape; without ``$type`` the kind follows from the properties present."""
     m = canonical(_obj(m, "Measurement"))
     get = m.get
     raw_type = get("$type")
@@ -276,23 +189,15 @@ def _measurement(m: Any, index: int) -> dict[str, Any]:
     mv = get("MeasuredValue")
     if short == "NumericMeasurement" or (short is None and mv is not None):
         kind = "numeric"
-        if tname is not None and type(raw_type) is str and len(_NUMERIC_TYPES) < 64:
-            _NUMERIC_TYPES[raw_type] = tname
         if type(mv) is dict:
-            mv = canonical(mv)
-            try:  # SDK senders write every NumericValue property: one C-level fetch
-                raw = _NUMERIC_VALUE(mv)
-            except KeyError:
-                raw = tuple(map(mv.get, _NUMERIC_VALUE_KEYS))
+            raw = tuple(map(canonical(mv).get, _NUMERIC_VALUE_KEYS))
         else:  # some senders flatten NumericValue into the measurement
             raw = tuple(map(get, _NUMERIC_VALUE_KEYS))
             if mv is not None:
                 raw = (mv, *raw[1:])
         v, units, ev, expected_units, low, low_units, high, high_units = raw
-        value = v if type(v) is float and v - v == 0.0 else parse_float(v)
-        expected = ev if type(ev) is float and ev - ev == 0.0 else _num_or_raw(ev)
-        low = low if type(low) is float and low - low == 0.0 else parse_float(low)
-        high = high if type(high) is float and high - high == 0.0 else parse_float(high)
+        value, expected = parse_float(v), _num_or_raw(ev)
+        low, high = parse_float(low), parse_float(high)
         units, expected_units = _s(units), _s(expected_units)
         low_units, high_units = _s(low_units), _s(high_units)
     elif short == "BooleanMeasurement" or (short is None and type(get("Value")) is bool):
@@ -325,8 +230,8 @@ def _measurement(m: Any, index: int) -> dict[str, Any]:
         "high_limit": high,
         "high_limit_units": high_units,
         "result": _step_result(get("Result")),
-        "sequence": seq if type(seq) is int else parse_int(seq),
-        "timestamp": None if ts is None else _dt(ts),
+        "sequence": parse_int(seq),
+        "timestamp": dates[ts][0] if type(ts) is str else _dt(ts),
         "component_designators": [] if crds is None else _designators(crds),
         "measurement_id": uid,
         "source_type": tname,
@@ -336,14 +241,16 @@ def _measurement(m: Any, index: int) -> dict[str, Any]:
     return out
 
 
-def _measurements(v: Any) -> list[dict[str, Any]]:
+def _measurements(v: Any, dates: DateMemo) -> list[dict[str, Any]]:
     if not v:
         if v is None or type(v) is list:
             return []
-    return [_sdk_numeric(m, i) or _measurement(m, i) for i, m in enumerate(_list(v, "Measurements"))]
+    return [
+        _sdk_numeric(m, i, dates) or _measurement(m, i, dates) for i, m in enumerate(_list(v, "Measurements"))
+    ]
 
 
-def _symptom(s: Any) -> dict[str, Any]:
+def _symptom(s: Any, dates: DateMemo) -> dict[str, Any]:
     s = canonical(_obj(s, "Symptom"))
     return {
         "code": parse_str(s.get("SymptomCode")),
@@ -353,18 +260,18 @@ def _symptom(s: Any) -> dict[str, Any]:
         "status": parse_str(s.get("Status")),
         "priority": parse_int(s.get("Priority")),
         "components": _designators(s.get("ComponentsOfInterest")),
-        "measurements": _measurements(s.get("RelatedMeasurements")),
+        "measurements": _measurements(s.get("RelatedMeasurements"), dates),
         "symptom_id": parse_str(s.get("UniqueIdentifier")),
     }
 
 
-def _symptoms(v: Any) -> list[dict[str, Any]]:
+def _symptoms(v: Any, dates: DateMemo) -> list[dict[str, Any]]:
     if not v and (v is None or type(v) is list):
         return []
-    return [_symptom(s) for s in _list(v, "Symptoms")]
+    return [_symptom(s, dates) for s in _list(v, "Symptoms")]
 
 
-def _defect(d: Any) -> dict[str, Any]:
+def _defect(d: Any, dates: DateMemo) -> dict[str, Any]:
     d = canonical(_obj(d, "Defect"))
     coi = d.get("ComponentOfInterest")
     out = {
@@ -379,8 +286,8 @@ def _defect(d: Any) -> dict[str, Any]:
         "confidence": parse_float(d.get("ConfidenceLevel")),
         "verification": parse_str(d.get("Verification")),
         "verification_detail": parse_str(d.get("VerificationDetail")),
-        "measurements": _measurements(d.get("RelatedMeasurements")),
-        "symptoms": _symptoms(d.get("RelatedSymptoms")),
+        "measurements": _measurements(d.get("RelatedMeasurements"), dates),
+        "symptoms": _symptoms(d.get("RelatedSymptoms"), dates),
         "defect_id": parse_str(d.get("UniqueIdentifier")),
     }
     images = d.get("DefectImages")
@@ -389,13 +296,13 @@ def _defect(d: Any) -> dict[str, Any]:
     return out
 
 
-def _defects(v: Any) -> list[dict[str, Any]]:
+def _defects(v: Any, dates: DateMemo) -> list[dict[str, Any]]:
     if not v and (v is None or type(v) is list):
         return []
-    return [_defect(d) for d in _list(v, "Defects")]
+    return [_defect(d, dates) for d in _list(v, "Defects")]
 
 
-def _condition(c: Any) -> dict[str, Any]:
+def _condition(c: Any, dates: DateMemo) -> dict[str, Any]:
     c = canonical(_obj(c, "TestCondition"))
     short = _type(c.get("$type"))[1]
     return {
@@ -404,109 +311,59 @@ def _condition(c: Any) -> dict[str, Any]:
         "median": parse_float(c.get("MedianValue")),
         "minimum": parse_float(c.get("MinValue")),
         "maximum": parse_float(c.get("MaxValue")),
-        "start": _dt(c.get("StartTime")),
-        "end": _dt(c.get("EndTime")),
+        "start": _date(dates, c.get("StartTime")),
+        "end": _date(dates, c.get("EndTime")),
     }
 
 
-#: a Test / an Inspection as the SDK writes it (every property, nulls included): fetched in one C-level call;
-#: an object holding exactly these keys is canonical, so no key-spelling check is needed
-_SDK_TEST_KEYS = (
-    "UniqueIdentifier",
-    "TestName",
-    "TestStartTime",
-    "TestEndTime",
-    "TestProcedure",
-    "Comments",
-    "Result",
-    "Error",
-    "SymptomsFound",
-    "DefectsFound",
-    "Measurements",
-    "TestConditions",
-)
-_SDK_INSPECTION_KEYS = (
-    "UniqueIdentifier",
-    "InspectionName",
-    "InspectionStartTime",
-    "InspectionEndTime",
-    "TestProcedure",
-    "Comments",
-    "Result",
-    "Error",
-    "Symptoms",
-    "DefectsFound",
-    "Measurements",
-    "Verification",
-    "VerificationDetail",
-    "RefNo",
-)
-_SDK_TEST = itemgetter(*_SDK_TEST_KEYS)
-_SDK_INSPECTION = itemgetter(*_SDK_INSPECTION_KEYS)
+def _date(dates: DateMemo, v: Any) -> str | None:
+    """`iso_date` of a wire value, each distinct text parsed once per message (JSON gives dates as text)."""
+    return dates[v][0] if type(v) is str else _dt(v)
 
 
-def _step(t: Any, index: int, inspection: bool) -> dict[str, Any]:
-    if type(t) is not dict:
-        t = _obj(t, "Inspection" if inspection else "Test")
-    keys, fetch = (_SDK_INSPECTION_KEYS, _SDK_INSPECTION) if inspection else (_SDK_TEST_KEYS, _SDK_TEST)
-    if len(t) == len(keys):
-        try:
-            values = fetch(t)
-            exact = True
-        except KeyError:
-            exact = False
-    else:
-        exact = False
-    if not exact:  # any other shape: canonical spelling, then read what is there
-        t = canonical(t)
-        values = tuple(map(t.get, keys))
+def _earliest(texts: list[str], dates: DateMemo) -> str | None:
+    """The earliest of the dates a step list carries (their texts are keys of the message's memo too)."""
+    return min(texts, key=lambda text: dates[text][1]) if texts else None
+
+
+def _latest(texts: list[str], dates: DateMemo) -> str | None:
+    return max(texts, key=lambda text: dates[text][1]) if texts else None
+
+
+def _step(t: Any, index: int, inspection: bool, dates: DateMemo) -> dict[str, Any]:
+    t = canonical(_obj(t, "Inspection" if inspection else "Test"))
+    get = t.get
     if inspection:
-        (
-            uid,
-            name,
-            start,
-            end,
-            procedure,
-            comments,
-            res,
-            error,
-            symptoms,
-            defects,
-            meas,
-            ver,
-            ver_detail,
-            ref,
-        ) = values
-        conditions = None if exact else t.get("TestConditions")
-        ref_no = parse_int(ref)
-        name = name if type(name) is str and name else _s(name)
+        ref_no = parse_int(get("RefNo"))
+        name = _s(get("InspectionName"))
         if not name:
             name = f"Inspection {ref_no}" if ref_no is not None else f"Inspection {index + 1}"
+        start, end = get("InspectionStartTime"), get("InspectionEndTime")
+        symptoms = get("Symptoms")
     else:
-        uid, name, start, end, procedure, comments, res, error, symptoms, defects, meas, conditions = values
-        ver = None if exact else t.get("Verification")
-        name = name if type(name) is str and name else (_s(name) or f"Test {index + 1}")
+        name = _s(get("TestName")) or f"Test {index + 1}"
+        start, end = get("TestStartTime"), get("TestEndTime")
+        symptoms = get("SymptomsFound")
+    conditions = get("TestConditions")
     out: dict[str, Any] = {
         "name": name,
-        "result": _step_result(res),
-        "start": None if start is None else _dt(start),
-        "end": None if end is None else _dt(end),
-        "procedure": procedure
-        if type(procedure) is str and procedure
-        else (None if procedure is None else parse_str(procedure)),
-        "comments": comments
-        if type(comments) is str and comments
-        else (None if comments is None else parse_str(comments)),
-        "error": error if type(error) is str and error else (None if error is None else parse_str(error)),
-        "measurements": [] if meas is None or meas == [] else _measurements(meas),
-        "symptoms": [] if symptoms is None or symptoms == [] else _symptoms(symptoms),
-        "defects": [] if defects is None or defects == [] else _defects(defects),
-        "conditions": [_condition(c) for c in _list(conditions, "TestConditions")] if conditions else [],
-        "verification": _s(ver),
-        "step_id": uid if type(uid) is str and uid else parse_str(uid),
+        "result": _step_result(get("Result")),
+        "start": _date(dates, start),
+        "end": _date(dates, end),
+        "procedure": parse_str(get("TestProcedure")),
+        "comments": parse_str(get("Comments")),
+        "error": parse_str(get("Error")),
+        "measurements": _measurements(get("Measurements"), dates),
+        "symptoms": _symptoms(symptoms, dates),
+        "defects": _defects(get("DefectsFound"), dates),
+        "conditions": [_condition(c, dates) for c in _list(conditions, "TestConditions")]
+        if conditions
+        else [],
+        "verification": _s(get("Verification")),
+        "step_id": parse_str(get("UniqueIdentifier")),
     }
     if inspection:
-        out["verification_detail"] = _s(ver_detail)
+        out["verification_detail"] = _s(get("VerificationDetail"))
         out["ref_no"] = ref_no
     return out
 
@@ -514,23 +371,10 @@ def _step(t: Any, index: int, inspection: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- event assembly
 
 
-_NS_BYTES = _NS.bytes
+class _Ctx(MessageContext):
+    """A `MessageContext` read from an envelope and its body dict (keys canonical at the top level)."""
 
-
-def event_id(message_id: str, message_name: str, index: int) -> str:
-    """Deterministic event id: ``uuid5(namespace, f"{message_id}/{message_name}/{index}")`` computed without
-    `uuid.UUID` (three times cheaper), so a redelivered message yields the same event ids."""
-    d = bytearray(hashlib.sha1(_NS_BYTES + f"{message_id}/{message_name}/{index}".encode()).digest()[:16])
-    d[6] = (d[6] & 0x0F) | 0x50
-    d[8] = (d[8] & 0x3F) | 0x80
-    h = d.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class _Ctx:
-    """Per-message facts shared by all events of one envelope."""
-
-    __slots__ = ("body", "env", "extras", "facts", "handle", "name", "topic", "ts", "ts_text", "txn", "uid")
+    __slots__ = ("body", "env")
 
     def __init__(
         self,
@@ -540,53 +384,26 @@ class _Ctx:
         source_hint: str | None,
         received: datetime | None,
     ):
-        self.env = env
-        #: the MessageBody; its own keys are canonical (nested objects: see the module docstring)
-        self.body = body
-        self.name = env.message_name
-        self.uid = env.unique_id
-        self.handle = env.source or source_hint or parse_str(body.get("CFXHandle"))
         txn = body.get("TransactionID")
         if txn is None:
             fault = body.get("Fault")
             if isinstance(fault, dict):
                 txn = canonical(fault).get("TransactionID")
-        self.txn = parse_str(txn)
-        extras: dict[str, Any] = {"message_name": env.message_name, "cfx_version": env.version}
-        ts = env.timestamp
-        if ts is None:
-            ts = received or datetime.now(_UTC)
-            extras["timestamp_missing"] = True
-        elif env.timestamp_assumed_utc:
-            extras["timestamp_assumed_utc"] = True
-        if env.derived_id:
-            extras["message_id_derived"] = True
-        if env.bare:
-            extras["bare_body"] = True
-        self.ts = ts
-        self.ts_text = _fmt_dt(ts) if env.timestamp is not None else None
-        self.topic = topic
-        self.extras = extras
-        self.facts = {
-            "station": self.handle,
-            "message_id": self.uid,
-            "transaction_id": self.txn,
-            "timestamp": self.ts_text,
-            "message_name": env.message_name,
-        }
-
-    def event(self, event_type: EventType, payload: dict[str, Any], index: int, key: str | None) -> Event:
-        meta = EventMetadata(
-            event_id=event_id(self.uid, self.name, index) if self.uid else str(uuid.uuid4()),
-            correlation_id=self.txn or self.uid,
-            causation_id=self.uid,
-            timestamp=self.ts,
-            source=self.handle,
-            source_topic=self.topic,
-            ordering_key=key or self.handle,
-            extras=dict(self.extras),
+        super().__init__(
+            name=env.message_name,
+            unique_id=env.unique_id,
+            version=env.version,
+            timestamp=env.timestamp,
+            timestamp_assumed_utc=env.timestamp_assumed_utc,
+            derived_id=env.derived_id,
+            bare=env.bare,
+            handle=env.source or source_hint or parse_str(body.get("CFXHandle")),
+            transaction_id=parse_str(txn),
+            topic=topic,
+            received=received,
         )
-        return Event(event_type=event_type, payload=payload, metadata=meta)
+        self.env = env
+        self.body = body
 
 
 def _shared_identifiers(units: list[Any], key: str) -> set[str]:
@@ -602,9 +419,6 @@ def _shared_identifiers(units: list[Any], key: str) -> set[str]:
 
 def _unit_serial(u: dict[str, Any]) -> str:
     return parse_str(u.get("UnitIdentifier")) or ""
-
-
-_DEFECTS, _SYMPTOMS, _START, _END = (itemgetter(k) for k in ("defects", "symptoms", "start", "end"))
 
 
 def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
@@ -625,6 +439,7 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
         "sampling": canonicalize_tree(sampling) if isinstance(sampling, dict) else None,
     }
     event_type = EventType.INSPECTION_RESULT if inspection else EventType.TEST_RESULT
+    dates = DateMemo()
     records: list[tuple[dict[str, Any], bool]] = [(_obj(u, units_key[:-1]), False) for u in units]
     if panel is not None and (not records or _list(panel.get("Inspections"), "Inspections")):
         records.append((panel, True))
@@ -632,13 +447,9 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
     for i, (u, is_panel) in enumerate(records):
         serial = _unit_serial(u)
         steps = [
-            _step(t, j, inspection)
+            _step(t, j, inspection, dates)
             for j, t in enumerate(_list(u.get("Inspections" if inspection else "Tests"), "Tests"))
         ]
-        defects = list(_chain.from_iterable(map(_DEFECTS, steps)))
-        symptoms = list(_chain.from_iterable(map(_SYMPTOMS, steps)))
-        starts = list(filter(None, map(_START, steps)))
-        ends = list(filter(None, map(_END, steps)))
         payload = {
             **ctx.facts,
             "unit_serial": serial,
@@ -648,13 +459,13 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
             "kind": common["kind"],
             "method": common["method"],
             "tests": steps,
-            "defects": defects,
-            "symptoms": symptoms,
+            "defects": [d for s in steps for d in s["defects"]],
+            "symptoms": [x for s in steps for x in s["symptoms"]],
             "operator": common["operator"],
             "recipe": common["recipe"],
             "recipe_revision": common["recipe_revision"],
-            "start": _earliest(starts) if starts else None,
-            "end": _latest(ends) if ends else None,
+            "start": _earliest([s["start"] for s in steps if s["start"]], dates),
+            "end": _latest([s["end"] for s in steps if s["end"]], dates),
             "lane": parse_int(b.get("Lane")),
             "stage": _stage_name(b.get("Stage")),
             "sampling": common["sampling"],
@@ -669,34 +480,6 @@ def _map_tested(ctx: _Ctx, inspection: bool) -> list[Event]:
             payload["pcb_variant"] = parse_str(u.get("PCBVariant"))
         events.append(ctx.event(event_type, payload, i, serial or None))
     return events
-
-
-_EPOCH_MIN = datetime.min.replace(tzinfo=_UTC)
-_KEY_CACHE: dict[str, datetime] = {}
-
-
-def _sort_key(text: str) -> datetime:
-    key = _KEY_CACHE.get(text)
-    if key is None:
-        key = parse_datetime(text) or _EPOCH_MIN
-        if len(_KEY_CACHE) >= _DT_CACHE_MAX:
-            _KEY_CACHE.clear()
-        _KEY_CACHE[text] = key
-    return key
-
-
-def _earliest(texts: list[str]) -> str:
-    try:  # all keys known already: C-level lookups
-        return min(texts, key=_KEY_CACHE.__getitem__)
-    except KeyError:
-        return min(texts, key=_sort_key)
-
-
-def _latest(texts: list[str]) -> str:
-    try:
-        return max(texts, key=_KEY_CACHE.__getitem__)
-    except KeyError:
-        return max(texts, key=_sort_key)
 
 
 def _stage_name(v: Any) -> str | None:
@@ -981,45 +764,27 @@ def _map_passthrough(ctx: _Ctx) -> list[Event]:
     return [ctx.event(EventType.PASSTHROUGH, {**ctx.facts, "body": ctx.body}, 0, None)]
 
 
-_MAPPERS: dict[str, tuple[EventType, Callable[[_Ctx], list[Event]]]] = {
-    "CFX.Production.TestAndInspection.UnitsTested": (EventType.TEST_RESULT, lambda c: _map_tested(c, False)),
-    "CFX.Production.TestAndInspection.UnitsInspected": (
-        EventType.INSPECTION_RESULT,
-        lambda c: _map_tested(c, True),
-    ),
-    "CFX.Production.WorkStarted": (EventType.WORK_STARTED, _map_work_started),
-    "CFX.Production.WorkCompleted": (EventType.WORK_COMPLETED, _map_work_completed),
-    "CFX.Production.UnitsDisqualified": (EventType.UNIT_DISQUALIFIED, _map_disqualified),
-    "CFX.Production.UnitsArrived": (EventType.UNITS_ARRIVED, _map_moved(EventType.UNITS_ARRIVED)),
-    "CFX.Production.UnitsDeparted": (EventType.UNITS_DEPARTED, _map_moved(EventType.UNITS_DEPARTED)),
-    "CFX.Production.Assembly.MaterialsInstalled": (EventType.MATERIAL_INSTALLED, _map_installed),
-    "CFX.Materials.Storage.MaterialsLoaded": (EventType.MATERIALS_LOADED, _map_loaded),
-    "CFX.Materials.Storage.MaterialsUnloaded": (EventType.MATERIALS_UNLOADED, _map_unloaded),
-    "CFX.ResourcePerformance.FaultOccurred": (EventType.ASSET_FAULT, _map_fault),
-    "CFX.ResourcePerformance.FaultCleared": (EventType.ASSET_FAULT_CLEARED, _map_fault_cleared(False)),
-    "CFX.ResourcePerformance.FaultAcknowledged": (
-        EventType.ASSET_FAULT_ACKNOWLEDGED,
-        _map_fault_cleared(True),
-    ),
-    "CFX.ResourcePerformance.StationStateChanged": (EventType.ASSET_STATE_CHANGED, _map_state),
-    "CFX.EndpointConnected": (EventType.ENDPOINT_CONNECTED, _map_endpoint(EventType.ENDPOINT_CONNECTED)),
-    "CFX.EndpointShuttingDown": (
-        EventType.ENDPOINT_SHUTTING_DOWN,
-        _map_endpoint(EventType.ENDPOINT_SHUTTING_DOWN),
-    ),
-    "CFX.Heartbeat": (EventType.ENDPOINT_HEARTBEAT, _map_endpoint(EventType.ENDPOINT_HEARTBEAT)),
+_MAPPERS: dict[str, Callable[[_Ctx], list[Event]]] = {
+    "CFX.Production.TestAndInspection.UnitsTested": lambda c: _map_tested(c, False),
+    "CFX.Production.TestAndInspection.UnitsInspected": lambda c: _map_tested(c, True),
+    "CFX.Production.WorkStarted": _map_work_started,
+    "CFX.Production.WorkCompleted": _map_work_completed,
+    "CFX.Production.UnitsDisqualified": _map_disqualified,
+    "CFX.Production.UnitsArrived": _map_moved(EventType.UNITS_ARRIVED),
+    "CFX.Production.UnitsDeparted": _map_moved(EventType.UNITS_DEPARTED),
+    "CFX.Production.Assembly.MaterialsInstalled": _map_installed,
+    "CFX.Materials.Storage.MaterialsLoaded": _map_loaded,
+    "CFX.Materials.Storage.MaterialsUnloaded": _map_unloaded,
+    "CFX.ResourcePerformance.FaultOccurred": _map_fault,
+    "CFX.ResourcePerformance.FaultCleared": _map_fault_cleared(False),
+    "CFX.ResourcePerformance.FaultAcknowledged": _map_fault_cleared(True),
+    "CFX.ResourcePerformance.StationStateChanged": _map_state,
+    "CFX.EndpointConnected": _map_endpoint(EventType.ENDPOINT_CONNECTED),
+    "CFX.EndpointShuttingDown": _map_endpoint(EventType.ENDPOINT_SHUTTING_DOWN),
+    "CFX.Heartbeat": _map_endpoint(EventType.ENDPOINT_HEARTBEAT),
 }
+assert _MAPPERS.keys() == MAPPED_MESSAGES.keys()
 _BY_LOWER = {k.lower(): v for k, v in _MAPPERS.items()}
-
-#: CFX message names with a domain mapping → the event type they produce
-MAPPED_MESSAGES: dict[str, EventType] = {name: et for name, (et, _) in _MAPPERS.items()}
-
-
-def event_type_for(message_name: str) -> EventType:
-    """The event type a message name maps to (`PASSTHROUGH` for unmapped names)."""
-    entry = _BY_LOWER.get(message_name.lower())
-    return entry[0] if entry else EventType.PASSTHROUGH
-
 
 _PER_OBJECT = frozenset(
     ("cfx.production.testandinspection.unitstested", "cfx.production.testandinspection.unitsinspected")
@@ -1047,7 +812,7 @@ def map_envelope(
         ctx = _Ctx(env, body, topic, source_hint, received)
         if entry is None:
             return _map_passthrough(ctx)
-        return entry[1](ctx)
+        return entry(ctx)
     except MappingError as exc:
         raise MappingError(f"{env.message_name}: {exc}") from None
     except (TypeError, AttributeError, ValueError, RecursionError) as exc:
