@@ -228,7 +228,6 @@ class LineSimulator:
                     "FirstName": "Jo",
                     "LoginName": "jsmith",
                 },
-                "TestedProduct": None,
                 "RecipeName": f"{station.part_number}_ICT",
                 "RecipeRevision": station.revision,
                 "TestStartTime": _stamp(started),
