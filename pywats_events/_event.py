@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -60,25 +62,184 @@ class EventType(str, Enum):
         return self.value.startswith("system.")
 
 
-#: random, not cryptographic: `uuid4()` asks the kernel for every id, a system call that in a busy listener
-#: also hands the GIL to the broker client's thread. Reseeded in forked children so their ids differ.
-_id_source = random.Random()
-os.register_at_fork(after_in_child=_id_source.seed)
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+class _EventIds:
+    """Event ids in the form of ``str(uuid.uuid4())``: a random 20-digit prefix per process (version and
+    variant digits included) and a 48-bit counter from a random start. Unique like random ids (a clash
+    needs two processes drawing the same 74 random bits), but a counter costs a quarter of formatting
+    random bits, and `uuid4()` would ask the kernel for every id, a system call that in a busy listener
+    also hands the GIL to the broker client's thread. A forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        rnd = random.Random()
+        h = f"{rnd.getrandbits(80):020x}"
+        variant = "89ab"[int(h[16], 16) & 3]
+        self.prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-"
+        self.counter = itertools.count(rnd.getrandbits(48))
+
+    def new(self) -> str:
+        return "%s%012x" % (self.prefix, next(self.counter) & 0xFFFF_FFFF_FFFF)  # noqa: UP031 - fastest
 
 
-def _new_id() -> str:
-    """A random version-4 UUID string (same form as ``str(uuid.uuid4())``)."""
-    h = f"{_id_source.getrandbits(128) & _V4_CLEAR | _V4_SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
+_ids = _EventIds()
+_new_id = _ids.new
 
 _EVENT_TYPES: dict[str, EventType] = {member.value: member for member in EventType}
+_UTC = timezone.utc
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(_UTC)
+
+
+# ------------------------------------------------------------------------------------------ construction
+# Building events is on every producer's hot path (a transport decoding messages, a script publishing in a
+# loop); pydantic validation of the two nested models cost several times what the bus needs to dispatch an
+# event. So `Event(...)` and `EventMetadata(...)` take a fast path when every value given already has the
+# exact type the field stores (`str`, `int`, an aware or naive `datetime`, a `dict` with `str` keys, an
+# `EventMetadata`): pydantic would keep (or, for dicts, shallow-copy) those values unchanged, and the fast
+# path stores the same. Anything else (str subclasses, bools for ints, text timestamps, other mappings,
+# unknown names, subclasses of the models) goes through pydantic, which converts it or raises the usual
+# `ValidationError`. `model_validate`, `model_validate_json` and `from_json` always validate in full.
+#
+# Every in-flight event is a handful of objects the garbage collector keeps scanning, so the fast path also
+# shares the `fields set` (which fields were given) between instances; `__setattr__` copies it before the
+# first change, so an assignment never leaks into another event.
+
+#: "not given": tells a missing argument apart from an explicit None
+_UNSET: Any = object()
+_object_setattr = object.__setattr__
+_new_object = object.__new__
+
+#: shared fields sets, by the given names in order (bounded: only valid field names get here)
+_FIELDS_SETS: dict[tuple[str, ...], set[str]] = {}
+#: `id()`s of the shared sets, for the copy-on-write in `__setattr__`
+_SHARED: set[int] = set()
+
+
+def _shared_fields_set(names: tuple[str, ...]) -> set[str]:
+    fields_set = _FIELDS_SETS.get(names)
+    if fields_set is None:
+        fields_set = _FIELDS_SETS[names] = set(names)
+        _SHARED.add(id(fields_set))
+    return fields_set
+
+
+_NO_FIELDS = _shared_fields_set(())
+_SOURCE_FIELD = _shared_fields_set(("source",))
+_EVENT_FIELDS = {
+    (payload, metadata): _shared_fields_set(
+        ("event_type", *(("payload",) if payload else ()), *(("metadata",) if metadata else ()))
+    )
+    for payload in (False, True)
+    for metadata in (False, True)
+}
+
+
+def _own_fields_set(model: BaseModel) -> None:
+    """Before a change to `model`'s fields set: make it the model's own."""
+    fields_set = model.__pydantic_fields_set__
+    if id(fields_set) in _SHARED:
+        _object_setattr(model, "__pydantic_fields_set__", set(fields_set))
+
+
+def _set_state(model: BaseModel, values: dict[str, Any], fields_set: set[str]) -> None:
+    """What `BaseModel.__init__` leaves on an instance of a model without extras or private attributes."""
+    _object_setattr(model, "__dict__", values)
+    _object_setattr(model, "__pydantic_fields_set__", fields_set)
+    _object_setattr(model, "__pydantic_extra__", None)
+    _object_setattr(model, "__pydantic_private__", None)
+
+
+def _str_keyed_copy(value: dict[Any, Any], str_values: bool = False) -> dict[str, Any] | None:
+    """A copy of `value` (as pydantic makes one) if its keys (and with `str_values` its values) are plain
+    `str`; None when pydantic has to look at it."""
+    for k, v in value.items():
+        if k.__class__ is not str or (str_values and v.__class__ is not str):
+            return None
+    return value.copy()
+
+
+#: EventMetadata fields holding `str | None`
+_OPTIONAL_TEXT = frozenset({"correlation_id", "causation_id", "source", "source_topic", "ordering_key"})
+
+
+def _plain_metadata(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The field values of ``EventMetadata(**data)`` if every value in `data` is stored as given (or, for
+    a naive timestamp, marked UTC); None when pydantic has to validate."""
+    values: dict[str, Any] = {
+        "event_id": _UNSET,
+        "correlation_id": None,
+        "causation_id": None,
+        "timestamp": _UNSET,
+        "source": None,
+        "source_topic": None,
+        "ordering_key": None,
+        "attempt": 0,
+        "trace_context": _UNSET,
+        "extras": _UNSET,
+    }
+    for name, value in data.items():
+        if name in _OPTIONAL_TEXT:
+            if value is not None and value.__class__ is not str:
+                return None
+        elif name == "event_id":
+            if value.__class__ is not str:
+                return None
+        elif name == "timestamp":
+            if value.__class__ is not datetime:
+                return None
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=_UTC)
+        elif name == "attempt":
+            if value.__class__ is not int:
+                return None
+        elif name == "trace_context" or name == "extras":
+            if value.__class__ is not dict:
+                return None
+            value = _str_keyed_copy(value, str_values=name == "trace_context")
+            if value is None:
+                return None
+        else:
+            return None  # not a field: pydantic names it in the error
+        values[name] = value
+    if values["event_id"] is _UNSET:
+        values["event_id"] = _new_id()
+    if values["timestamp"] is _UNSET:
+        values["timestamp"] = datetime.now(_UTC)
+    if values["trace_context"] is _UNSET:
+        values["trace_context"] = {}
+    if values["extras"] is _UNSET:
+        values["extras"] = {}
+    return values
+
+
+def _fresh_metadata(source: str | None) -> EventMetadata:
+    """``EventMetadata(source=source)`` (``EventMetadata()`` for None) for a `source` known to be valid."""
+    meta = _new_object(EventMetadata)
+    _object_setattr(
+        meta,
+        "__dict__",
+        {
+            "event_id": _new_id(),
+            "correlation_id": None,
+            "causation_id": None,
+            "timestamp": datetime.now(_UTC),
+            "source": source,
+            "source_topic": None,
+            "ordering_key": None,
+            "attempt": 0,
+            "trace_context": {},
+            "extras": {},
+        },
+    )
+    _object_setattr(meta, "__pydantic_fields_set__", _NO_FIELDS if source is None else _SOURCE_FIELD)
+    _object_setattr(meta, "__pydantic_extra__", None)
+    _object_setattr(meta, "__pydantic_private__", None)
+    return meta
 
 
 class EventMetadata(BaseModel):
@@ -107,11 +268,22 @@ class EventMetadata(BaseModel):
     #: free-form extras a transport or mapper wants to keep
     extras: dict[str, Any] = Field(default_factory=dict)
 
+    def __init__(self, /, **data: Any) -> None:
+        values = _plain_metadata(data) if self.__class__ is EventMetadata else None
+        if values is None:
+            super().__init__(**data)
+        else:
+            _set_state(self, values, _shared_fields_set(tuple(data)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _own_fields_set(self)
+        super().__setattr__(name, value)
+
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         # a producer's local time without an offset is read as UTC, so every event compares and sorts
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
 
 
 class Event(BaseModel):
@@ -136,8 +308,53 @@ class Event(BaseModel):
             return known if known is not None else str(value)
         raise ValueError(f"event_type must be a string, not {type(value).__name__}")
 
-    def __init__(self, source: str | None = None, **data: Any) -> None:
-        # `Event(..., source="station")` as in the pyWATS docs: a shortcut into metadata.
+    def __init__(
+        self,
+        /,
+        *,
+        event_type: EventType | str = _UNSET,
+        payload: Mapping[str, Any] = _UNSET,
+        metadata: EventMetadata | Mapping[str, Any] = _UNSET,
+        source: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        """`source` is a shortcut into `metadata`, as in the pyWATS docs: ``Event(..., source="station")``."""
+        if not unknown and self.__class__ is Event and (source is None or source.__class__ is str):
+            et: Any = event_type
+            if et.__class__ is not EventType:
+                et = _EVENT_TYPES.get(et, et) if et.__class__ is str else _UNSET
+            p: Any = {} if payload is _UNSET else None
+            if payload.__class__ is dict:
+                for key in payload:
+                    if key.__class__ is not str:
+                        break
+                else:
+                    p = payload.copy()
+            meta: Any = _UNSET
+            if metadata is _UNSET:
+                meta = _fresh_metadata(source)
+            elif metadata.__class__ is EventMetadata:
+                meta = metadata if source is None else metadata.model_copy(update={"source": source})
+            if et is not _UNSET and p is not None and meta is not _UNSET:
+                _object_setattr(self, "__dict__", {"event_type": et, "payload": p, "metadata": meta})
+                _object_setattr(
+                    self,
+                    "__pydantic_fields_set__",
+                    _EVENT_FIELDS[payload is not _UNSET, metadata is not _UNSET or source is not None],
+                )
+                _object_setattr(self, "__pydantic_extra__", None)
+                _object_setattr(self, "__pydantic_private__", None)
+                return
+        self._init_validated(event_type, payload, metadata, source, unknown)
+
+    def _init_validated(
+        self, event_type: Any, payload: Any, metadata: Any, source: str | None, unknown: dict[str, Any]
+    ) -> None:
+        """Full pydantic validation, for values the fast path in `__init__` does not vouch for."""
+        data = dict(unknown)
+        for name, value in (("event_type", event_type), ("payload", payload), ("metadata", metadata)):
+            if value is not _UNSET:
+                data[name] = value
         if source is not None:
             meta = data.get("metadata")
             if meta is None:
@@ -147,6 +364,10 @@ class Event(BaseModel):
             else:
                 data["metadata"] = {**meta, "source": source}
         super().__init__(**data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _own_fields_set(self)
+        super().__setattr__(name, value)
 
     @property
     def id(self) -> str:
