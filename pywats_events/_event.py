@@ -103,7 +103,9 @@ def _utcnow() -> datetime:
 # `EventMetadata`): pydantic would keep (or, for dicts, shallow-copy) those values unchanged, and the fast
 # path stores the same. Anything else (str subclasses, bools for ints, text timestamps, other mappings,
 # unknown names, subclasses of the models) goes through pydantic, which converts it or raises the usual
-# `ValidationError`. `model_validate`, `model_validate_json` and `from_json` always validate in full.
+# `ValidationError`. JSON (`from_json`) is always validated by pydantic: its metadata arrives as a dict.
+# The fast path writes the instance state pydantic would write; `_fast_path_matches` checks that at import,
+# so a pydantic version that keeps more state turns it off instead of building half-made models.
 #
 # Every in-flight event is a handful of objects the garbage collector keeps scanning, so the fast path also
 # shares the `fields set` (which fields were given) between instances; `__setattr__` copies it before the
@@ -111,8 +113,15 @@ def _utcnow() -> datetime:
 
 #: "not given": tells a missing argument apart from an explicit None
 _UNSET: Any = object()
+#: the fast path is on (see `_fast_path_matches`)
+_FAST = True
 _object_setattr = object.__setattr__
 _new_object = object.__new__
+# the setters of BaseModel's slots, what `object.__setattr__(model, name, value)` ends up calling
+_set_values = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 #: shared fields sets, by the given names in order (bounded: only valid field names get here)
 _FIELDS_SETS: dict[tuple[str, ...], set[str]] = {}
@@ -148,10 +157,10 @@ def _own_fields_set(model: BaseModel) -> None:
 
 def _set_state(model: BaseModel, values: dict[str, Any], fields_set: set[str]) -> None:
     """What `BaseModel.__init__` leaves on an instance of a model without extras or private attributes."""
-    _object_setattr(model, "__dict__", values)
-    _object_setattr(model, "__pydantic_fields_set__", fields_set)
-    _object_setattr(model, "__pydantic_extra__", None)
-    _object_setattr(model, "__pydantic_private__", None)
+    _set_values(model, values)
+    _set_fields_set(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
 
 
 def _str_keyed_copy(value: dict[Any, Any], str_values: bool = False) -> dict[str, Any] | None:
@@ -220,9 +229,8 @@ def _plain_metadata(data: dict[str, Any]) -> dict[str, Any] | None:
 def _fresh_metadata(source: str | None) -> EventMetadata:
     """``EventMetadata(source=source)`` (``EventMetadata()`` for None) for a `source` known to be valid."""
     meta = _new_object(EventMetadata)
-    _object_setattr(
+    _set_values(
         meta,
-        "__dict__",
         {
             "event_id": _new_id(),
             "correlation_id": None,
@@ -236,9 +244,9 @@ def _fresh_metadata(source: str | None) -> EventMetadata:
             "extras": {},
         },
     )
-    _object_setattr(meta, "__pydantic_fields_set__", _NO_FIELDS if source is None else _SOURCE_FIELD)
-    _object_setattr(meta, "__pydantic_extra__", None)
-    _object_setattr(meta, "__pydantic_private__", None)
+    _set_fields_set(meta, _NO_FIELDS if source is None else _SOURCE_FIELD)
+    _set_extra(meta, None)
+    _set_private(meta, None)
     return meta
 
 
@@ -269,7 +277,7 @@ class EventMetadata(BaseModel):
     extras: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, /, **data: Any) -> None:
-        values = _plain_metadata(data) if self.__class__ is EventMetadata else None
+        values = _plain_metadata(data) if _FAST and self.__class__ is EventMetadata else None
         if values is None:
             super().__init__(**data)
         else:
@@ -319,7 +327,7 @@ class Event(BaseModel):
         **unknown: Any,
     ) -> None:
         """`source` is a shortcut into `metadata`, as in the pyWATS docs: ``Event(..., source="station")``."""
-        if not unknown and self.__class__ is Event and (source is None or source.__class__ is str):
+        if _FAST and not unknown and self.__class__ is Event and (source is None or source.__class__ is str):
             et: Any = event_type
             if et.__class__ is not EventType:
                 et = _EVENT_TYPES.get(et, et) if et.__class__ is str else _UNSET
@@ -336,14 +344,12 @@ class Event(BaseModel):
             elif metadata.__class__ is EventMetadata:
                 meta = metadata if source is None else metadata.model_copy(update={"source": source})
             if et is not _UNSET and p is not None and meta is not _UNSET:
-                _object_setattr(self, "__dict__", {"event_type": et, "payload": p, "metadata": meta})
-                _object_setattr(
-                    self,
-                    "__pydantic_fields_set__",
-                    _EVENT_FIELDS[payload is not _UNSET, metadata is not _UNSET or source is not None],
+                _set_values(self, {"event_type": et, "payload": p, "metadata": meta})
+                _set_fields_set(
+                    self, _EVENT_FIELDS[payload is not _UNSET, metadata is not _UNSET or source is not None]
                 )
-                _object_setattr(self, "__pydantic_extra__", None)
-                _object_setattr(self, "__pydantic_private__", None)
+                _set_extra(self, None)
+                _set_private(self, None)
                 return
         self._init_validated(event_type, payload, metadata, source, unknown)
 
@@ -409,3 +415,32 @@ class Event(BaseModel):
     @classmethod
     def from_json(cls, data: str | bytes) -> Event:
         return cls.model_validate_json(data)
+
+
+def _fast_path_matches() -> bool:
+    """Whether models built by the fast path hold exactly the state pydantic gives the same input."""
+    given: dict[str, Any] = {
+        "event_id": "id-1",
+        "correlation_id": "c",
+        "causation_id": None,
+        "timestamp": datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=_UTC),
+        "source": "s",
+        "source_topic": "t",
+        "ordering_key": "k",
+        "attempt": 2,
+        "trace_context": {"traceparent": "x"},
+        "extras": {"n": [1, None]},
+    }
+    try:
+        fast = Event(event_type=EventType.TEST_RESULT, payload={"a": 1}, metadata=EventMetadata(**given))
+        validated = Event.model_validate_json(fast.model_dump_json())
+        return (
+            fast.__getstate__() == validated.__getstate__()
+            and fast.metadata.__getstate__() == validated.metadata.__getstate__()
+            and id(fast.metadata.__pydantic_fields_set__) in _SHARED  # it was the fast path
+        )
+    except Exception:
+        return False
+
+
+_FAST = _fast_path_matches()
