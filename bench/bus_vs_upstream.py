@@ -5,9 +5,10 @@ Both sides run the loop their docs show: build an `Event(event_type=..., payload
 has handled the last one (``await bus.stop()``). Upstream's wheel ships packages named like ours
 (`pywats_events`, `pywats_cfx`), so it is installed into a virtual environment of its own (created on the
 first run, kept in a cache directory) and each side runs in a fresh subprocess, alternating, several rounds.
-Prints events/s of each, the ratio, and how much of our run was the garbage collector.
+Prints events/s of each, the ratio, and how much of each run was the garbage collector (`--gc-off` shows
+the figures without it; `--profile` adds a cProfile of one run of each side).
 
-    python bench/bus_vs_upstream.py [--events 100000] [--rounds 3] [--profile] [--venv DIR]
+    python bench/bus_vs_upstream.py [--events 100000] [--rounds 3] [--gc-off] [--profile] [--venv DIR]
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def _gc_clock() -> list[float]:
     return spent
 
 
-def _worker(side: str, n: int, profile: bool) -> None:
+def _worker(side: str, n: int, profile: bool, gc_off: bool) -> None:
     """Runs in a fresh process: one measured run of `side`, its figures as one JSON line on stdout."""
     handled = [0]
+    if gc_off:
+        gc.disable()
 
     if side == "ours":
         from pywats_events import AsyncEventBus, Event, EventType
@@ -130,13 +133,16 @@ def upstream_python(env: Path) -> Path:
     return python
 
 
-def run_side(python: Path, side: str, n: int, profile: bool = False) -> dict[str, float]:
+def run_side(
+    python: Path, side: str, n: int, profile: bool = False, gc_off: bool = False
+) -> dict[str, float]:
     # -I: neither the working directory nor PYTHONPATH may put our packages in front of upstream's
     isolated = ["-I"] if side == "upstream" else []
     with tempfile.TemporaryDirectory() as cwd:
         done = subprocess.run(
             [str(python), *isolated, str(Path(__file__).resolve()), "--worker", side, "--events", str(n)]
-            + (["--profile"] if profile else []),
+            + (["--profile"] if profile else [])
+            + (["--gc-off"] if gc_off else []),
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -154,20 +160,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
     ap.add_argument("--profile", action="store_true", help="finally, one profiled run of each side")
+    ap.add_argument("--gc-off", action="store_true", help="run both sides with the garbage collector off")
     ap.add_argument("--venv", type=Path, help=f"venv for {UPSTREAM} (default: in the user cache dir)")
     ap.add_argument("--worker", choices=["ours", "upstream"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        _worker(args.worker, args.events, args.profile)
+        _worker(args.worker, args.events, args.profile, args.gc_off)
         return
 
     upstream = upstream_python(args.venv or _cache_dir() / "pywats-api-0.6.0rc1")
     ours = Path(sys.executable)
-    print(f"{args.events:,} events, Event built in the publish loop, one no-op async handler")
+    gc_note = ", garbage collector off" if args.gc_off else ""
+    print(f"{args.events:,} events, Event built in the publish loop, one no-op async handler{gc_note}")
     rows: list[tuple[float, float]] = []
     for r in range(1, args.rounds + 1):
-        a = run_side(ours, "ours", args.events)
-        b = run_side(upstream, "upstream", args.events)
+        a = run_side(ours, "ours", args.events, gc_off=args.gc_off)
+        b = run_side(upstream, "upstream", args.events, gc_off=args.gc_off)
         rows.append((a["events_per_s"], b["events_per_s"]))
         print(
             f"round {r}: ours {a['events_per_s']:>9,.0f} ev/s ({a['events_per_cpu_s']:>9,.0f}/cpu-s, "
@@ -181,8 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         f"upstream {statistics.median(b for _, b in rows):,.0f} ev/s, ratio {statistics.median(ratios):.1f}x"
     )
     if args.profile:
-        run_side(ours, "ours", args.events, profile=True)
-        run_side(upstream, "upstream", args.events, profile=True)
+        run_side(ours, "ours", args.events, profile=True, gc_off=args.gc_off)
+        run_side(upstream, "upstream", args.events, profile=True, gc_off=args.gc_off)
 
 
 if __name__ == "__main__":

@@ -285,3 +285,8 @@ def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
     parent = [EventMetadata().event_id for _ in range(3)]
     assert len(child) == 3
     assert {i.rsplit("-", 1)[0] for i in child}.isdisjoint(i.rsplit("-", 1)[0] for i in parent)
+
+
+def test_the_fast_path_is_on() -> None:
+    """Off only when this pydantic keeps instance state the fast path does not write: then fix `_event.py`."""
+    assert event_module._FAST
