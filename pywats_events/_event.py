@@ -71,7 +71,8 @@ class _EventIds:
 
     def __init__(self) -> None:
         self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
+        if hasattr(os, "register_at_fork"):  # not on Windows
+            os.register_at_fork(after_in_child=self.reseed)
 
     def reseed(self) -> None:
         rnd = random.Random()
@@ -111,8 +112,16 @@ def _utcnow() -> datetime:
 # shares the `fields set` (which fields were given) between instances; `__setattr__` copies it before the
 # first change, so an assignment never leaks into another event.
 
-#: "not given": tells a missing argument apart from an explicit None
-_UNSET: Any = object()
+
+class _NotGiven:
+    """Tells a missing argument apart from an explicit None (pydantic then applies the default, or says
+    that a required field is missing)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_UNSET: Any = _NotGiven()
 #: the fast path is on (see `_fast_path_matches`)
 _FAST = True
 _object_setattr = object.__setattr__
