@@ -172,67 +172,74 @@ def _set_state(model: BaseModel, values: dict[str, Any], fields_set: set[str]) -
     _set_private(model, None)
 
 
-def _str_keyed_copy(value: dict[Any, Any], str_values: bool = False) -> dict[str, Any] | None:
-    """A copy of `value` (as pydantic makes one) if its keys (and with `str_values` its values) are plain
-    `str`; None when pydantic has to look at it."""
+def _str_keyed_copy(value: Any, str_values: bool = False) -> dict[str, Any] | None:
+    """A copy of `value` (as pydantic makes one) if it is a plain `dict` with plain `str` keys (and, with
+    `str_values`, values); None when pydantic has to look at it."""
+    if value.__class__ is not dict:
+        return None
     for k, v in value.items():
         if k.__class__ is not str or (str_values and v.__class__ is not str):
             return None
-    return value.copy()
+    return dict(value)
 
 
-#: EventMetadata fields holding `str | None`
-_OPTIONAL_TEXT = frozenset({"correlation_id", "causation_id", "source", "source_topic", "ordering_key"})
+#: every EventMetadata field in field order, with its default (`_UNSET`: made per instance)
+_METADATA_DEFAULTS: dict[str, Any] = {
+    "event_id": _UNSET,
+    "correlation_id": None,
+    "causation_id": None,
+    "timestamp": _UNSET,
+    "source": None,
+    "source_topic": None,
+    "ordering_key": None,
+    "attempt": 0,
+    "trace_context": _UNSET,
+    "extras": _UNSET,
+}
+_OPTIONAL_TEXT = frozenset({str, type(None)})
 
 
 def _plain_metadata(data: dict[str, Any]) -> dict[str, Any] | None:
     """The field values of ``EventMetadata(**data)`` if every value in `data` is stored as given (or, for
     a naive timestamp, marked UTC); None when pydantic has to validate."""
-    values: dict[str, Any] = {
-        "event_id": _UNSET,
-        "correlation_id": None,
-        "causation_id": None,
-        "timestamp": _UNSET,
-        "source": None,
-        "source_topic": None,
-        "ordering_key": None,
-        "attempt": 0,
-        "trace_context": _UNSET,
-        "extras": _UNSET,
-    }
-    for name, value in data.items():
-        if name in _OPTIONAL_TEXT:
-            if value is not None and value.__class__ is not str:
-                return None
-        elif name == "event_id":
-            if value.__class__ is not str:
-                return None
-        elif name == "timestamp":
-            if value.__class__ is not datetime:
-                return None
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=_UTC)
-        elif name == "attempt":
-            if value.__class__ is not int:
-                return None
-        elif name == "trace_context" or name == "extras":
-            if value.__class__ is not dict:
-                return None
-            value = _str_keyed_copy(value, str_values=name == "trace_context")
-            if value is None:
-                return None
-        else:
-            return None  # not a field: pydantic names it in the error
-        values[name] = value
-    if values["event_id"] is _UNSET:
-        values["event_id"] = _new_id()
-    if values["timestamp"] is _UNSET:
-        values["timestamp"] = datetime.now(_UTC)
-    if values["trace_context"] is _UNSET:
-        values["trace_context"] = {}
-    if values["extras"] is _UNSET:
-        values["extras"] = {}
-    return values
+    v = {**_METADATA_DEFAULTS, **data}  # in field order; an unknown name makes it longer
+    if not (
+        len(v) == len(_METADATA_DEFAULTS)
+        and v["correlation_id"].__class__ in _OPTIONAL_TEXT
+        and v["causation_id"].__class__ in _OPTIONAL_TEXT
+        and v["source"].__class__ in _OPTIONAL_TEXT
+        and v["source_topic"].__class__ in _OPTIONAL_TEXT
+        and v["ordering_key"].__class__ in _OPTIONAL_TEXT
+        and v["attempt"].__class__ is int
+    ):
+        return None
+    event_id = v["event_id"]
+    if event_id is _UNSET:
+        v["event_id"] = _new_id()
+    elif event_id.__class__ is not str:
+        return None
+    timestamp = v["timestamp"]
+    if timestamp is _UNSET:
+        v["timestamp"] = datetime.now(_UTC)
+    elif timestamp.__class__ is not datetime:
+        return None
+    elif timestamp.tzinfo is None:
+        v["timestamp"] = timestamp.replace(tzinfo=_UTC)
+    trace_context = v["trace_context"]
+    if trace_context is _UNSET:
+        v["trace_context"] = {}
+    elif (trace_context := _str_keyed_copy(trace_context, str_values=True)) is None:
+        return None
+    else:
+        v["trace_context"] = trace_context
+    extras = v["extras"]
+    if extras is _UNSET:
+        v["extras"] = {}
+    elif (extras := _str_keyed_copy(extras)) is None:
+        return None
+    else:
+        v["extras"] = extras
+    return v
 
 
 def _fresh_metadata(source: str | None) -> EventMetadata:
