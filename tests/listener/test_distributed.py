@@ -138,8 +138,9 @@ def _accepted_submissions(wats: FakeWATS) -> list[str]:
 
 
 async def _owners(queue: str) -> set[int]:
-    """The shards some listener owns now (their exclusive `.owner` queue exists)."""
+    """The shards some listener owns now: their `.owner` queue is exclusive to another connection."""
     import aio_pika
+    import aiormq.exceptions
 
     conn = await aio_pika.connect(RABBITMQ_URL)
     owned: set[int] = set()
@@ -148,8 +149,10 @@ async def _owners(queue: str) -> set[int]:
             ch = await conn.channel()
             try:
                 await ch.declare_queue(f"{queue}.shard-{i:03d}.owner", passive=True)
+            except aiormq.exceptions.ChannelLockedResource:
                 owned.add(i)
-            except Exception:
+                continue
+            except aiormq.exceptions.ChannelNotFoundEntity:
                 continue
             with contextlib.suppress(Exception):
                 await ch.close()
