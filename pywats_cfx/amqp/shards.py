@@ -70,6 +70,7 @@ class ShardRunner:
         self._publisher: AbstractChannel | None = None
         self._intake: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._intake_tag: tuple[Any, str] | None = None
+        self._republisher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -139,7 +140,7 @@ class ShardRunner:
             intake = await intake_channel.declare_queue(names.queue, passive=True)
             tag = await intake.consume(self._intake.put)
             self._intake_tag = (intake, tag)
-            asyncio.create_task(self._republish(channel), name="amqp-republish")
+            self._republisher = asyncio.create_task(self._republish(channel), name="amqp-republish")
 
     async def _close(self, conn: AbstractConnection, *, graceful: bool) -> None:
         if graceful:

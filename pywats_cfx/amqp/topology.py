@@ -139,7 +139,9 @@ class _Declarer:
             await self._reopen()
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             await self._reopen()
-            raise ConfigurationError("amqp.queue", f"{what} exists on the broker unlike configured: {exc}") from None
+            raise ConfigurationError(
+                "amqp.queue", f"{what} exists on the broker unlike configured: {exc}"
+            ) from None
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             await self._reopen()
             self.missing.append(f"{what} ({exc})")
@@ -184,7 +186,9 @@ async def declare_distributed(connection: AbstractConnection, names: Distributed
             f"dead-letter exchange {amqp.dead_letter_exchange!r}",
             lambda ch: exchange(ch, amqp.dead_letter_exchange or "", "direct"),
         )
-        await declared_queue("dead-letter queue", dlq or "", {"x-queue-type": "quorum" if names.sharded else amqp.queue_type})
+        await declared_queue(
+            "dead-letter queue", dlq or "", {"x-queue-type": "quorum" if names.sharded else amqp.queue_type}
+        )
 
         async def bind_dlq(ch: AbstractChannel) -> Any:
             q = await ch.declare_queue(dlq or "", passive=True)
@@ -208,7 +212,9 @@ async def declare_distributed(connection: AbstractConnection, names: Distributed
                 f"exchange {names.hash_exchange!r} of type x-consistent-hash (no permission to declare it)"
             )
         for shard in names.shards:
-            await declared_queue("shard queue (quorum, single-active-consumer)", shard, names.queue_arguments())
+            await declared_queue(
+                "shard queue (quorum, single-active-consumer)", shard, names.queue_arguments()
+            )
 
             async def bind_shard(ch: AbstractChannel, shard: str = shard) -> Any:
                 q = await ch.declare_queue(shard, passive=True)
@@ -218,9 +224,9 @@ async def declare_distributed(connection: AbstractConnection, names: Distributed
         await declared_queue("listener presence queue", names.presence_queue, {})
     if names.has_intake or not names.sharded:
         await declared_queue(
-            "queue (intake)" if names.sharded else "queue", amqp.queue, names.queue_arguments(
-                single_active=names.sharded
-            )
+            "queue (intake)" if names.sharded else "queue",
+            amqp.queue,
+            names.queue_arguments(single_active=names.sharded),
         )
         for pattern in amqp.bindings():
 

@@ -32,8 +32,8 @@ from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
 from .composition import Cleanup, ListenerParts, build_parts, build_transports, run_cleanups
-from .settlement import HandlerFailure, Settlements
 from .outcome import DeferralWatch, RunSummary, Unfinished
+from .settlement import HandlerFailure, Settlements
 from .status import unfinished_by_event_type, unfinished_entries
 
 __all__ = ["INGEST_GC_THRESHOLD", "Listener", "ListenerContext"]

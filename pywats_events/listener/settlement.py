@@ -26,7 +26,7 @@ from .._event import Event
 from .._handlers import BaseHandler, HandleResult, resolve_event_types
 from ..policies import FailureKind, RetryPolicy
 
-__all__ = ["HandlerFailure", "SettlingHandler", "Settlements", "settling_handlers"]
+__all__ = ["HandlerFailure", "Settlements", "SettlingHandler", "settling_handlers"]
 
 log = logging.getLogger("pywats_events.listener")
 

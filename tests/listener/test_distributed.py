@@ -255,9 +255,7 @@ def _sharded_run(
             what="the killed listener's shards moved to the survivors",
         )
         assert time.monotonic() - killed_at < 10
-        wait_until(
-            lambda: len(reported_message_ids(wats)) >= messages, 120, what=f"all {messages} reports"
-        )
+        wait_until(lambda: len(reported_message_ids(wats)) >= messages, 120, what=f"all {messages} reports")
         survivors = listeners[1:]
         assert all(p.metric("pywats_messages_received_total") > 0 for p in survivors)
     finally:
