@@ -82,9 +82,50 @@ def amqp_transport(ctx: PluginContext) -> BaseTransport | None:
     drain = opts.pop("drain_timeout", min(ctx.settings.listener.drain_timeout, 10.0))
     try:
         amqp = s.config(**opts)
-        config = CFXConfig(amqp=amqp, endpoint=EndpointConfig(cfx_handle=handle), drain_timeout=drain)
+        config = CFXConfig(
+            amqp=amqp,
+            endpoint=EndpointConfig(cfx_handle=handle),
+            drain_timeout=drain,
+            distributed=ctx.settings.listener.distributed,
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigurationError("amqp." + ".".join(str(p) for p in err["loc"]), err["msg"]) from None
+    if amqp.shards and not config.distributed:
+        raise ConfigurationError(
+            "amqp.shards", "sharding needs [listener] distributed = true (several listeners share the shards)"
+        )
     ctx.facts["input"] = f"AMQP queue {s.queue!r} on exchange {s.exchange!r}"
-    return CFXTransport(config, ctx.codec)
+    if amqp.shards:
+        ctx.facts["input"] += f", {amqp.shards} shards by {amqp.shard_key}"
+    transport = CFXTransport(config, ctx.codec)
+    if config.distributed and ctx.registry is not None:
+        _distributed_metrics(ctx, transport)
+    return transport
+
+
+def _distributed_metrics(ctx: PluginContext, transport: Any) -> None:
+    """Gauges of distributed mode on the listener's /metrics: shards owned, messages retried on the
+    broker and dead-lettered there (monotonic since start)."""
+    from prometheus_client import Gauge
+
+    def owned() -> int:
+        return len(transport.shards.owned) if transport.shards is not None else 0
+
+    def settled(what: str) -> int:
+        settlement = transport._settlement
+        return int(getattr(settlement, what)) if settlement is not None else 0
+
+    Gauge("pywats_amqp_shards_owned", "Shard queues this listener owns.", registry=ctx.registry).set_function(
+        owned
+    )
+    Gauge(
+        "pywats_amqp_retried_messages",
+        "Messages handed to a broker delay queue (retry, or held behind an earlier one of their unit).",
+        registry=ctx.registry,
+    ).set_function(lambda: settled("retried"))
+    Gauge(
+        "pywats_amqp_dead_lettered_messages",
+        "Messages dead-lettered on the broker after a permanent handler failure.",
+        registry=ctx.registry,
+    ).set_function(lambda: settled("dead_lettered"))

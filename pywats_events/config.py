@@ -80,6 +80,10 @@ class ListenerSettings(_Section):
     transports: list[str] = Field(default_factory=list)
     #: live progress line on a terminal
     progress: bool = True
+    #: several listener processes share the broker's queues (docs/deployment.md): no journal, a broker
+    #: message is settled only after the handlers finished (acknowledged, handed to a delay queue for a
+    #: later attempt, or dead-lettered on the broker), so nothing waits on one machine's disk
+    distributed: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -133,6 +133,18 @@ class AMQPConfig(BaseModel):
     #: queue bound to the dead-letter exchange that keeps the rejected messages; default `<queue>.dead-letter`
     dead_letter_queue: str | None = None
 
+    #: sharding (distributed mode): this many shard queues behind a consistent-hash exchange, keyed by
+    #: the unit serial; listeners share them (0 = one queue, hot standby with single_active_consumer)
+    shards: int = Field(default=0, ge=0, le=1024)
+    #: what the hash is taken of: "unit" (the unit serial, or the CFX handle where no unit is named) or
+    #: "endpoint" (the routing key, i.e. the CFX handle and message name: no re-publishing stage)
+    shard_key: Literal["unit", "endpoint"] = "unit"
+    #: seconds between two looks at how many listeners share the shards (claiming and releasing shards)
+    shard_rebalance_interval: float = Field(default=1.0, gt=0)
+    #: distributed mode: delay before the n-th broker retry of a message whose handler failed
+    #: transiently (the last one repeats); each delay is its own queue with per-message TTL
+    retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0])
+
     #: unacknowledged deliveries in flight (bounds memory and how much a crash hands back to the broker)
     prefetch_count: int = Field(default=128, ge=1, le=65535)
     heartbeat: int = Field(default=60, ge=0)
@@ -143,11 +155,12 @@ class AMQPConfig(BaseModel):
 
     @field_validator("exchange_type")
     @classmethod
-    def _no_sharding_yet(cls, value: str) -> str:
+    def _plant_exchange_type(cls, value: str) -> str:
         if value == "x-consistent-hash":
             raise ValueError(
-                "'x-consistent-hash' needs the sharding mode (shard queues bound with numeric weights, not"
-                " topic patterns), which is not built yet; use 'topic'"
+                "the plant's exchange stays a topic exchange (CFX routing keys name the endpoint and the"
+                " message, not the unit); for sharding set 'shards' (e.g. shards = 8): the listener then"
+                " declares its own consistent-hash exchange '<queue>.shards' keyed by the unit serial"
             )
         return value
 
@@ -170,6 +183,13 @@ class AMQPConfig(BaseModel):
         if self.message_types:
             return [f"#.{name}" for name in self.message_types]
         return list(self.routing_keys)
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _retry_delays(cls, value: list[float]) -> list[float]:
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("retry_delays must name at least one delay, each above 0 seconds")
+        return value
 
     def dead_letter_queue_name(self) -> str | None:
         if self.dead_letter_exchange is None:
@@ -311,3 +331,6 @@ class CFXConfig(BaseModel):
     endpoint: EndpointConfig
     #: seconds `stop()` waits for in-flight deliveries to be accepted and acked before closing
     drain_timeout: float = Field(default=10.0, ge=0)
+    #: distributed mode (``[listener] distributed``): settle each message after the handlers finished,
+    #: retry through the broker's delay queues, dead-letter on the broker
+    distributed: bool = False

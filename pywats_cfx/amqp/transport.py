@@ -41,6 +41,9 @@ from pywats_events.transports import BaseTransport, ConnectionState, QuarantineR
 
 from .config import CFXConfig, ConnectionParameters
 from .outbound import build_envelope, encode_envelope
+from .settlement import BrokerSettlement
+from .shards import ShardRunner
+from .topology import HEADER_ROUTING_KEY, DistributedTopology, declare_distributed
 
 __all__ = ["CFXTransport", "TransportStats"]
 
@@ -128,6 +131,9 @@ class CFXTransport(BaseTransport):
         self._publish_exchange: AbstractExchange | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        #: distributed mode: settles messages after the handlers; the shard runner when sharded
+        self._settlement: BrokerSettlement | None = None
+        self.shards: ShardRunner | None = None
         self._stopping = False
         self._started = False
         self.stats = TransportStats()
@@ -213,6 +219,9 @@ class CFXTransport(BaseTransport):
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
             self._heartbeat_task = None
+        if self.shards is not None:
+            await self.shards.stop()
+            self.shards = None
         if self._queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=5)
@@ -258,9 +267,83 @@ class CFXTransport(BaseTransport):
             reconnect_interval=amqp.reconnect_interval,
         )
 
+    async def _plain_connection(self) -> aio_pika.abc.AbstractConnection:
+        """A connection that is not re-established behind our back: shard ownership must end with it."""
+        amqp = self.config.amqp
+        params = amqp.connection_parameters(self._environ)
+        return await aio_pika.connect(
+            host=params.host,
+            port=params.port,
+            login=params.login,
+            password=params.password,
+            virtualhost=params.virtualhost,
+            ssl=params.ssl,
+            ssl_context=amqp.ssl_context(self._environ),
+            timeout=amqp.connect_timeout,
+            client_properties={
+                "product": "pywats-events",
+                "connection_name": (amqp.connection_name or f"pywats-events {amqp.queue}") + " (shards)",
+            },
+            heartbeat=amqp.heartbeat,
+        )
+
+    async def _start_distributed(self, connection: AbstractRobustConnection) -> None:
+        """Declare (or check) the distributed topology, then consume: one queue (hot standby) or the
+        shards this listener owns."""
+        amqp = self.config.amqp
+        if not callable(getattr(self._context, "submit_settled", None)):
+            raise ConfigurationError(
+                "listener.distributed", "this listener context cannot settle after the handlers"
+            )
+        names = DistributedTopology(amqp)
+        channel = await connection.channel(publisher_confirms=False)
+        self._channel = channel
+        await self._exchange(
+            connection,
+            channel,
+            amqp.exchange,
+            declare=amqp.declare_exchange,
+            kind=amqp.exchange_type,
+            durable=amqp.durable,
+        )
+        await declare_distributed(connection, names)
+        self._settlement = BrokerSettlement(names)
+        if names.sharded:
+            self.shards = ShardRunner(
+                names,
+                self._plain_connection,
+                self._on_distributed,
+                self._hash_key,
+                drain_timeout=self.config.drain_timeout,
+            )
+            await self.shards.start()
+            return
+        publisher = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=amqp.prefetch_count)
+        queue = await channel.declare_queue(amqp.queue, passive=True)
+        self._queue = queue
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._on_distributed(message, amqp.queue, publisher)
+
+        self._consumer_tag = await queue.consume(on_message)
+
+    def _hash_key(self, message: AbstractIncomingMessage) -> str:
+        """The shard key of an intake message: its unit (ordering key), else its routing key."""
+        try:
+            result = self.codec.decode(message.body, delivery_headers(message), message.routing_key)
+        except Exception:
+            return message.routing_key or ""
+        if result.events:
+            return result.events[0].ordering_key()
+        return message.routing_key or ""
+
     async def _declare_and_consume(self, connection: AbstractRobustConnection) -> None:
         """Declared on a robust channel, so aio-pika replays all of it after a reconnect."""
         amqp = self.config.amqp
+        if self.config.distributed:
+            await self._start_distributed(connection)
+            return
         channel = await connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=amqp.prefetch_count)
         self._channel = channel
@@ -366,6 +449,64 @@ class CFXTransport(BaseTransport):
             if task is not None:
                 self._inflight.discard(task)
 
+    async def _on_distributed(
+        self, message: AbstractIncomingMessage, queue: str, channel: AbstractChannel
+    ) -> None:
+        """One delivery in distributed mode: settled only after the handlers finished (see
+        `settlement`). Never raises."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            self.stats.received += 1
+            headers = delivery_headers(message)
+            topic = message.routing_key
+            original = headers.get(HEADER_ROUTING_KEY)
+            if original:  # re-published by unit: the codec sees the CFX routing key it was sent with
+                topic = str(original)
+                headers["routing-key"] = topic
+            if self._is_own_announcement(headers):
+                await self._settle(message, "ack")
+                return
+            result = self._decode(message.body, headers, topic)
+            if not result.events:
+                await self._quarantine_and_reject(message, result, topic)
+                return
+            assert self._settlement is not None
+            context: Any = self._context
+            outcome = await self._settlement.handle(context, message, result.events, queue, channel)
+            if outcome == "requeue":
+                await asyncio.sleep(_REQUEUE_BACKOFF)
+                await self._settle(message, "requeue")
+            elif outcome == "dead-letter":
+                self.stats.dead_lettered += 1
+            else:
+                self.stats.acked += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error handling delivery %s; requeued", message.message_id)
+            await self._settle(message, "requeue")
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    def _decode(self, body: bytes, headers: dict[str, Any], topic: str | None) -> DecodeResult:
+        try:
+            return self.codec.decode(body, headers, topic)
+        except Exception as exc:  # the contract says never, but a bug must not cost the message
+            return DecodeResult(
+                quarantined=[
+                    QuarantineRecord(
+                        raw=body,
+                        reason=f"codec raised {type(exc).__name__}: {exc}",
+                        headers=headers,
+                        source=self.name,
+                        topic=topic,
+                    )
+                ]
+            )
+
     async def _process(self, message: AbstractIncomingMessage) -> None:
         self.stats.received += 1
         headers = delivery_headers(message)
@@ -410,6 +551,17 @@ class CFXTransport(BaseTransport):
                     await asyncio.sleep(_REQUEUE_BACKOFF)
                 await self._settle(message, "requeue")
                 return
+        if not result.quarantined:
+            await self._settle(message, "ack")
+            return
+        await self._quarantine_and_reject(message, result, topic)
+
+    async def _quarantine_and_reject(
+        self, message: AbstractIncomingMessage, result: DecodeResult, topic: str | None
+    ) -> None:
+        """Undecodable input: stored in the quarantine, then rejected to the dead-letter exchange."""
+        context = self._context
+        assert context is not None
         if not result.quarantined:
             await self._settle(message, "ack")
             return

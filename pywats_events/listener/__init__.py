@@ -14,6 +14,9 @@ Modules, one concept each:
     `MeteredCodec`: inbound messages counted around any codec.
 ``status``
     what the stores and the running listener's snapshot say (`pywats-events status`).
+``settlement``
+    distributed mode: handlers' failures recorded per event, so a transport settles a broker message
+    only after the handlers finished (`SettlingHandler`, `Settlements`).
 ``builtin_transports``
     the core's own transport plugins: replay and MQTT.
 """
@@ -24,14 +27,18 @@ from .composition import ListenerParts, build_parts, build_transports, check_plu
 from .dead_letters import ReplayResult, replay_dead_letters, replay_journal_settings
 from .outcome import DeferralWatch, RunSummary, Unfinished
 from .runner import Listener, ListenerContext
+from .settlement import HandlerFailure, Settlements, SettlingHandler
 
 __all__ = [
     "DeferralWatch",
+    "HandlerFailure",
     "Listener",
     "ListenerContext",
     "ListenerParts",
     "ReplayResult",
     "RunSummary",
+    "Settlements",
+    "SettlingHandler",
     "Unfinished",
     "build_parts",
     "build_transports",

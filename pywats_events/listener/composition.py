@@ -21,6 +21,7 @@ from ..metrics import MetricsObserver
 from ..quarantine import SqliteQuarantine
 from ..transports import BaseTransport
 from .instrumentation import MeteredCodec
+from .settlement import Settlements, settling_handlers
 
 __all__ = ["ListenerParts", "build_parts", "build_transports", "check_plugin_tables", "run_cleanups"]
 
@@ -47,6 +48,8 @@ class ListenerParts:
     summary: list[plugins.SummaryRows] = field(default_factory=list)
     #: where the handler plugins deliver (see `PluginContext.destination`)
     destinations: list[str] = field(default_factory=list)
+    #: distributed mode: the handlers' failures per event, for the transport to settle its messages
+    settlements: Settlements | None = None
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """The plugins' summary rows now; a plugin whose rows fail is logged and left out."""
@@ -97,7 +100,15 @@ def build_parts(
         if ctx.destination:
             destinations.append(ctx.destination)
     journal = None
-    if s.journal.enabled:
+    settlements: Settlements | None = None
+    if s.listener.distributed:
+        # the broker keeps every unfinished message: no journal, handlers report failures to settle on
+        from ..bus.engine import DEFAULT_RETRY_POLICY
+
+        settlements = Settlements()
+        handler_objs = list(settling_handlers(handler_objs, settlements, DEFAULT_RETRY_POLICY))
+        facts["mode"] = "distributed: acknowledged after the handlers, retries on the broker"
+    elif s.journal.enabled:
         journal = SqliteJournal(
             s.journal_path,
             max_entries=s.journal.max_entries,
@@ -132,6 +143,7 @@ def build_parts(
         facts,
         summary,
         destinations,
+        settlements,
     )
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +33,7 @@ from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
 from .composition import Cleanup, ListenerParts, build_parts, build_transports, run_cleanups
 from .outcome import DeferralWatch, RunSummary, Unfinished
+from .settlement import HandlerFailure, Settlements
 from .status import unfinished_by_event_type, unfinished_entries
 
 __all__ = ["INGEST_GC_THRESHOLD", "Listener", "ListenerContext"]
@@ -43,14 +44,38 @@ log = logging.getLogger("pywats_events.listener")
 class ListenerContext:
     """The context transports see: submit → bus, quarantine → store, connection changes → readiness."""
 
-    def __init__(self, bus: Any, store: SqliteQuarantine, metrics: MetricsObserver) -> None:
+    def __init__(
+        self,
+        bus: Any,
+        store: SqliteQuarantine,
+        metrics: MetricsObserver,
+        settlements: Settlements | None = None,
+    ) -> None:
         self.bus = bus
         self.store = store
         self.metrics = metrics
         self.states: dict[str, ConnectionState] = {}
+        #: set in distributed mode: transports that can settle after the handlers use `submit_settled`
+        self.settlements = settlements
 
     async def submit(self, events: Sequence[Event]) -> None:
         await self.bus.context.submit(events)
+
+    async def submit_settled(
+        self, events: Sequence[Event], only: Collection[str] | None = None
+    ) -> list[HandlerFailure]:
+        """Distributed mode: returns once every handler finished `events` (those in `only`, when given),
+        with the failures the transport must settle (empty: acknowledge)."""
+        settlements = self.settlements
+        if settlements is None:
+            raise RuntimeError("submit_settled needs [listener] distributed = true")
+        settlements.expect(events, only)
+        try:
+            await self.bus.context.submit(events)
+        except BaseException:
+            settlements.forget(events)
+            raise
+        return settlements.collect(events)
 
     async def quarantine(self, record: QuarantineRecord) -> None:
         try:
@@ -242,7 +267,7 @@ class Listener:
     async def run(self) -> RunSummary:
         t0 = time.monotonic()
         parts = await self.build()
-        self.context = ListenerContext(parts.bus, parts.quarantine, self.metrics)
+        self.context = ListenerContext(parts.bus, parts.quarantine, self.metrics, parts.settlements)
         installed = self._install_signals()
         report: Any = None
         drained = False

@@ -94,12 +94,12 @@ async def test_a_passive_exchange_that_matches_is_used_as_it_is(
         await transport.stop()
 
 
-def test_consistent_hash_is_refused_until_the_sharding_mode_exists() -> None:
-    with pytest.raises(ValidationError, match="sharding mode"):
+def test_consistent_hash_as_plant_exchange_points_to_the_shards_setting() -> None:
+    with pytest.raises(ValidationError, match="set 'shards'"):
         AMQPConfig(exchange_type="x-consistent-hash")
     with pytest.raises(ConfigurationError) as err:
         load_settings(environ={"PYWATS_EVENTS_AMQP_EXCHANGE_TYPE": "x-consistent-hash"})
-    assert err.value.setting == "amqp.exchange_type" and "sharding mode" in str(err.value)
+    assert err.value.setting == "amqp.exchange_type" and "shards = 8" in str(err.value)
 
 
 def test_exchange_type_and_durable_reach_the_transport_from_the_settings() -> None:
