@@ -37,9 +37,10 @@ Groups and what an entry point must name:
     `SettingsSection.input` setting is set. Factories read it with ``ctx.settings.section(name, Model)``.
 
 What a factory may give back through its `PluginContext`, besides handlers or transports: ``cleanups``
-(run at shutdown), ``facts`` (lines of the run summary, e.g. the outbox path), ``summary`` (functions
-returning rows of the run summary's table, e.g. requests by endpoint), ``destination`` (where its handlers
-deliver, shown by ``dlq replay``). ``registry`` is the listener's Prometheus registry: a plugin meters what
+(run at shutdown), ``on_bus`` (told the bus before it starts, for handlers that publish), ``facts``
+(lines of the run summary, e.g. the outbox path), ``summary`` (functions returning rows of the run
+summary's table, e.g. requests by endpoint), ``destination`` (where its handlers deliver, shown by
+``dlq replay``). ``registry`` is the listener's Prometheus registry: a plugin meters what
 it does (e.g. its requests to WATS) by registering its own metrics there, served on ``/metrics``.
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ._codec import Codec
+    from .bus import AsyncEventBus
     from .config import Settings
     from .previews import Preview
     from .transports import BaseTransport
@@ -173,6 +175,9 @@ class PluginContext:
     destination: str | None = None
     #: the settings table `options` came from (``handlers`` or ``plugins``), for error messages
     section: str = "handlers"
+    #: called with the `AsyncEventBus` once it is built, before it starts: a plugin whose handlers publish
+    #: events of their own (an alarm) keeps the bus here
+    on_bus: list[Callable[[AsyncEventBus], None]] = field(default_factory=list)
 
     def parse_options(self, model: type[_M]) -> _M:
         """`options` validated by a pydantic `model`; a bad or (with ``extra="forbid"``) unknown option is
