@@ -107,3 +107,17 @@ def wats_handlers(ctx: PluginContext) -> list[Any]:
     meter = RequestMeter(ctx.registry)
     ctx.summary.append(meter.summary_rows)
     return list(create_handlers(config, MeteredSink(sink, meter)))
+
+
+def _default_event_types() -> tuple[str, ...]:
+    """What the WATS handlers subscribe to with the default configuration (for `pywats-events plugins`)."""
+    from pywats_events import resolve_event_types
+
+    from .preview import RecordingSink
+
+    made = create_handlers(WatsHandlersConfig(offline=True), RecordingSink())
+    return tuple(sorted({t for h in made for t in resolve_event_types(h)}))
+
+
+wats_handlers.event_types = _default_event_types()  # type: ignore[attr-defined]
+wats_handlers.options_model = WatsHandlersConfig  # type: ignore[attr-defined]
