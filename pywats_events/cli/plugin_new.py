@@ -1,4 +1,4 @@
-"""`pywats-events plugin new NAME`: writes a ready handler plugin distribution (see `pywats_events.scaffold`)."""
+"""`pywats-events plugin new NAME`: writes a ready handler plugin (see `pywats_events.scaffold`)."""
 
 from __future__ import annotations
 
