@@ -261,11 +261,13 @@ def make_transports(name: str, ctx: PluginContext, *, setting: str) -> list[Base
     return list(made) if isinstance(made, (list, tuple)) else [made]
 
 
-def make_handlers(name: str, ctx: PluginContext) -> list[Any]:
-    """The handlers of plugin `name`; any failure is a `ConfigurationError` naming ``handlers.<name>``."""
+def make_handlers(name: str, ctx: PluginContext, factory: Any = None) -> list[Any]:
+    """The handlers of plugin `name`; any failure is a `ConfigurationError` naming ``handlers.<name>``.
+
+    `factory` stands in for the installed entry point (a plugin's tests, run from its source tree)."""
     from ._handlers import BaseHandler
 
-    obj = load(HANDLERS, name, setting="listener.handlers")
+    obj = factory if factory is not None else load(HANDLERS, name, setting="listener.handlers")
     where = f"handlers.{name}"
     ctx.section = "handlers"
     try:

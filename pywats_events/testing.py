@@ -208,9 +208,8 @@ class BusHarness:
         self.journal = journal
         self.observer = RecordingObserver()
         self._overrides: dict[str, Any] = {}
-        if settings:
-            self.configure(settings)
-        self._plugins: list[tuple[str, dict[str, Any]]] = []
+        _merge(self._overrides, settings or {})
+        self._plugins: list[tuple[str, dict[str, Any], Any]] = []
         self._extra: list[Any] = []
         self._contexts: list[PluginContext] = []
         self._handlers: dict[str, list[Any]] = {}
@@ -227,11 +226,12 @@ class BusHarness:
         self._before_start("configure")
         _merge(self._overrides, settings)
 
-    def plugin(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+    def plugin(self, name: str, options: Mapping[str, Any] | None = None, *, factory: Any = None) -> None:
         """Subscribes the handlers of the installed handler plugin `name`, made with `options` (its
-        ``[handlers.<name>]`` table) when the bus starts; `handlers(name)` gives them afterwards."""
+        ``[handlers.<name>]`` table) when the bus starts; `handlers(name)` gives them afterwards.
+        `factory` stands in for the entry point (tests run from a plugin's source tree, not installed)."""
         self._before_start("plugin")
-        self._plugins.append((name, dict(options or {})))
+        self._plugins.append((name, dict(options or {}), factory))
 
     def subscribe(self, handler: Any) -> None:
         """Subscribes a handler of the test's own (a recorder of the events a plugin publishes)."""
@@ -281,10 +281,10 @@ class BusHarness:
         settings.listener.data_dir.mkdir(parents=True, exist_ok=True)
         registry = CollectorRegistry()
         made: list[Any] = []
-        for name, options in self._plugins:
+        for name, options, factory in self._plugins:
             ctx = PluginContext(name=name, settings=settings, options=options, registry=registry)
             self._contexts.append(ctx)
-            handlers = make_handlers(name, ctx)
+            handlers = make_handlers(name, ctx, factory)
             self._handlers.setdefault(name, []).extend(handlers)
             made.extend(handlers)
         journal = None
