@@ -21,7 +21,7 @@ from .factory import create_handlers
 from .metrics import MeteredSink, RequestMeter
 from .settings import outbox_path, wats_settings
 
-__all__ = ["DEMO_WATS_SETTINGS", "outbox_file", "wats_handlers"]
+__all__ = ["DEMO_WATS_SETTINGS", "outbox_file", "wats_handlers", "wats_sink"]
 
 #: WATS handler settings matching the bundled CFX samples' line (used only by the no-argument run)
 DEMO_WATS_SETTINGS: dict[str, Any] = {
@@ -67,6 +67,48 @@ def _sink(ctx: PluginContext) -> Any:
     return Outbox(path)
 
 
+class _Lease:
+    """One sink per listener settings, shared by every plugin that writes to WATS; closed by the last."""
+
+    def __init__(self, settings: Any, sink: Any) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.users = 0
+        #: what building the sink told the run summary (server or outbox), told every user
+        self.facts: dict[str, str] = {}
+        self.destination: str | None = None
+
+
+_LEASES: dict[int, _Lease] = {}
+
+
+def wats_sink(ctx: PluginContext) -> Any:
+    """The `RequestSink` ``[wats]`` describes (the HTTP sender, else the outbox), shared by the WATS handlers
+    and any other plugin of the same run, so what a plugin sends to WATS goes through the same outbox, rate
+    limit and connection pool. Give the handlers that use it a `TransientError`-aware policy (the sink raises
+    `WatsTransientError` for outages, `WatsPermanentError` for refusals). Closed when the last user's
+    cleanup ran (appended to ``ctx.cleanups`` here)."""
+    key = id(ctx.settings)
+    lease = _LEASES.get(key)
+    if lease is None or lease.settings is not ctx.settings:
+        lease = _LEASES[key] = _Lease(ctx.settings, _sink(ctx))
+        lease.facts = {k: v for k, v in ctx.facts.items() if k in ("wats", "outbox")}
+        lease.destination = ctx.destination
+    ctx.facts.update(lease.facts)
+    ctx.destination = ctx.destination or lease.destination
+    lease.users += 1
+
+    async def release() -> None:
+        lease.users -= 1
+        if lease.users == 0:
+            if _LEASES.get(key) is lease:
+                del _LEASES[key]
+            await lease.sink.aclose()
+
+    ctx.cleanups.append(release)
+    return lease.sink
+
+
 def _register_token(ctx: PluginContext) -> None:
     """Keep the WATS token out of every log line, wherever it was read from (file, environment)."""
     wats = wats_settings(ctx.settings)
@@ -102,8 +144,21 @@ def wats_handlers(ctx: PluginContext) -> list[Any]:
         raise ConfigurationError(
             "handlers.wats." + ".".join(str(p) for p in err["loc"]), err["msg"]
         ) from None
-    sink = _sink(ctx)
-    ctx.cleanups.append(sink.aclose)
+    sink = wats_sink(ctx)
     meter = RequestMeter(ctx.registry)
     ctx.summary.append(meter.summary_rows)
     return list(create_handlers(config, MeteredSink(sink, meter)))
+
+
+def _default_event_types() -> tuple[str, ...]:
+    """What the WATS handlers subscribe to with the default configuration (for `pywats-events plugins`)."""
+    from pywats_events import resolve_event_types
+
+    from .preview import RecordingSink
+
+    made = create_handlers(WatsHandlersConfig(offline=True), RecordingSink())
+    return tuple(sorted({t for h in made for t in resolve_event_types(h)}))
+
+
+wats_handlers.event_types = _default_event_types()  # type: ignore[attr-defined]
+wats_handlers.options_model = WatsHandlersConfig  # type: ignore[attr-defined]

@@ -401,6 +401,12 @@ def load_settings(
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            from .plugins import broken_settings
+
+            reason = broken_settings().get(str(err["loc"][0]))
+            if reason is not None:  # the section of an installed plugin that cannot be loaded
+                raise ConfigurationError(str(err["loc"][0]), reason) from exc
         raise ConfigurationError(_setting_name(err["loc"]), _message(err, model)) from exc
 
 

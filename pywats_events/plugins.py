@@ -37,9 +37,10 @@ Groups and what an entry point must name:
     `SettingsSection.input` setting is set. Factories read it with ``ctx.settings.section(name, Model)``.
 
 What a factory may give back through its `PluginContext`, besides handlers or transports: ``cleanups``
-(run at shutdown), ``facts`` (lines of the run summary, e.g. the outbox path), ``summary`` (functions
-returning rows of the run summary's table, e.g. requests by endpoint), ``destination`` (where its handlers
-deliver, shown by ``dlq replay``). ``registry`` is the listener's Prometheus registry: a plugin meters what
+(run at shutdown), ``on_bus`` (told the bus before it starts, for handlers that publish), ``facts``
+(lines of the run summary, e.g. the outbox path), ``summary`` (functions returning rows of the run
+summary's table, e.g. requests by endpoint), ``destination`` (where its handlers deliver, shown by
+``dlq replay``). ``registry`` is the listener's Prometheus registry: a plugin meters what
 it does (e.g. its requests to WATS) by registering its own metrics there, served on ``/metrics``.
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ._codec import Codec
+    from .bus import AsyncEventBus
     from .config import Settings
     from .previews import Preview
     from .transports import BaseTransport
@@ -77,11 +79,14 @@ __all__ = [
     "SETTINGS",
     "TRANSPORTS",
     "PluginContext",
+    "PluginInfo",
     "RunOption",
     "SettingsSection",
     "SummaryRows",
     "available",
+    "broken_settings",
     "command_plugins",
+    "inventory",
     "load",
     "load_samples",
     "make_handlers",
@@ -173,6 +178,9 @@ class PluginContext:
     destination: str | None = None
     #: the settings table `options` came from (``handlers`` or ``plugins``), for error messages
     section: str = "handlers"
+    #: called with the `AsyncEventBus` once it is built, before it starts: a plugin whose handlers publish
+    #: events of their own (an alarm) keeps the bus here
+    on_bus: list[Callable[[AsyncEventBus], None]] = field(default_factory=list)
 
     def parse_options(self, model: type[_M]) -> _M:
         """`options` validated by a pydantic `model`; a bad or (with ``extra="forbid"``) unknown option is
@@ -253,11 +261,13 @@ def make_transports(name: str, ctx: PluginContext, *, setting: str) -> list[Base
     return list(made) if isinstance(made, (list, tuple)) else [made]
 
 
-def make_handlers(name: str, ctx: PluginContext) -> list[Any]:
-    """The handlers of plugin `name`; any failure is a `ConfigurationError` naming ``handlers.<name>``."""
+def make_handlers(name: str, ctx: PluginContext, factory: Any = None) -> list[Any]:
+    """The handlers of plugin `name`; any failure is a `ConfigurationError` naming ``handlers.<name>``.
+
+    `factory` stands in for the installed entry point (a plugin's tests, run from its source tree)."""
     from ._handlers import BaseHandler
 
-    obj = load(HANDLERS, name, setting="listener.handlers")
+    obj = factory if factory is not None else load(HANDLERS, name, setting="listener.handlers")
     where = f"handlers.{name}"
     ctx.section = "handlers"
     try:
@@ -304,24 +314,38 @@ def _checked_handler(h: Any, plugin: str, where: str) -> Any:
     return h
 
 
+#: settings plugins that could not be loaded: name → reason (filled by `settings_sections`)
+_BROKEN_SECTIONS: dict[str, str] = {}
+
+
 def settings_sections() -> dict[str, SettingsSection]:
-    """name → `SettingsSection` of every ``pywats_events.settings`` plugin; one that cannot be loaded is a
-    `ConfigurationError` naming its section (its settings could not be checked)."""
+    """name → `SettingsSection` of every ``pywats_events.settings`` plugin that loads.
+
+    One that cannot be loaded is left out with a warning, so it does not take down a listener that does not
+    use it; a configuration that sets its section is refused naming the section and the reason
+    (`broken_settings`)."""
     found: dict[str, SettingsSection] = {}
     for name, ep in sorted(_entry_points(SETTINGS).items()):
         try:
             made = ep.load()
             section = made if isinstance(made, SettingsSection) else made()
         except Exception as exc:
-            raise ConfigurationError(
-                name, f"settings plugin {name!r} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}"
-            ) from exc
-        if not isinstance(section, SettingsSection) or section.name != name:
-            raise ConfigurationError(
-                name, f"settings plugin {name!r} ({ep.value}) gave {section!r}, not SettingsSection({name!r})"
-            )
-        found[name] = section
+            reason = f"settings plugin {name!r} ({ep.value}) cannot be loaded: {type(exc).__name__}: {exc}"
+        else:
+            if isinstance(section, SettingsSection) and section.name == name:
+                found[name] = section
+                _BROKEN_SECTIONS.pop(name, None)
+                continue
+            reason = f"settings plugin {name!r} ({ep.value}) gave {section!r}, not SettingsSection({name!r})"
+        if _BROKEN_SECTIONS.get(name) != reason:
+            log.warning("%s; its section [%s] cannot be used", reason, name)
+        _BROKEN_SECTIONS[name] = reason
     return found
+
+
+def broken_settings() -> dict[str, str]:
+    """Settings plugins the last `settings_sections` call could not load: section name → reason."""
+    return dict(_BROKEN_SECTIONS)
 
 
 def load_samples(codec_name: str) -> list[tuple[str, bytes]]:
@@ -365,3 +389,77 @@ def _make_preview(ep: EntryPoint) -> Preview:
     if not isinstance(made, Preview):
         raise TypeError(f"preview plugin {ep.name!r} ({ep.value}) returned {made!r}, not a Preview")
     return made
+
+
+#: the groups `inventory` lists, in the order `pywats-events plugins` shows them
+GROUPS: tuple[str, ...] = (TRANSPORTS, CODECS, HANDLERS, COMMANDS, SETTINGS, PREVIEWS, SAMPLES)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One installed plugin as `pywats-events plugins` lists it; `error` is why it cannot be imported."""
+
+    group: str
+    name: str
+    target: str
+    distribution: str
+    version: str
+    event_types: tuple[str, ...] = ()
+    options_model: str = ""
+    error: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The group without its ``pywats_events.`` prefix (``handlers``, ``codecs``, ...)."""
+        return self.group.rpartition(".")[2]
+
+
+def _qualname(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _describe(group: str, obj: Any) -> tuple[tuple[str, ...], str]:
+    """(event types, options model) a loaded plugin declares.
+
+    A handler factory declares them as attributes: ``factory.event_types`` and ``factory.options_model``
+    (a `BaseHandler` class target: its class attribute `event_types`); a settings plugin's model is its
+    section's."""
+    from ._handlers import BaseHandler
+
+    types: Any = getattr(obj, "event_types", ())
+    if inspect.isclass(obj) and issubclass(obj, BaseHandler) and not isinstance(types, (list, tuple)):
+        types = ()
+    if callable(types) or isinstance(types, property):
+        types = ()
+    if isinstance(types, str):
+        types = (types,)
+    names = tuple(t.value if hasattr(t, "value") else str(t) for t in types)
+    model: Any = getattr(obj, "options_model", None)
+    if group == SETTINGS:
+        section = obj if isinstance(obj, SettingsSection) else None
+        model = section.model if section is not None else model
+    return names, _qualname(model) if inspect.isclass(model) else ""
+
+
+def inventory(groups: Iterable[str] = GROUPS) -> list[PluginInfo]:
+    """Every installed plugin of `groups`, each imported to show what it declares; one that fails to
+    import is listed with the reason (nothing is raised)."""
+    found: list[PluginInfo] = []
+    for group in groups:
+        eps = _entry_points(group)
+        names = sorted({*eps, *_FIRST_PARTY.get(group, {})})
+        for name in names:
+            ep = eps.get(name)
+            target = ep.value if ep is not None else _FIRST_PARTY[group][name]
+            dist = getattr(ep, "dist", None) if ep is not None else None
+            dist_name = dist.metadata["Name"] if dist is not None else "pywats-events (source checkout)"
+            version = dist.version if dist is not None else ""
+            try:
+                obj = ep.load() if ep is not None else _import(target)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                found.append(PluginInfo(group, name, target, dist_name, version, error=error))
+                continue
+            types, model = _describe(group, obj)
+            found.append(PluginInfo(group, name, target, dist_name, version, types, model))
+    return found

@@ -83,6 +83,7 @@ def build_parts(
     summary: list[plugins.SummaryRows] = []
     destinations: list[str] = []
     handler_objs: list[Any] = []
+    on_bus: list[Any] = []
     for hname in s.listener.handlers:
         ctx = plugins.PluginContext(
             name=hname,
@@ -97,6 +98,7 @@ def build_parts(
             cleanups.extend((hname, c) for c in ctx.cleanups)
         facts.update(ctx.facts)
         summary.extend(ctx.summary)
+        on_bus.extend(ctx.on_bus)
         if ctx.destination:
             destinations.append(ctx.destination)
     journal = None
@@ -131,6 +133,8 @@ def build_parts(
         bus.add_observer(observer)
     for h in handler_objs:
         bus.subscribe(h)
+    for tell in on_bus:
+        tell(bus)
     return ListenerParts(
         bus,
         journal,

@@ -396,6 +396,46 @@ class FakeWATS:
         with self._requests_lock:
             return list(self._requests)
 
+    # -- waiting for what a test expects (no sleeps) ----------------------------------------------------
+
+    def wait_for_reports(self, count: int = 1, *, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Waits until at least `count` reports are stored; returns them by id."""
+        from pywats_events.testing import eventually
+
+        def found() -> dict[str, dict[str, Any]] | None:
+            reports = self.reports
+            return reports if len(reports) >= count else None
+
+        return eventually(found, timeout=timeout, what=f"{count} report(s) in FakeWATS")
+
+    def wait_for_asset_log(
+        self, count: int = 1, *, contains: str = "", timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Waits until at least `count` asset log entries whose comment contains `contains` exist."""
+        from pywats_events.testing import eventually
+
+        def found() -> list[dict[str, Any]] | None:
+            entries = [e for e in self.asset_log if contains in str(e.get("comment", ""))]
+            return entries if len(entries) >= count else None
+
+        return eventually(found, timeout=timeout, what=f"{count} asset log entr(ies) with {contains!r}")
+
+    def wait_for_requests(
+        self, path: str, count: int = 1, *, method: str | None = None, timeout: float = 10.0
+    ) -> list[RequestRecord]:
+        """Waits until at least `count` requests to paths starting with `path` (and `method`) arrived."""
+        from pywats_events.testing import eventually
+
+        def found() -> list[RequestRecord] | None:
+            hits = [
+                r
+                for r in self.requests
+                if r.path.startswith(path) and (method is None or r.method == method.upper())
+            ]
+            return hits if len(hits) >= count else None
+
+        return eventually(found, timeout=timeout, what=f"{count} request(s) to {path}")
+
     def clear_requests(self) -> None:
         with self._requests_lock:
             self._requests.clear()
