@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ..codec import CFXCodec
-from .render import render_report, render_samples, report_to_json, samples_to_json
+from ..samples import list_samples
+from .conformance import check_paths, check_samples
+from .render import (
+    conformance_to_json,
+    render_conformance,
+    render_report,
+    render_samples,
+    report_to_json,
+    samples_to_json,
+)
 from .report import ExplorerError, ExplorerReport, build_report, bundled_samples, read_capture, sample_report
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "main"]
@@ -30,10 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Show what a CFX message decodes into: raw message, typed model, domain events "
         "and what the installed handler plugins would send, e.g. the requests WATS would receive (an "
         "offline preview: values marked * are placeholders).",
-        epilog="Exit status: 0 when everything decoded, 1 for an unknown sample, an unreadable file or "
-        "input that could not be decoded (the reason is on stderr), 2 for wrong arguments.",
+        epilog="Exit status: 0 when everything decoded (with --check: conforms), 1 for an unknown sample, an "
+        "unreadable file or input that could not be decoded (with --check: anything deviates; the reason is "
+        "on stderr), 2 for wrong arguments.",
     )
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true", help="list the bundled samples")
     what.add_argument(
         "--sample", metavar="NAME", help="show a bundled sample in full: raw, decoded model, events, previews"
@@ -48,7 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         type=Path,
         help="a captured message: gzipped or not, AMQP 1.0 framed or not, an envelope, a JSON array of "
-        "envelopes or a bare MessageBody",
+        "envelopes or a bare MessageBody; with --check also a directory or a JSON-lines recording",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the messages (--file, --sample, or all bundled samples) against the CFX standard: "
+        "unknown names, versions and properties, wrong types, template placeholders, missing properties, "
+        "timestamps without offset; exit status 1 when anything deviates",
     )
     p.add_argument(
         "--message-name",
@@ -61,7 +78,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.check:
+        if args.list or args.convert:
+            parser.error("--check takes --file, --sample or nothing (all bundled samples)")
+        return _check(args)
+    if not (args.list or args.sample or args.convert or args.file):
+        parser.error("one of --list, --sample, --convert, --file, --check is required")
     if args.list:
         samples = bundled_samples()
         if args.json:
@@ -81,6 +105,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_text(render_report(report, show_raw=args.convert is None))
     failure = report.failure
     return EXIT_OK if failure is None else _fail(failure)
+
+
+def _check(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        if not args.file.exists():
+            return _fail(f"cannot read {args.file}: no such file or directory")
+        report = check_paths([args.file], message_name=args.message_name)
+    else:
+        names = [args.sample] if args.sample else list_samples()
+        unknown = [n for n in names if n not in list_samples()]
+        if unknown:
+            return _fail(f"unknown sample {unknown[0]!r}; bundled: {', '.join(list_samples())}")
+        report = check_samples(names)
+    if args.json:
+        _write_json(conformance_to_json(report))
+    else:
+        _write_text(render_conformance(report))
+    return EXIT_OK if report.clean else EXIT_FAILED
 
 
 def _report(args: argparse.Namespace, codec: CFXCodec) -> ExplorerReport:
