@@ -19,11 +19,14 @@ from pywats_events import Event
 from pywats_events.plugins import PREVIEWS
 
 from .conformance import ConformanceReport, Finding, MessageConformance
+from .live import LiveLine
 from .report import ExplorerReport, MessageReport, PreviewReport, SampleInfo
 
 __all__ = [
     "conformance_to_json",
+    "live_line_to_json",
     "render_conformance",
+    "render_live_line",
     "render_report",
     "render_samples",
     "report_to_json",
@@ -182,6 +185,26 @@ def render_conformance(report: ConformanceReport) -> str:
             )
 
     return _draw(draw)
+
+
+def render_live_line(line: LiveLine) -> str:
+    """One line per message: time, source, message name, units, result, size (text for people)."""
+    units = ",".join(line.units) if line.units else "-"
+    what = f"error: {line.error}" if line.error else f"units={units}  result={line.result or '-'}"
+    stamp = line.received_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    return f"{stamp}  {line.source}  {line.message_name}  {what}  {line.size} B\n"
+
+
+def live_line_to_json(line: LiveLine) -> dict[str, Any]:
+    return {
+        "received_at": line.received_at.isoformat(),
+        "source": line.source,
+        "message_name": line.message_name,
+        "units": list(line.units),
+        "result": line.result,
+        "bytes": line.size,
+        "error": line.error,
+    }
 
 
 def _render_deviating(console: Console, m: MessageConformance) -> None:
