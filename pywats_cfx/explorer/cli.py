@@ -7,14 +7,30 @@ codes; a character stdout cannot encode is escaped (JSON) or replaced by ``?`` (
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pywats_events.transports.replay import iter_messages
+
 from ..codec import CFXCodec
-from .render import render_report, render_samples, report_to_json, samples_to_json
+from ..samples import list_samples
+from .conformance import check_paths, check_samples
+from .live import LiveSourceError, Recorder, amqp_messages, live_line, mqtt_messages
+from .render import (
+    conformance_to_json,
+    live_line_to_json,
+    render_conformance,
+    render_live_line,
+    render_report,
+    render_samples,
+    report_to_json,
+    samples_to_json,
+)
 from .report import ExplorerError, ExplorerReport, build_report, bundled_samples, read_capture, sample_report
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "main"]
@@ -30,10 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Show what a CFX message decodes into: raw message, typed model, domain events "
         "and what the installed handler plugins would send, e.g. the requests WATS would receive (an "
         "offline preview: values marked * are placeholders).",
-        epilog="Exit status: 0 when everything decoded, 1 for an unknown sample, an unreadable file or "
-        "input that could not be decoded (the reason is on stderr), 2 for wrong arguments.",
+        epilog="Exit status: 0 when everything decoded (with --check: conforms), 1 for an unknown sample, an "
+        "unreadable file or input that could not be decoded (with --check: anything deviates; the reason is "
+        "on stderr), 2 for wrong arguments.",
     )
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()  # or --amqp / --mqtt
     what.add_argument("--list", action="store_true", help="list the bundled samples")
     what.add_argument(
         "--sample", metavar="NAME", help="show a bundled sample in full: raw, decoded model, events, previews"
@@ -48,20 +65,62 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         type=Path,
         help="a captured message: gzipped or not, AMQP 1.0 framed or not, an envelope, a JSON array of "
-        "envelopes or a bare MessageBody",
+        "envelopes or a bare MessageBody; with --check also a directory or a JSON-lines recording",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the messages (--file, --sample, or all bundled samples) against the CFX standard: "
+        "unknown names, versions and properties, wrong types, template placeholders, missing properties, "
+        "timestamps without offset; exit status 1 when anything deviates",
     )
     p.add_argument(
         "--message-name",
         metavar="NAME",
         help="message name for a bare MessageBody without $type, e.g. CFX.Production.WorkStarted",
     )
-    p.add_argument("--topic", metavar="TOPIC", help="the routing key / topic the message arrived on")
+    p.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        help="the routing key / topic the message arrived on; with --mqtt the topic filter (default cfx/#)",
+    )
+    live = p.add_argument_group("live view (one line per message; Ctrl-C stops)")
+    live.add_argument(
+        "--amqp", metavar="URL", help="watch an AMQP 0-9-1 broker, e.g. amqp://guest:guest@host/"
+    )
+    live.add_argument("--mqtt", metavar="URL", help="watch an MQTT broker, e.g. mqtt://host:1883")
+    live.add_argument("--exchange", default="cfx", help="the exchange to watch (--amqp; default cfx)")
+    live.add_argument(
+        "--binding", default="#", help="the binding key of the explorer's queue (--amqp; default #)"
+    )
+    live.add_argument(
+        "--filter", metavar="TEXT", help="show (and record) only messages whose name or source contains TEXT"
+    )
+    live.add_argument(
+        "--record",
+        metavar="FILE.jsonl",
+        type=Path,
+        help="append what arrives (exact bytes) as JSON lines for --file and pywats-events run --replay",
+    )
+    live.add_argument("--count", type=int, metavar="N", help="stop after N messages (after the filter)")
+    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout (errors on stderr)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.check:
+        if args.list or args.convert:
+            parser.error("--check takes --file, --sample or nothing (all bundled samples)")
+        return _check(args)
+    if args.amqp or args.mqtt:
+        if (args.amqp and args.mqtt) or args.list or args.sample or args.convert or args.file:
+            parser.error("--amqp and --mqtt each stand alone")
+        return _live(args)
+    if not (args.list or args.sample or args.convert or args.file):
+        parser.error("one of --list, --sample, --convert, --file, --check, --amqp, --mqtt is required")
     if args.list:
         samples = bundled_samples()
         if args.json:
@@ -71,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     codec = CFXCodec()
+    if args.file is not None and args.file.suffix.lower() in (".jsonl", ".ndjson") and args.file.is_file():
+        return _recording(args, codec)
     try:
         report = _report(args, codec)
     except ExplorerError as exc:
@@ -81,6 +142,90 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write_text(render_report(report, show_raw=args.convert is None))
     failure = report.failure
     return EXIT_OK if failure is None else _fail(failure)
+
+
+def _check(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        if not args.file.exists():
+            return _fail(f"cannot read {args.file}: no such file or directory")
+        report = check_paths([args.file], message_name=args.message_name)
+    else:
+        names = [args.sample] if args.sample else list_samples()
+        unknown = [n for n in names if n not in list_samples()]
+        if unknown:
+            return _fail(f"unknown sample {unknown[0]!r}; bundled: {', '.join(list_samples())}")
+        report = check_samples(names)
+    if args.json:
+        _write_json(conformance_to_json(report))
+    else:
+        _write_text(render_conformance(report))
+    return EXIT_OK if report.clean else EXIT_FAILED
+
+
+def _live(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_watch(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except LiveSourceError as exc:
+        return _fail(str(exc))
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    """Show (and record) messages until --count or --duration is reached, or Ctrl-C."""
+    codec = CFXCodec()
+
+    def ready(text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    if args.amqp:
+        source = amqp_messages(args.amqp, exchange=args.exchange, binding=args.binding, on_ready=ready)
+    else:
+        source = mqtt_messages(args.mqtt, topic=args.topic or "cfx/#", on_ready=ready)
+    with contextlib.ExitStack() as stack:
+        recorder = stack.enter_context(Recorder(args.record)) if args.record else None
+        loop = asyncio.get_running_loop()
+        deadline = None if args.duration is None else loop.time() + args.duration
+        shown = 0
+        try:
+            while args.count is None or shown < args.count:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                try:
+                    message = await asyncio.wait_for(anext(source), remaining)
+                except (asyncio.TimeoutError, StopAsyncIteration):
+                    break
+                line = live_line(message, codec)
+                if not line.matches(args.filter):
+                    continue
+                if recorder is not None:
+                    recorder.write(message)
+                if args.json:
+                    sys.stdout.write(json.dumps(live_line_to_json(line), ensure_ascii=False) + "\n")
+                else:
+                    _write_text(render_live_line(line))
+                sys.stdout.flush()
+                shown += 1
+        finally:
+            await source.aclose()
+    return EXIT_OK
+
+
+def _recording(args: argparse.Namespace, codec: CFXCodec) -> int:
+    """A JSON-lines recording: one report per line (a JSON array of them with --json)."""
+    reports = [
+        build_report(m.body, label=m.origin, codec=codec, message_name=args.message_name, topic=m.topic)
+        for m in iter_messages([args.file])
+    ]
+    if args.json:
+        _write_json([report_to_json(r) for r in reports])
+    else:
+        for r in reports:
+            _write_text(render_report(r, show_raw=True))
+    failures = [r.failure for r in reports if r.failure is not None]
+    return EXIT_OK if not failures else _fail("; ".join(failures))
 
 
 def _report(args: argparse.Namespace, codec: CFXCodec) -> ExplorerReport:

@@ -18,9 +18,20 @@ from rich.text import Text
 from pywats_events import Event
 from pywats_events.plugins import PREVIEWS
 
+from .conformance import ConformanceReport, Finding, MessageConformance
+from .live import LiveLine
 from .report import ExplorerReport, MessageReport, PreviewReport, SampleInfo
 
-__all__ = ["render_report", "render_samples", "report_to_json", "samples_to_json"]
+__all__ = [
+    "conformance_to_json",
+    "live_line_to_json",
+    "render_conformance",
+    "render_live_line",
+    "render_report",
+    "render_samples",
+    "report_to_json",
+    "samples_to_json",
+]
 
 _RAW_TEXT_LIMIT = 4000
 
@@ -101,6 +112,30 @@ def _event_json(event: Event) -> dict[str, Any]:
     return data
 
 
+def conformance_to_json(report: ConformanceReport) -> dict[str, Any]:
+    """The ``--check --json`` document: per message its findings, then the count per kind."""
+    return {
+        "clean": report.clean,
+        "messages": [
+            {
+                "input": m.label,
+                "message_name": m.message_name,
+                "body_checked": m.body_checked,
+                "findings": [_finding_json(f) for f in m.findings],
+            }
+            for m in report.messages
+        ],
+        "counts": report.counts(),
+    }
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": f.kind.value, "path": f.path, "detail": f.detail}
+    if f.suggestion is not None:
+        data["suggestion"] = f.suggestion
+    return data
+
+
 # ---------------------------------------------------------------- text
 
 
@@ -123,6 +158,61 @@ def render_samples(samples: Sequence[SampleInfo]) -> str:
                 _say(console, s.description, 4)
 
     return _draw(draw)
+
+
+def render_conformance(report: ConformanceReport) -> str:
+    """The ``--check`` text: the messages that deviate with their findings, then a summary."""
+
+    def draw(console: Console) -> None:
+        deviating = [m for m in report.messages if m.findings]
+        for m in deviating:
+            _render_deviating(console, m)
+        unchecked = sum(1 for m in report.messages if not m.body_checked and not m.findings)
+        total = sum(len(m.findings) for m in deviating)
+        summary = f"{len(report.messages)} messages checked: " + (
+            f"{len(deviating)} deviate from CFX ({total} findings)" if deviating else "all conform to CFX"
+        )
+        _say(console, summary, 0, "bold" if deviating else "bold green")
+        if deviating:
+            counts = ", ".join(f"{kind} {n}" for kind, n in report.counts().items() if n)
+            _say(console, counts, 2)
+        if unchecked:
+            _say(
+                console,
+                f"{unchecked} of them are CFX messages whose properties the definitions do not describe: "
+                "only their envelope was checked",
+                2,
+            )
+
+    return _draw(draw)
+
+
+def render_live_line(line: LiveLine) -> str:
+    """One line per message: time, source, message name, units, result, size (text for people)."""
+    units = ",".join(line.units) if line.units else "-"
+    what = f"error: {line.error}" if line.error else f"units={units}  result={line.result or '-'}"
+    stamp = line.received_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    return f"{stamp}  {line.source}  {line.message_name}  {what}  {line.size} B\n"
+
+
+def live_line_to_json(line: LiveLine) -> dict[str, Any]:
+    return {
+        "received_at": line.received_at.isoformat(),
+        "source": line.source,
+        "message_name": line.message_name,
+        "units": list(line.units),
+        "result": line.result,
+        "bytes": line.size,
+        "error": line.error,
+    }
+
+
+def _render_deviating(console: Console, m: MessageConformance) -> None:
+    _say(console, f"{m.label}  {m.message_name or '(no message name)'}", 0, "bold")
+    for f in m.findings:
+        hint = f" (did you mean {f.suggestion}?)" if f.suggestion else ""
+        where = f"{f.path}: " if f.path else ""
+        _say(console, f"{f.kind.value}  {where}{f.detail}{hint}", 2, "yellow")
 
 
 def render_report(report: ExplorerReport, *, show_raw: bool) -> str:
