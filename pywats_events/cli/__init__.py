@@ -1,6 +1,6 @@
-"""The `pywats-events` command: `run` the listener, inspect `dlq`, `outbox`, `quarantine`, `status`."""
+"""The `pywats-events` command: `run` the listener; `dlq`, `outbox`, `quarantine`, `status`, `config`."""
 
-from . import dlq, quarantine, run, status  # noqa: F401  (each registers its commands on `app`)
+from . import configuration, dlq, quarantine, run, status  # noqa: F401  (each registers its commands on `app`)
 from .app import app, main
 
 __all__ = ["app", "main"]

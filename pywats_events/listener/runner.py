@@ -150,6 +150,9 @@ class Listener:
             self._journal_depth = self.parts.journal.stats.pending
         with contextlib.suppress(Exception):
             self._dlq_size = len(self.parts.dlq)
+        with contextlib.suppress(Exception):
+            self.metrics.quarantine_entries.set(self.parts.quarantine.count())
+            self.metrics.quarantine_bytes.set(self.parts.quarantine.size_bytes())
         self.metrics.journal_depth.set(self._journal_depth)
         self.metrics.dlq_size.set(self._dlq_size)
 
