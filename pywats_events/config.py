@@ -6,7 +6,8 @@ naming that setting. Secrets are `SecretStr` so they never reach logs or `repr`.
 The core's sections are ``[listener]``, ``[journal]``, ``[quarantine]``, ``[bus]``, ``[replay]`` and
 ``[mqtt]``; plugins add theirs through ``pywats_events.settings`` entry points (``[amqp]`` from the CFX
 adapter, ``[wats]`` from the WATS handlers): `load_settings` builds a `Settings` subclass holding every
-installed plugin's section (`settings_model`), validated, refused when unknown and set from the environment exactly like the core's.
+installed plugin's section (`settings_model`), validated, refused when unknown and set from the
+environment exactly like the core's.
 
 Plugin options (``[handlers.<name>]``, ``[plugins.<name>]``) have no fixed names, so their environment
 names separate the levels with a double underscore: ``PYWATS_EVENTS_HANDLERS__FAILJSON__DESTINATIONS``
