@@ -163,7 +163,7 @@ def main() -> None:
                     raise SystemExit("listener died:\n" + (Path(tmp) / "log.txt").read_text()[-2000:])
                 time.sleep(0.5)
             t_acc = time.monotonic() - t0
-            depth = _metric(port, "pywats_journal_depth")
+            depth = _metric(port, "pywats_journal_unfinished_entries")
             dead = _metric(port, "pywats_dead_letters_total")
             time.sleep(2)
             stop.set()

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pywats_events import ConfigurationError
-from pywats_events.config import Settings, load_settings
+from pywats_events.cli.app import load_cli_settings, progress_bar, require_store
+from pywats_events.config import Settings
 from pywats_events.logging_setup import redact
 
 from .plugin import outbox_file
@@ -44,25 +45,20 @@ def _fail(exc: ConfigurationError) -> typer.Exit:
 
 
 def _settings(config: Path | None, data_dir: Path | None, **wats: Any) -> Settings:
+    """Found and announced like every `pywats-events` command's (`load_cli_settings`)."""
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["listener"] = {"data_dir": data_dir}
     if wats := {k: v for k, v in wats.items() if v is not None}:
         overrides["wats"] = wats
-    try:
-        return load_settings(config, overrides=overrides)
-    except ConfigurationError as exc:
-        raise _fail(exc) from None
+    return load_cli_settings(config, overrides)
 
 
 def _open(settings: Settings, directory: Path | None) -> Any:
+    """The outbox; exit 2 naming where it looked when there is none (never creates one)."""
     from .wats.outbox import Outbox
 
-    path = outbox_file(directory or outbox_path(settings))
-    if not path.exists():
-        _err.print(f"no outbox at {path}")
-        raise typer.Exit(1)
-    return Outbox(path)
+    return Outbox(require_store(outbox_file(directory or outbox_path(settings)), "outbox", settings))
 
 
 @outbox_app.command("list")
@@ -117,8 +113,11 @@ def outbox_push(
         if not token:
             raise ConfigurationError("wats.token", "no WATS token: set WATS_AUTH_TOKEN or --token-file")
         assert wats.url is not None  # --wats-url is required
+        pending = box.count("pending")
+        total = pending if limit is None else min(limit, pending)
         async with HttpSender(wats.url, token, timeout=wats.timeout) as sender:
-            return await box.push(sender, limit=limit)
+            with progress_bar("pushing to WATS", total) as advance:
+                return await box.push(sender, limit=limit, progress=advance)
 
     try:
         result = asyncio.run(push())

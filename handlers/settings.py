@@ -65,7 +65,7 @@ def outbox_path(settings: Settings) -> Path:
     return wats_settings(settings).outbox or settings.path_for("outbox")
 
 
-_DELIVERY = ("run", "dlq replay")
+_DELIVERY = ("run", "dlq replay", "quarantine replay")
 
 #: ``[wats]`` and its command-line options
 WATS_SECTION = SettingsSection(

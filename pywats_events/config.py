@@ -3,10 +3,11 @@
 Every setting has a dotted name (``mqtt.url``); invalid values fail at start-up with a `ConfigurationError`
 naming that setting. Secrets are `SecretStr` so they never reach logs or `repr`.
 
-The core's sections are ``[listener]``, ``[journal]``, ``[bus]``, ``[replay]`` and ``[mqtt]``; plugins add
-theirs through ``pywats_events.settings`` entry points (``[amqp]`` from the CFX adapter, ``[wats]`` from the
-WATS handlers): `load_settings` builds a `Settings` subclass holding every installed plugin's section
-(`settings_model`), validated, refused when unknown and set from the environment exactly like the core's.
+The core's sections are ``[listener]``, ``[journal]``, ``[quarantine]``, ``[bus]``, ``[replay]`` and
+``[mqtt]``; plugins add theirs through ``pywats_events.settings`` entry points (``[amqp]`` from the CFX
+adapter, ``[wats]`` from the WATS handlers): `load_settings` builds a `Settings` subclass holding every
+installed plugin's section (`settings_model`), validated, refused when unknown and set from the
+environment exactly like the core's.
 
 Plugin options (``[handlers.<name>]``, ``[plugins.<name>]``) have no fixed names, so their environment
 names separate the levels with a double underscore: ``PYWATS_EVENTS_HANDLERS__FAILJSON__DESTINATIONS``
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -36,19 +38,29 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
     "ENV_PREFIX",
     "BusSettings",
+    "ConfigLocation",
     "JournalSettings",
     "ListenerSettings",
     "MqttSettings",
+    "QuarantineSettings",
     "ReplaySettings",
     "Settings",
     "check_url_scheme",
+    "discover_config",
     "load_settings",
+    "setting_sources",
     "settings_model",
 ]
 
 ENV_PREFIX = "PYWATS_EVENTS_"
+#: the environment variable naming the configuration file when ``--config`` is not given
+CONFIG_ENV = "PYWATS_EVENTS_CONFIG"
+#: the configuration file of an installed service, used when neither ``--config`` nor `CONFIG_ENV` is set
+DEFAULT_CONFIG_PATH = Path("/etc/pywats-events/listener.toml")
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -110,6 +122,15 @@ class JournalSettings(_Section):
     #: seconds completed entries are kept
     retention: float = Field(3600.0, ge=0)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class QuarantineSettings(_Section):
+    """``[quarantine]``: how much undecodable input is kept. Past either limit the oldest entries are
+    dropped, with a warning and ``pywats_quarantine_evicted_total``: a flood of bad input must not fill
+    the disk of the machine that also holds the journal."""
+
+    max_entries: int = Field(100_000, gt=0)
+    max_bytes: int = Field(512 * 1024**2, gt=0)
 
 
 class BusSettings(_Section):
@@ -181,6 +202,7 @@ class Settings(_Section):
 
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
     journal: JournalSettings = Field(default_factory=JournalSettings)
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
@@ -234,6 +256,38 @@ class Settings(_Section):
     @property
     def has_input(self) -> bool:
         return bool(self.replay.paths or self.inputs())
+
+
+@dataclass(frozen=True)
+class ConfigLocation:
+    """The configuration file a command uses (None: defaults and environment only) and how it was found."""
+
+    path: Path | None
+    #: ``--config``, ``PYWATS_EVENTS_CONFIG``, ``default path`` or ``none``
+    source: str
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"none (no --config, no {CONFIG_ENV}, no {DEFAULT_CONFIG_PATH})"
+        return f"{self.path.resolve()} (from {self.source})"
+
+
+def discover_config(
+    explicit: Path | None, environ: Mapping[str, str] | None = None, default: Path = DEFAULT_CONFIG_PATH
+) -> ConfigLocation:
+    """``--config``, else `CONFIG_ENV`, else `default` when that file exists.
+
+    A file named by ``--config`` or the environment must exist (loading it fails otherwise); the default
+    path is only a fallback, so a trial run on a machine without a service configuration still works."""
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return ConfigLocation(explicit, "--config")
+    named = env.get(CONFIG_ENV, "").strip()
+    if named:
+        return ConfigLocation(Path(named), CONFIG_ENV)
+    if default.is_file():
+        return ConfigLocation(default, "default path")
+    return ConfigLocation(None, "none")
 
 
 _MODELS: dict[tuple[SettingsSection, ...], type[Settings]] = {}
@@ -317,7 +371,7 @@ def env_overrides(environ: Mapping[str, str], model: type[Settings] = Settings) 
     {"wats": {"x": ...}}}; unknown PYWATS_EVENTS_* names are errors."""
     out: dict[str, dict[str, Any]] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
             continue
         rest = key[len(ENV_PREFIX) :].lower()
         if rest.split("_", 1)[0] in _PLUGIN_TABLES:
@@ -386,14 +440,7 @@ def load_settings(
 
         sections = settings_sections()
     model = settings_model(sections)
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError("--config", f"cannot read {config_file}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError("--config", f"{config_file} is not valid TOML: {exc}") from exc
+    data = _read_toml(config_file)
     data = _merge(data, env_overrides(os.environ if environ is None else environ, model))
     if overrides:
         data = _merge(data, overrides)
@@ -408,6 +455,51 @@ def load_settings(
             if reason is not None:  # the section of an installed plugin that cannot be loaded
                 raise ConfigurationError(str(err["loc"][0]), reason) from exc
         raise ConfigurationError(_setting_name(err["loc"]), _message(err, model)) from exc
+
+
+def _read_toml(config_file: Path | None) -> dict[str, Any]:
+    if config_file is None:
+        return {}
+    try:
+        return tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError("--config", f"cannot read {config_file}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError("--config", f"{config_file} is not valid TOML: {exc}") from exc
+
+
+def _dotted(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables → {"section.name": value}; plugin tables keep their nesting down to the option."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_dotted(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def setting_sources(
+    settings: Settings,
+    config_file: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Dotted setting → where its effective value comes from: ``default``, ``file``, ``environment`` or
+    ``command line`` (the highest layer that sets it, as `load_settings` merges them)."""
+    layers = [
+        ("file", _dotted(_read_toml(config_file))),
+        ("environment", _dotted(env_overrides(os.environ if environ is None else environ, type(settings)))),
+        ("command line", _dotted(overrides or {})),
+    ]
+    sources: dict[str, str] = {}
+    for name in _dotted(settings.model_dump()):
+        sources[name] = "default"
+        for layer, values in layers:
+            if name in values or any(v.startswith(name + ".") for v in values):
+                sources[name] = layer
+    return sources
 
 
 def _is_model(obj: Any) -> bool:

@@ -1,6 +1,8 @@
 """A tiny HTTP endpoint for operations: /healthz (process alive), /readyz (inputs connected), /metrics.
 
 Plain asyncio streams instead of a web framework: three fixed GET routes do not justify a dependency.
+/metrics answers in the OpenMetrics format when the scraper asks for it (``Accept:
+application/openmetrics-text``, as Prometheus does), else in the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
 __all__ = ["HealthServer"]
 
@@ -52,11 +55,14 @@ class HealthServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
+            accept = ""
+            while (header := await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                name, _, value = header.decode("latin-1").partition(":")
+                if name.strip().lower() == "accept":
+                    accept = value.strip()
             parts = line.decode("latin-1").split()
             path = parts[1].split("?")[0] if len(parts) >= 2 else "/"
-            status, ctype, body = self._route(parts[0] if parts else "", path)
+            status, ctype, body = self._route(parts[0] if parts else "", path, accept)
             head = (
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
@@ -70,7 +76,7 @@ class HealthServer:
         finally:
             writer.close()
 
-    def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
+    def _route(self, method: str, path: str, accept: str = "") -> tuple[str, str, bytes]:
         if method != "GET":
             return "405 Method Not Allowed", "text/plain", b"GET only\n"
         if path == "/healthz":
@@ -82,5 +88,7 @@ class HealthServer:
         if path == "/metrics":
             if self.before_scrape is not None:
                 self.before_scrape()
+            if "application/openmetrics-text" in accept:
+                return "200 OK", openmetrics.CONTENT_TYPE_LATEST, openmetrics.generate_latest(self.registry)
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)
         return "404 Not Found", "text/plain", b"not found\n"

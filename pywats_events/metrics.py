@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Enum, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 from prometheus_client.metrics_core import Metric
 
@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from .transports import QuarantineRecord
 
 __all__ = [
+    "BREAKER_STATES",
     "PLUGIN_METRICS",
     "ListenerStats",
     "MetricsObserver",
-    "breaker_value",
+    "breaker_state_name",
 ]
 
 #: process-wide registry for plugins' own metrics (e.g. the WATS handlers' measurement checks): plugins are
@@ -44,14 +45,6 @@ class _Forward:
 
     def collect(self) -> Iterable[Metric]:
         return self.source.collect()
-
-
-_BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
-
-
-def breaker_value(state: Any) -> int:
-    name = str(getattr(state, "value", state)).lower().replace("-", "_")
-    return _BREAKER_VALUES.get(name, 0)
 
 
 @dataclass
@@ -86,13 +79,30 @@ class ListenerStats:
         }
 
 
+#: breaker states as `pywats_breaker_state` lists them (an enum: exactly one is 1 per breaker)
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+def breaker_state_name(state: Any) -> str:
+    name = str(getattr(state, "value", state)).lower().replace("-", "_")
+    return name if name in BREAKER_STATES else "closed"
+
+
 class MetricsObserver(BusObserver):
-    """Counts what flows through the bus; `registry` is served on /metrics."""
+    """Counts what flows through the bus; `registry` is served on /metrics.
+
+    Names follow the Prometheus conventions: counters end in ``_total``, durations are ``_seconds``
+    histograms, sizes say their unit (``_entries``, ``_bytes``), labels have bounded values."""
 
     def __init__(self, stats: ListenerStats | None = None, registry: CollectorRegistry | None = None) -> None:
         self.stats = stats or ListenerStats()
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        from . import __version__
+
+        Info("pywats_build", "Version of the running pywats-events", registry=r).info(
+            {"version": __version__}
+        )
         self.received = PromCounter(
             "pywats_messages_received", "Inbound messages from transports", registry=r
         )
@@ -100,25 +110,49 @@ class MetricsObserver(BusObserver):
             "pywats_messages_decoded", "Inbound messages decoded into events", registry=r
         )
         self.quarantined = PromCounter("pywats_messages_quarantined", "Inbound input quarantined", registry=r)
-        self.events = PromCounter("pywats_events", "Events accepted by the bus", ["event_type"], registry=r)
+        self.events = PromCounter(
+            "pywats_events_accepted", "Events accepted by the bus", ["event_type"], registry=r
+        )
         self.latency = Histogram(
-            "pywats_handler_seconds",
-            "Handler duration of the successful attempt",
+            "pywats_handler_duration_seconds",
+            "Duration of a handler's successful attempt",
             ["handler"],
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
         self.retries = PromCounter("pywats_handler_retries", "Handler retries", ["handler"], registry=r)
         self.deferrals = PromCounter(
-            "pywats_handler_deferred", "Events deferred by outage/breaker", ["handler"], registry=r
+            "pywats_handler_deferrals",
+            "Events deferred by an outage or an open breaker",
+            ["handler"],
+            registry=r,
         )
         self.dead = PromCounter("pywats_dead_letters", "Events dead-lettered", ["handler"], registry=r)
-        self.breaker = Gauge(
-            "pywats_breaker_state", "Circuit breaker (0 closed, 1 half-open, 2 open)", ["key"], registry=r
+        self.breaker = Enum(
+            "pywats_breaker_state", "Circuit breaker state", ["key"], states=list(BREAKER_STATES), registry=r
         )
-        self.dlq_size = Gauge("pywats_dlq_size", "Entries in the dead-letter queue", registry=r)
-        self.journal_depth = Gauge("pywats_journal_depth", "Incomplete journal entries", registry=r)
+        self.dlq_size = Gauge("pywats_dlq_entries", "Entries in the dead-letter queue", registry=r)
+        self.journal_depth = Gauge(
+            "pywats_journal_unfinished_entries",
+            "Journal entries not yet finished by every handler",
+            registry=r,
+        )
+        self.quarantine_entries = Gauge(
+            "pywats_quarantine_entries", "Entries in the quarantine store", registry=r
+        )
+        self.quarantine_bytes = Gauge(
+            "pywats_quarantine_bytes", "Raw bytes held in the quarantine store", registry=r
+        )
+        self.quarantine_evictions = PromCounter(
+            "pywats_quarantine_evicted",
+            "Quarantined entries dropped because the store reached quarantine.max_entries or max_bytes",
+            registry=r,
+        )
         r.register(_Forward(PLUGIN_METRICS))
+
+    def quarantine_evicted(self, n: int) -> None:
+        """Called from the quarantine store's writer thread (prometheus_client counters are thread-safe)."""
+        self.quarantine_evictions.inc(n)
 
     # --- transport side (called by the listener's codec pipeline)
     def message_received(self) -> None:
@@ -156,7 +190,7 @@ class MetricsObserver(BusObserver):
 
     def on_breaker_change(self, key: str, state: Any) -> None:
         self.stats.breakers[key] = str(getattr(state, "value", state))
-        self.breaker.labels(key=key).set(breaker_value(state))
+        self.breaker.labels(key=key).state(breaker_state_name(state))
 
     def on_quarantine(self, record: QuarantineRecord) -> None:
         self.stats.quarantined += 1

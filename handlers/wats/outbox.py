@@ -315,14 +315,19 @@ class Outbox:
 
     # -- forwarding --------------------------------------------------------------------------------
 
-    async def push(self, sink: RequestSink, *, limit: int | None = None) -> PushResult:
-        """Send pending requests in order to `sink`; see the module docstring for the rules."""
+    async def push(
+        self, sink: RequestSink, *, limit: int | None = None, progress: Callable[[], None] | None = None
+    ) -> PushResult:
+        """Send pending requests in order to `sink`; see the module docstring for the rules. `progress`
+        is called after each request that was sent or refused."""
         if self._push_lock is None:
             self._push_lock = asyncio.Lock()
         async with self._push_lock:
             sent = failed = 0
             stopped: str | None = None
             while limit is None or sent + failed < limit:
+                if progress is not None and sent + failed:
+                    progress()
                 batch = await asyncio.to_thread(
                     self._select,
                     f"SELECT {_COLUMNS} FROM requests WHERE state='pending' ORDER BY id LIMIT 1",

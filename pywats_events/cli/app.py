@@ -7,10 +7,11 @@ per module (`run`, `dlq`, `quarantine`, `status`) and register themselves on `ap
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from inspect import Parameter
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .._exceptions import ConfigurationError
-from ..config import Settings, load_settings
+from ..config import Settings, discover_config, load_settings
 from ..exit_codes import ExitCode
 from ..logging_setup import redact
 from ..plugins import RunOption, settings_sections
@@ -39,9 +40,12 @@ __all__ = [
     "fail_config",
     "install_plugin_options",
     "load_cli_settings",
+    "log_config",
     "main",
     "out",
+    "progress_bar",
     "put",
+    "require_store",
 ]
 
 app = typer.Typer(
@@ -54,9 +58,17 @@ app = typer.Typer(
 
 # markup off: error texts, ids and reasons come from outside and may contain "[...]"
 out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML configuration file (default: $PYWATS_EVENTS_CONFIG, else"
+        " /etc/pywats-events/listener.toml).",
+    ),
+]
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Journal, DLQ, quarantine, outbox and status live here.")
 ]
@@ -68,11 +80,60 @@ def fail_config(exc: ConfigurationError) -> typer.Exit:
     return typer.Exit(ExitCode.CONFIG)
 
 
-def load_cli_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
+def load_cli_settings(config: Path | None, overrides: dict[str, Any], *, announce: bool = True) -> Settings:
+    """The settings a command uses: the configuration file found by `discover_config`, the environment and
+    `overrides`. With `announce`, says on stderr which file and which data directory they are, so an
+    operator never reads another directory's (or no) data by mistake."""
+    location = discover_config(config)
     try:
-        return load_settings(config, overrides=overrides)
+        settings = load_settings(location.path, overrides=overrides)
     except ConfigurationError as exc:
         raise fail_config(exc) from None
+    if announce:
+        err.print(f"config: {location.describe()}")
+        err.print(f"data directory: {settings.listener.data_dir.resolve()}")
+    return settings
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on stderr for `total` steps; yields the function that advances it by one.
+
+    Only on a terminal: piped or logged output (a service, a script) stays free of control sequences."""
+    if not err.is_terminal or total <= 0:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
+def log_config(config: Path | None, settings: Settings) -> None:
+    """The announcement of `load_cli_settings` as a log line, for commands that log (JSON lines stay
+    JSON lines)."""
+    log.info(
+        "config: %s; data directory: %s",
+        discover_config(config).describe(),
+        settings.listener.data_dir.resolve(),
+    )
+
+
+def require_store(path: Path, what: str, settings: Settings) -> Path:
+    """`path` if it exists; else exit 2 saying where the command looked: a store that is not there means
+    a wrong data directory or configuration far more often than an empty one, and must not read as one."""
+    if path.exists():
+        return path
+    err.print(
+        Text.assemble(
+            (f"no {what}", "bold red"),
+            f" at {path.resolve()} (data directory {settings.listener.data_dir.resolve()});"
+            " give the listener's configuration with --config or PYWATS_EVENTS_CONFIG, or --data-dir",
+        )
+    )
+    raise typer.Exit(ExitCode.CONFIG)
 
 
 def put(d: dict[str, Any], dotted: str, value: Any) -> None:

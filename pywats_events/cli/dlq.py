@@ -25,8 +25,11 @@ from .app import (
     extensible_command,
     fail_config,
     load_cli_settings,
+    log_config,
     out,
+    progress_bar,
     put,
+    require_store,
 )
 
 __all__ = ["dlq_app"]
@@ -52,9 +55,10 @@ _WIDE = 130
 
 
 def _dlq(settings: Settings) -> Any:
+    """The DLQ of the configured data directory; exit 2 when there is none (never creates one)."""
     from ..policies import SqliteDeadLetterQueue
 
-    return SqliteDeadLetterQueue(settings.dlq_path)
+    return SqliteDeadLetterQueue(require_store(settings.dlq_path, "dead-letter queue", settings))
 
 
 def _dlq_select(
@@ -223,8 +227,9 @@ def dlq_replay(
     o = base_overrides(data_dir)
     for setting, value in (plugin_settings or {}).items():
         put(o, setting, value)
-    settings = load_cli_settings(config, o)
+    settings = load_cli_settings(config, o, announce=False)
     configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
+    log_config(config, settings)
     entries = _dlq_select(settings, handler, event_type, error, since, until)
     explicit = [*(ids or []), *(entry_id or [])]
     if explicit:
@@ -236,7 +241,8 @@ def dlq_replay(
     from ..listener import replay_dead_letters
 
     try:
-        result = asyncio.run(replay_dead_letters(settings, [e.id for e in entries]))
+        with progress_bar("replaying dead letters", len(entries)) as advance:
+            result = asyncio.run(replay_dead_letters(settings, [e.id for e in entries], progress=advance))
     except ConfigurationError as exc:
         raise fail_config(exc) from None
     target = ", ".join(result.destinations) or "?"

@@ -23,6 +23,7 @@ from .app import (
     extensible_command,
     fail_config,
     load_cli_settings,
+    log_config,
     out,
     put,
 )
@@ -71,8 +72,9 @@ def run(
     put(o, "listener.log_level", log_level)
     if no_journal:
         put(o, "journal.enabled", False)
-    settings = load_cli_settings(config, o)
+    settings = load_cli_settings(config, o, announce=False)
     configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
+    log_config(config, settings)
     from ..listener import Listener
 
     live: Live | None = None

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import ConfigOpt, DataDirOpt, app, base_overrides, load_cli_settings, out
+from .app import ConfigOpt, DataDirOpt, app, base_overrides, load_cli_settings, out, require_store
 
 __all__ = ["status"]
 
@@ -24,6 +24,7 @@ def status(
     from ..listener.status import collect_status
 
     settings = load_cli_settings(config, base_overrides(data_dir))
+    require_store(settings.listener.data_dir, "data directory", settings)
     data = collect_status(settings)
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")

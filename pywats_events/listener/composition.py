@@ -120,7 +120,12 @@ def build_parts(
         )
         facts["journal"] = str(s.journal_path)
     dlq = SqliteDeadLetterQueue(s.dlq_path)
-    quarantine = SqliteQuarantine(s.quarantine_path)
+    quarantine = SqliteQuarantine(
+        s.quarantine_path,
+        max_entries=s.quarantine.max_entries,
+        max_bytes=s.quarantine.max_bytes,
+        on_evict=metrics.quarantine_evicted,
+    )
     bus = AsyncEventBus(
         max_in_flight=s.bus.max_in_flight,
         max_concurrency=s.bus.max_concurrency,

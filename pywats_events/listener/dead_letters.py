@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import Settings
@@ -35,19 +36,22 @@ def replay_journal_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"journal": journal})
 
 
-async def replay_dead_letters(settings: Settings, ids: list[str]) -> ReplayResult:
+async def replay_dead_letters(
+    settings: Settings, ids: list[str], *, progress: Callable[[], None] | None = None
+) -> ReplayResult:
     """Re-runs dead letters, each through the handler that failed it, one after the other.
 
     An entry leaves the DLQ only once its handler finished (if it fails for good it comes back as a new
     entry). Each waits at most ``listener.drain_timeout`` seconds: during a WATS outage the replay stops
-    there instead of waiting for ever, and what was not replayed stays in the DLQ."""
+    there instead of waiting for ever, and what was not replayed stays in the DLQ. `progress` is called
+    after each entry."""
     settings = replay_journal_settings(settings)
     listener = Listener(settings)
     parts = await listener.build(transports=False)
     limit = settings.listener.drain_timeout
     try:
         await parts.bus.start()
-        outcome = await parts.dlq.areplay(parts.bus, ids, timeout=limit)
+        outcome = await parts.dlq.areplay(parts.bus, ids, timeout=limit, progress=progress)
     finally:
         report = await parts.bus.stop(timeout=limit)
         await asyncio.sleep(0)  # an entry that finished while the bus drained leaves the DLQ now

@@ -29,9 +29,11 @@ from ..health import HealthServer
 from ..logging_setup import redact, register_secret
 from ..metrics import ListenerStats, MetricsObserver
 from ..quarantine import SqliteQuarantine
+from ..systemd import SystemdNotifier
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
 from .composition import Cleanup, ListenerParts, build_parts, build_transports, run_cleanups
+from .instrumentation import ListenerCollector
 from .outcome import DeferralWatch, RunSummary, Unfinished
 from .settlement import HandlerFailure, Settlements
 from .status import unfinished_by_event_type, unfinished_entries
@@ -106,6 +108,9 @@ class Listener:
         self.progress = progress
         self.stats = ListenerStats()
         self.metrics = MetricsObserver(self.stats)
+        self.metrics.registry.register(ListenerCollector(self))
+        #: readiness and watchdog for a ``Type=notify`` systemd service (a no-op elsewhere)
+        self.systemd = SystemdNotifier()
         self.transports: list[BaseTransport] = []
         self.context: ListenerContext | None = None
         self.parts: ListenerParts | None = None
@@ -175,6 +180,9 @@ class Listener:
             self._journal_depth = self.parts.journal.stats.pending
         with contextlib.suppress(Exception):
             self._dlq_size = len(self.parts.dlq)
+        with contextlib.suppress(Exception):
+            self.metrics.quarantine_entries.set(self.parts.quarantine.count())
+            self.metrics.quarantine_bytes.set(self.parts.quarantine.size_bytes())
         self.metrics.journal_depth.set(self._journal_depth)
         self.metrics.dlq_size.set(self._dlq_size)
 
@@ -236,7 +244,12 @@ class Listener:
                 self.request_stop("input finished", input_ended=True)
 
     def _tick(self, now: float) -> None:
-        """Progress line about 4 times a second, status snapshot every 2 s."""
+        """Progress line about 4 times a second, status snapshot every 2 s, systemd readiness once the
+        transports are connected and watchdog keep-alives."""
+        if self.systemd.enabled:
+            if not self.stop_requested.is_set() and self.ready()[0]:
+                self.systemd.ready(f"running: {len(self.transports)} transport(s) connected")
+            self.systemd.keep_alive(now)
         if self.progress is not None:
             self._refresh_gauges()
             self.progress(self)
@@ -293,6 +306,7 @@ class Listener:
             self.write_status()
             await self._watch()
         finally:
+            self.systemd.stopping(f"stopping ({self.stopped_by or 'error'})")
             log.info(
                 "stopping (%s): intake first, then %s up to %.0fs",
                 self.stopped_by or "error",

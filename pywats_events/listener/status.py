@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import Settings
 
-__all__ = ["collect_status", "unfinished_by_event_type", "unfinished_entries"]
+__all__ = ["collect_status", "oldest_unfinished_created", "unfinished_by_event_type", "unfinished_entries"]
 
 _UNFINISHED = "SELECT COUNT(*) FROM entries WHERE completed IS NULL"
 
@@ -32,6 +32,26 @@ def unfinished_entries(journal_path: Any) -> int | None:
         return _count(journal_path, _UNFINISHED)
     except sqlite3.Error:
         return None
+
+
+#: creation time of the oldest entry not yet finished (entries are journalled in `seq` order)
+_OLDEST_UNFINISHED = """
+SELECT j.created FROM journal AS j
+WHERE NOT EXISTS (SELECT 1 FROM done AS d WHERE d.seq = j.seq) ORDER BY j.seq LIMIT 1
+"""
+
+
+def oldest_unfinished_created(journal_path: Any) -> float | None:
+    """When the oldest unfinished journal entry was written (epoch seconds), read from the file; None when
+    every entry is finished or there is no journal."""
+    if not journal_path.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, timeout=5)) as conn:
+            row = conn.execute(_OLDEST_UNFINISHED).fetchone()
+    except sqlite3.Error:
+        return None
+    return float(row[0]) if row else None
 
 
 #: per unfinished entry: its event type and the handlers that already finished it (unit-separated)

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +88,8 @@ class DeadLetterStore(Protocol):
 
 class _DeadLetterBase:
     blocking = False
+    #: entries dropped (oldest first) because the queue was full, since this object was made
+    evicted = 0
 
     def add(self, entry: DeadLetterEntry) -> None:
         raise NotImplementedError
@@ -132,7 +134,12 @@ class _DeadLetterBase:
         return [e for e in found if e is not None]
 
     async def areplay(
-        self, bus: AsyncEventBus, ids: Iterable[str] | None = None, *, timeout: float | None = None
+        self,
+        bus: AsyncEventBus,
+        ids: Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> ReplayReport:
         """Re-publish entries (all, or `ids`) one after the other, each to the handler that failed it;
         an entry leaves the queue once its handler finished with it (if it fails again for good it
@@ -141,8 +148,8 @@ class _DeadLetterBase:
         An entry whose handler is not subscribed to `bus` is skipped with a warning naming the handler
         and stays in the queue; the others are still replayed. `timeout` bounds the wait for each entry
         (None: no bound): a handler that does not finish in time (an outage: the event is deferred)
-        stops the replay, and the rest stay in the queue."""
-        return await self._replay_entries(bus, self._selected(ids), timeout)
+        stops the replay, and the rest stay in the queue. `progress` is called after each entry."""
+        return await self._replay_entries(bus, self._selected(ids), timeout, progress)
 
     def replay(
         self, bus: EventBus | AsyncEventBus, ids: Iterable[str] | None = None, *, timeout: float | None = None
@@ -156,10 +163,16 @@ class _DeadLetterBase:
         return bus.call(functools.partial(self._replay_entries, bus.engine, entries, timeout))
 
     async def _replay_entries(
-        self, bus: AsyncEventBus, entries: list[DeadLetterEntry], timeout: float | None
+        self,
+        bus: AsyncEventBus,
+        entries: list[DeadLetterEntry],
+        timeout: float | None,
+        progress: Callable[[], None] | None = None,
     ) -> ReplayReport:
         report = ReplayReport()
         for n, entry in enumerate(entries):
+            if n and progress is not None:
+                progress()
             subscribed = bus.handler_names
             if entry.handler not in subscribed:
                 log.warning(
@@ -194,6 +207,8 @@ class _DeadLetterBase:
                 break
             await self._aremove(entry.id)
             report.replayed += 1
+        if entries and progress is not None and report.timed_out is None:
+            progress()
         if report.skipped:
             log.warning(
                 "dead-letter replay skipped %d entr%s whose handler is not subscribed",
@@ -255,6 +270,7 @@ class DeadLetterQueue(_DeadLetterBase):
             self._entries[entry.id] = entry
             while len(self._entries) > self.max_size:
                 _, old = self._entries.popitem(last=False)
+                self.evicted += 1
                 log.warning(
                     "dead-letter queue full (%d): evicted entry %s (event %s, handler %s)",
                     self.max_size,
@@ -352,6 +368,7 @@ class SqliteDeadLetterQueue(_DeadLetterBase):
                 (count,) = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
                 excess = count - self.max_size
                 if excess > 0:
+                    self.evicted += excess
                     log.warning(
                         "dead-letter queue %s full (%d): evicting %d oldest", self.path, self.max_size, excess
                     )

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from handlers._exceptions import WatsTransientError
 from handlers.metrics import MeteredSink, RequestMeter, endpoint_label
@@ -72,10 +72,11 @@ def test_wats_request_metrics_have_one_label_per_endpoint_not_per_unit() -> None
     asyncio.run(drive())
     assert dict(meter.by_endpoint) == {"GET /api/Production/Unit/{id}/{id}": 6}
     assert dict(meter.by_status) == {"200": 5, "503": 1}
-    text = generate_latest(registry).decode()
-    assert (
-        'pywats_wats_requests_total{endpoint="GET /api/Production/Unit/{id}/{id}",status="503"} 1.0' in text
-    )
+    route = {"method": "GET", "route": "/api/Production/Unit/{id}/{id}"}
+    sample = registry.get_sample_value
+    assert sample("pywats_wats_requests_total", {**route, "code": "503", "error": "WatsTransientError"}) == 1
+    assert sample("pywats_wats_requests_total", {**route, "code": "200", "error": ""}) == 5
+    assert sample("pywats_wats_request_duration_seconds_count", route) == 6
     assert list(meter.summary_rows()) == [
         ("  WATS GET /api/Production/Unit/{id}/{id}", "6"),
         ("  WATS status 200", "5"),
@@ -93,6 +94,6 @@ def test_a_run_counts_its_wats_requests_in_the_listeners_registry_and_summary(tm
     rows = dict(summary.rows)
     reports = int(rows["  WATS POST /api/Report/WSJF"])
     assert reports > 0 and int(rows["  WATS status 202"]) >= reports
-    text = generate_latest(listener.metrics.registry).decode()
-    assert f'pywats_wats_requests_total{{endpoint="POST /api/Report/WSJF",status="202"}} {reports}.0' in text
+    labels = {"method": "POST", "route": "/api/Report/WSJF", "code": "202", "error": ""}
+    assert listener.metrics.registry.get_sample_value("pywats_wats_requests_total", labels) == reports
     assert summary.facts["outbox"].endswith("outbox.db")

@@ -168,7 +168,7 @@ def _r21(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _mismatches(reason: str) -> float:
-    return PLUGIN_METRICS.get_sample_value("pywats_wats_unit_mismatch_total", {"reason": reason}) or 0.0
+    return PLUGIN_METRICS.get_sample_value("pywats_wats_unit_mismatches_total", {"reason": reason}) or 0.0
 
 
 async def test_sdk_ict_example_reaches_wats_in_ohm(rig: _Rig, caplog: pytest.LogCaptureFixture) -> None:
@@ -220,6 +220,6 @@ async def test_limits_in_another_quantity_are_flagged_and_counted(
     assert f"report {doc['id']} ({doc['sn']})" in warnings[0]
     # the listener serves the handlers' counters on /metrics
     exposed = MetricsObserver().registry.get_sample_value(
-        "pywats_wats_unit_mismatch_total", {"reason": "quantity"}
+        "pywats_wats_unit_mismatches_total", {"reason": "quantity"}
     )
     assert exposed == _mismatches("quantity")

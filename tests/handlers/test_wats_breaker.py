@@ -100,7 +100,8 @@ async def test_outage_opens_the_shared_breaker_defers_events_and_recovers() -> N
         assert "circuit open" in recorder.deferred
         # what `pywats-events status` and the pywats_breaker_state gauge show
         assert metrics.stats.breakers == {"wats": "closed"}
-        assert metrics.registry.get_sample_value("pywats_breaker_state", {"key": "wats"}) == 0
+        state = {"key": "wats", "pywats_breaker_state": "closed"}
+        assert metrics.registry.get_sample_value("pywats_breaker_state", state) == 1
         # while open, the server is not hammered: at most one trial per reset interval gets through
         refused = [r for r in wats.requests if r.status == 503]
         assert len(refused) <= 3 + 2 * (1.5 / 0.4 + 1), len(refused)

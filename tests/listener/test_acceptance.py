@@ -98,9 +98,9 @@ def _dead_letters(tmp: Path) -> int:
 
 
 def _events_of_type(listener: ListenerProcess, event_type: str) -> float:
-    """`pywats_events_total{event_type=...}` from the listener's /metrics."""
+    """`pywats_events_accepted_total{event_type=...}` from the listener's /metrics."""
     _, text = listener.http("/metrics")
-    prefix = f'pywats_events_total{{event_type="{event_type}"}} '
+    prefix = f'pywats_events_accepted_total{{event_type="{event_type}"}} '
     return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
 
 

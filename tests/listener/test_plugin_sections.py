@@ -87,6 +87,7 @@ def test_the_installed_plugins_contribute_amqp_and_wats() -> None:
     assert set(Settings.model_fields) == {
         "listener",
         "journal",
+        "quarantine",
         "bus",
         "replay",
         "mqtt",

@@ -246,9 +246,10 @@ async def test_health_and_metrics_endpoints() -> None:
         status, text = await asyncio.to_thread(get, "/metrics")
         assert status == 200
         assert "pywats_messages_received_total 1.0" in text
-        assert 'pywats_events_total{event_type="test.result"} 1.0' in text
-        assert 'pywats_handler_seconds_bucket{handler="ReportHandler",le="0.025"} 1.0' in text
-        assert 'pywats_breaker_state{key="wats"} 2.0' in text
+        assert 'pywats_events_accepted_total{event_type="test.result"} 1.0' in text
+        assert 'pywats_handler_duration_seconds_bucket{handler="ReportHandler",le="0.025"} 1.0' in text
+        assert 'pywats_breaker_state{key="wats",pywats_breaker_state="open"} 1.0' in text
+        assert 'pywats_breaker_state{key="wats",pywats_breaker_state="closed"} 0.0' in text
         assert (await asyncio.to_thread(get, "/nope"))[0] == 404
     finally:
         await server.stop()
