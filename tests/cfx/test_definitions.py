@@ -6,21 +6,16 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from cfx_helpers import REPO_ROOT, corpus_files, corpus_message_name
 
 from pywats_cfx.definitions import cfx_definitions
 from pywats_cfx.definitions.generate import TABLE_PATH, message_names_from_sdk, table_from_reference
 
-#: the reference lives in the project's shared folder beside the repository (override: CFX_REFERENCE)
-REFERENCE = Path(
-    os.environ.get("CFX_REFERENCE", REPO_ROOT.parent / "shared" / "reference" / "CFX_REFERENCE.md")
-)
+#: the CFX message reference the table is generated from, kept beside the SDK corpus (override: CFX_REFERENCE)
+REFERENCE = Path(os.environ.get("CFX_REFERENCE", REPO_ROOT / "tests" / "cfx" / "corpus" / "CFX_REFERENCE.md"))
 
 
 def test_committed_table_is_current() -> None:
-    if not REFERENCE.is_file():
-        pytest.skip(f"CFX reference not found at {REFERENCE} (set CFX_REFERENCE)")
     committed = json.loads(TABLE_PATH.read_text(encoding="utf-8"))
     fresh = table_from_reference(REFERENCE.read_text(encoding="utf-8"))
     for part in ("messages", "structures", "enums"):
