@@ -202,8 +202,7 @@ def test_hot_standby_takes_over_after_kill_9_and_loses_nothing(
     finally:
         _stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    # per-unit order is not asserted here: a listener killed while its units wait in delay queues takes its
-    # "follow into the delay queue" notes with it (docs/deployment.md, "Order per unit")
+    _order_kept(wats, index)
     # a report may be submitted twice only when the kill fell between its WATS call and the ack
     submissions = _accepted_submissions(wats)
     assert len(submissions) - len(set(submissions)) <= 200  # at most the killed listener's prefetch
@@ -262,8 +261,7 @@ def _sharded_run(
     finally:
         _stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    # per-unit order is not asserted here: a listener killed while its units wait in delay queues takes its
-    # "follow into the delay queue" notes with it (docs/deployment.md, "Order per unit")
+    _order_kept(wats, index)
     assert len(wats.reports) == messages
     assert asyncio.run(_queue_depth(f"{queue}.dead-letter")) == 0
 
