@@ -29,9 +29,9 @@ UNITS = 30
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Both sample plugins, installed by pip into a directory of their own (the venv stays as it is)."""
     site = tmp_path_factory.mktemp("site")
+    plugins = [str(ROOT / "samples" / "plugin"), str(ROOT / "samples" / "fpy_watch")]
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site)]
-        + [str(ROOT / "samples" / "plugin"), str(ROOT / "samples" / "fpy_watch")],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), *plugins],
         capture_output=True,
         text=True,
         timeout=300,
@@ -71,10 +71,10 @@ def test_simulated_line_reaches_wats_the_csv_archive_and_the_fpy_watch(
         env=env,
     ).start()
     try:
+        line = ["--exchange", exchange, "--count", str(UNITS), "--rate", "0", "--stations", "2"]
+        line += ["--fail-rate", "0.7", "--fault-rate", "0", "--seed", "11"]
         simulator = subprocess.run(
-            [sys.executable, str(ROOT / "samples" / "line_simulator.py"), "--url", RABBITMQ_URL]
-            + ["--exchange", exchange, "--count", str(UNITS), "--rate", "0", "--stations", "2"]
-            + ["--fail-rate", "0.7", "--fault-rate", "0", "--seed", "11"],
+            [sys.executable, str(ROOT / "samples" / "line_simulator.py"), "--url", RABBITMQ_URL, *line],
             capture_output=True,
             text=True,
             timeout=120,
