@@ -1,4 +1,4 @@
-"""Every code block of README.md and docs/ runs, or says why it does not, so the documentation cannot rot.
+"""Every code block of README.md, docs/ and the sample plugins' READMEs runs, or says why it does not, so the documentation cannot rot.
 
 - ```python blocks run in a subprocess (the project's interpreter, an empty working directory); exit 0.
 - ```console blocks are shell transcripts: ``$ command`` lines (``\\`` continues a command) run with bash in
@@ -24,7 +24,11 @@ import pytest
 from pywats_events.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").rglob("*.md")),
+    *sorted((ROOT / "samples").glob("*/README.md")),
+]
 RUNNABLE = ("python", "console", "toml")
 
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
