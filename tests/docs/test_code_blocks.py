@@ -1,4 +1,5 @@
-"""Every code block of README.md, docs/ and the sample plugins' READMEs runs, or says why it does not, so the documentation cannot rot.
+"""Every code block of README.md, docs/ and the sample plugins' READMEs runs, or says why it does not, so
+the documentation cannot rot.
 
 - ```python blocks run in a subprocess (the project's interpreter, an empty working directory); exit 0.
 - ```console blocks are shell transcripts: ``$ command`` lines (``\\`` continues a command) run with bash in
