@@ -20,6 +20,7 @@ from pywats_events.transports import BaseTransport
 from ._values import parse_datetime
 from .amqp.config import AmqpSettings
 from .codec import CFXCodec
+from .mappers import MAPPED_MESSAGES
 
 __all__ = ["AMQP_SECTION", "amqp_transport", "bundled_samples", "codec"]
 
@@ -44,6 +45,11 @@ DEFAULT_HANDLE = "//pywats-events/listener"
 def codec(**options: Any) -> CFXCodec:
     """The CFX codec; options of ``[plugins.cfx]`` are `CFXCodec` keyword arguments."""
     return CFXCodec(**options)
+
+
+#: the CFX messages the codec maps → the event type each becomes (read by `python -m pywats_events.docgen`;
+#: anything else valid becomes ``passthrough``)
+codec.message_types = {name: t.value for name, t in MAPPED_MESSAGES.items()}  # type: ignore[attr-defined]
 
 
 def bundled_samples() -> list[tuple[str, bytes]]:

@@ -17,7 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._event import EventType
+
 __all__ = [
+    "PAYLOAD_MODELS",
     "AssetFaultClearedEvent",
     "AssetFaultEvent",
     "AssetState",
@@ -354,3 +357,25 @@ DomainPayload = (
     | EndpointEvent
     | PassthroughEvent
 )
+
+#: the payload model of each domain event type (by its value): what a producer builds and a handler reads
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    EventType.TEST_RESULT.value: TestResultEvent,
+    EventType.INSPECTION_RESULT.value: TestResultEvent,
+    EventType.WORK_STARTED.value: WorkStartedEvent,
+    EventType.WORK_COMPLETED.value: WorkCompletedEvent,
+    EventType.UNIT_DISQUALIFIED.value: UnitDisqualifiedEvent,
+    EventType.UNITS_ARRIVED.value: UnitMovedEvent,
+    EventType.UNITS_DEPARTED.value: UnitMovedEvent,
+    EventType.MATERIAL_INSTALLED.value: MaterialInstalledEvent,
+    EventType.MATERIALS_LOADED.value: MaterialsLoadedEvent,
+    EventType.MATERIALS_UNLOADED.value: MaterialsLoadedEvent,
+    EventType.ASSET_FAULT.value: AssetFaultEvent,
+    EventType.ASSET_FAULT_CLEARED.value: AssetFaultClearedEvent,
+    EventType.ASSET_FAULT_ACKNOWLEDGED.value: AssetFaultClearedEvent,
+    EventType.ASSET_STATE_CHANGED.value: AssetStateChangedEvent,
+    EventType.ENDPOINT_CONNECTED.value: EndpointEvent,
+    EventType.ENDPOINT_SHUTTING_DOWN.value: EndpointEvent,
+    EventType.ENDPOINT_HEARTBEAT.value: EndpointEvent,
+    EventType.PASSTHROUGH.value: PassthroughEvent,
+}

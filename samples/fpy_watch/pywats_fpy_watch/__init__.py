@@ -69,6 +69,7 @@ class FpyWatchHandler(BaseHandler):
         # after 5 outage failures in a row, hold the watch's WATS writes for 30 s (one trial then)
         self.error_policy = ErrorPolicy(circuit_breaker=CircuitBreaker(5, reset_timeout=30.0))
         self._lock = asyncio.Lock()
+        self._telling = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -92,9 +93,16 @@ class FpyWatchHandler(BaseHandler):
                 elif not low and alarm == "sent":
                     self.state.clear_alarm(station, process)
             pending = self.state.pending(station, process)
-        if pending is not None:  # also after a failed attempt: the retry tells it again
-            await self._tell(event, station, process, *pending)
-            self.state.mark_sent(station, process)
+        if pending is None:
+            return
+        # units are handled concurrently: the units after the one that raised the alarm see it pending too,
+        # so one tells it at a time and the others find it sent (a failed attempt leaves it pending: the
+        # retry, or the next unit, tells it again)
+        async with self._telling:
+            pending = self.state.pending(station, process)
+            if pending is not None:
+                await self._tell(event, station, process, *pending)
+                self.state.mark_sent(station, process)
 
     async def _tell(self, cause: Event, station: str, process: str, fpy: float, units: int) -> None:
         text = (

@@ -69,6 +69,18 @@ def test_a_yield_drop_is_published_and_logged_in_wats_once(
     assert len(fake_wats.asset_log) == 1 and len(alarms.seen) == 1
 
 
+def test_units_handled_at_once_tell_a_drop_once(pywats_bus: BusHarness, fake_wats: FakeWATS) -> None:
+    """Units are handled concurrently (one lane per unit): while the alarm is being told, the units after it
+    still see it pending; they must not tell it again."""
+    fake_wats.add_asset("ICT-1", asset_id=ASSET_ID)
+    alarms = watch(pywats_bus)
+    pywats_bus.publish(*(result(f"SN-{i}", False) for i in range(40)))
+    pywats_bus.wait_for("on_handled", 40, handler="fpy_watch")
+    pywats_bus.wait_for("on_handled", 1, handler="alarms")
+    assert len(fake_wats.wait_for_asset_log(1, contains="FPY")) == 1
+    assert len(alarms.seen) == 1
+
+
 def test_state_survives_a_restart(tmp_path: Path, fake_wats: FakeWATS) -> None:
     fake_wats.add_asset("ICT-1", asset_id=ASSET_ID)
     wats = {"wats": {"url": fake_wats.url, "token": fake_wats.token}}
