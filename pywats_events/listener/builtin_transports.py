@@ -176,11 +176,12 @@ def webhook_transport(ctx: PluginContext) -> BaseTransport | None:
                 raise ConfigurationError(
                     f"{where}.auth",
                     "every hook needs a secret (secret_file or secret_env, with auth = bearer or hmac); "
-                    "auth = \"none\" with insecure = true is only for tests on a loopback address",
+                    'auth = "none" with insecure = true is only for tests on a loopback address',
                 )
             if not is_loopback(s.host):
                 raise ConfigurationError(
-                    f"{where}.insecure", f"an unauthenticated hook needs a loopback webhook.host, not {s.host!r}"
+                    f"{where}.insecure",
+                    f"an unauthenticated hook needs a loopback webhook.host, not {s.host!r}",
                 )
         codec: Any
         if hs.template is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 from pydantic import SecretStr
 
-__all__ = ["TIMESTAMP_HEADER", "SIGNATURE_HEADER", "AuthError", "HookAuth", "sign"]
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "AuthError", "HookAuth", "sign"]
 
 TIMESTAMP_HEADER = "x-pywats-timestamp"
 SIGNATURE_HEADER = "x-pywats-signature"
