@@ -219,7 +219,7 @@ def webhook_transport(ctx: PluginContext) -> BaseTransport | None:
 
 
 def _request_counter(ctx: PluginContext) -> Any:
-    """``pywats_webhook_requests_total{hook, status}`` on the listener's /metrics (None without a registry)."""
+    """``pywats_webhook_requests_total{hook, status}`` on /metrics (None without a registry)."""
     if ctx.registry is None:
         return None
     from prometheus_client import Counter

@@ -205,7 +205,7 @@ class WebhookApp:
             self.store.release(fresh)
 
     async def _submit_bounded(self, events: list[Event]) -> None:
-        """`submit`, given up after `accept_timeout` or when the listener stops (→ 503, the caller retries)."""
+        """`submit`, given up after `accept_timeout` or when the listener stops (→ 503: retry later)."""
         assert self.context is not None
         submit = asyncio.ensure_future(self.context.submit(events))
         stopping = asyncio.ensure_future(self.stopping.wait())
