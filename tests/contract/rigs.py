@@ -16,13 +16,13 @@ import socket
 import tempfile
 import threading
 import uuid
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aio_pika
-import pytest
 import httpx
+import pytest
 from aio_pika.abc import AbstractRobustConnection
 from brokers import MQTT_HOST, MQTT_PORT, RABBITMQ_HOST, RABBITMQ_PORT, TcpProxy
 from paho.mqtt import client as paho
@@ -234,7 +234,7 @@ class WebhookRig(TransportRig):
                     status = 0
                 else:
                     status = answer.status_code
-                if status == 202 or 400 <= status < 500 and status != 429:
+                if status == 202 or (400 <= status < 500 and status != 429):
                     self.answered[index] = status
                     break
                 self.refused[index] += 1
