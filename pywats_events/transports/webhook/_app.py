@@ -180,7 +180,6 @@ class WebhookApp:
             except Exception as exc:
                 log.exception("webhook: quarantine failed")
                 raise _Refused(503, "the quarantine store failed", self.settings.retry_after) from exc
-            log.warning("undecodable webhook body on %s quarantined: %s", record.topic, record.reason[:500])
 
     async def _submit(self, hook: Hook, key: str | None, events: list[Event]) -> tuple[int, int]:
         """Submits the events not accepted before; (accepted, duplicates)."""

@@ -1,0 +1,179 @@
+"""Acceptance: CFX traffic over HTTP into the real `pywats-events run` process, FakeWATS behind it.
+
+Real clients only: httpx (8 concurrent senders, every request retried once with the same key) and `curl` in a
+subprocess for the refusals a misconfigured or hostile sender gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from listener_support import (
+    UNITS_TESTED,
+    ListenerProcess,
+    clean_env,
+    cli_path,
+    free_port,
+    reported_message_ids,
+    units_tested,
+    wait_until,
+    wats_settings_toml,
+)
+
+from handlers.wats.fake import FakeWATS
+from pywats_events.transports.webhook import sign
+
+pytestmark = pytest.mark.timeout(120)
+
+TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
+HOOK_SECRET = "hook-secret-for-tests"
+
+
+@pytest.fixture
+def wats() -> Iterator[FakeWATS]:
+    with FakeWATS(token=TOKEN) as fake:
+        yield fake
+
+
+def start_listener(tmp_path: Path, wats: FakeWATS, **webhook: Any) -> tuple[ListenerProcess, str]:
+    (tmp_path / "hook.secret").write_text(HOOK_SECRET + "\n")
+    port = free_port()
+    lines = [
+        "[webhook]",
+        f"port = {port}",
+        *(f"{k} = {json.dumps(v)}" for k, v in webhook.items()),
+        "[webhook.hooks.line1]",
+        'codec = "cfx"',
+        f'secret_file = "{(tmp_path / "hook.secret").as_posix()}"',
+        "[wats]",
+        f'url = "{wats.url}"',
+        "rate_limit_per_minute = 600000",
+        "timeout = 5",
+        "[listener]",
+        "drain_timeout = 15",
+        wats_settings_toml(),
+    ]
+    listener = ListenerProcess(tmp_path, "\n".join(lines), env=clean_env(WATS_AUTH_TOKEN=TOKEN)).start()
+    return listener, f"http://127.0.0.1:{port}/hooks/line1"
+
+
+def signed(body: bytes, *, secret: str = HOOK_SECRET, at: float | None = None) -> dict[str, str]:
+    stamp = str(int(time.time() if at is None else at))
+    return {"X-Pywats-Timestamp": stamp, "X-Pywats-Signature": sign(secret, stamp, body)}
+
+
+def test_1000_units_from_8_concurrent_senders_each_retrying_become_one_report_per_unit(
+    tmp_path: Path, wats: FakeWATS
+) -> None:
+    listener, url = start_listener(tmp_path, wats)
+    messages = [units_tested(i, f"WH-{i:04d}", "webhook-1000") for i in range(1000)]
+    statuses: list[int] = []
+
+    async def sender(queue: asyncio.Queue[tuple[int, str, bytes]]) -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            while not queue.empty():
+                i, uid, body = queue.get_nowait()
+                headers = {"Idempotency-Key": f"unit-{i}", "Content-Type": "application/json"}
+                if i % 2:
+                    body = gzip.compress(body)
+                    headers["Content-Encoding"] = "gzip"
+                for _attempt in range(2):  # the first response "lost": the same request once more
+                    answer = await client.post(url, content=body, headers={**headers, **signed(body)})
+                    statuses.append(answer.status_code)
+
+    async def send_all() -> None:
+        queue: asyncio.Queue[tuple[int, str, bytes]] = asyncio.Queue()
+        for i, (uid, body) in enumerate(messages):
+            queue.put_nowait((i, uid, body))
+        await asyncio.gather(*(sender(queue) for _ in range(8)))
+
+    try:
+        asyncio.run(send_all())
+        assert statuses == [202] * 2000
+        wait_until(lambda: len(wats.submissions) >= 1000, 90, what="1000 reports in FakeWATS")
+    finally:
+        assert listener.stop() == 0
+    assert reported_message_ids(wats) == {uid for uid, _body in messages}
+    assert set(wats.submissions.values()) == {1}, "every report submitted exactly once"
+
+
+def curl(url: str, body: bytes, tmp_path: Path, *headers: str) -> tuple[int, dict[str, Any]]:
+    """POSTs `body` with curl; (status, JSON answer)."""
+    payload = tmp_path / "curl-body"
+    payload.write_bytes(body)
+    out = tmp_path / "curl-answer"
+    args = ["curl", "-sS", "-o", str(out), "-w", "%{http_code}", "--data-binary", f"@{payload}"]
+    for header in headers:
+        args += ["-H", header]
+    done = subprocess.run([*args, url], capture_output=True, text=True, timeout=30, check=True)
+    text = out.read_text() if out.exists() else ""
+    return int(done.stdout), (json.loads(text) if text else {})
+
+
+def curl_signed(url: str, body: bytes, tmp_path: Path, *headers: str, **sign_kw: Any) -> tuple[int, Any]:
+    return curl(url, body, tmp_path, *(f"{k}: {v}" for k, v in signed(body, **sign_kw).items()), *headers)
+
+
+def test_refusals_from_curl_each_get_their_status_and_valid_traffic_flows(
+    tmp_path: Path, wats: FakeWATS
+) -> None:
+    listener, url = start_listener(tmp_path, wats, max_body_bytes=200_000, max_inflated_bytes=1_000_000)
+    good = [units_tested(i, f"CURL-{i}", "webhook-curl") for i in range(4)]
+    try:
+        uid0, body0 = good[0]
+        assert curl_signed(url, body0, tmp_path)[0] == 202
+
+        status, answer = curl_signed(url, body0, tmp_path, secret="wrong")
+        assert (status, answer["error"]) == (401, "bad signature")
+        status, answer = curl_signed(url, good[1][1], tmp_path, at=time.time() - 3600)
+        assert status == 401 and answer["error"].startswith("stale timestamp")
+        assert curl(url, good[1][1], tmp_path)[0] == 401  # unsigned
+
+        bad_json = b'{"MessageName": "CFX.Production.UnitsTested", '
+        status, answer = curl_signed(url, bad_json, tmp_path)
+        assert status == 400 and "invalid JSON" in answer["error"]
+        wrong_schema = json.dumps(
+            {"MessageName": UNITS_TESTED, "UniqueID": "x-1", "MessageBody": {"TestedUnits": "no"}}
+        ).encode()
+        status, answer = curl_signed(url, wrong_schema, tmp_path)
+        assert status == 400 and answer["error"]
+
+        assert curl_signed(url, b"[" + b" " * 300_000 + b"]", tmp_path)[0] == 413
+        bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")
+        status, answer = curl_signed(url, bomb, tmp_path, "Content-Encoding: gzip")
+        assert status == 413 and "inflates" in answer["error"]
+        assert curl_signed(url.replace("line1", "nope"), body0, tmp_path)[0] == 404
+
+        # bare MessageBodies, named (with the sender's handle) by the path or by headers
+        bare1 = json.dumps(json.loads(good[1][1])["MessageBody"]).encode()
+        assert curl_signed(f"{url}/Acme.ICT.SN1000.{UNITS_TESTED}", bare1, tmp_path)[0] == 202
+        bare2 = json.dumps(json.loads(good[2][1])["MessageBody"]).encode()
+        named = (f"CFX-Message: {UNITS_TESTED}", "CFX-Handle: Acme.ICT.SN1001")
+        assert curl_signed(url, bare2, tmp_path, *named)[0] == 202
+        # an array of envelopes, gzip-compressed
+        batch = gzip.compress(b"[" + good[3][1] + b"]")
+        status, answer = curl_signed(url, batch, tmp_path, "Content-Encoding: gzip")
+        assert (status, answer["accepted"]) == (202, 1)
+
+        wait_until(lambda: len(wats.submissions) >= 4, 20, what="the 4 valid messages reported")
+        assert listener.proc is not None and listener.proc.poll() is None
+        assert listener.metric("pywats_webhook_requests_total") == 12  # every request above, counted
+    finally:
+        assert listener.stop() == 0
+    assert {r["sn"] for r in wats.reports.values()} == {f"CURL-{i}" for i in range(4)}
+    assert uid0 in reported_message_ids(wats)
+    listed = subprocess.run(
+        [cli_path(), "quarantine", "list", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    items = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(item["size"] for item in items) == sorted([len(bad_json), len(wrong_schema)])
+    assert all(item["topic"] == "line1" for item in items)
