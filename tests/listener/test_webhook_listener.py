@@ -44,9 +44,11 @@ def wats() -> Iterator[FakeWATS]:
         yield fake
 
 
-def start_listener(tmp_path: Path, wats: FakeWATS, **webhook: Any) -> tuple[ListenerProcess, str]:
+def start_listener(
+    tmp_path: Path, wats: FakeWATS, port: int | None = None, **webhook: Any
+) -> tuple[ListenerProcess, str]:
     (tmp_path / "hook.secret").write_text(HOOK_SECRET + "\n")
-    port = free_port()
+    port = port or free_port()
     lines = [
         "[webhook]",
         f"port = {port}",
@@ -78,10 +80,10 @@ def test_1000_units_from_8_concurrent_senders_each_retrying_become_one_report_pe
     messages = [units_tested(i, f"WH-{i:04d}", "webhook-1000") for i in range(1000)]
     statuses: list[int] = []
 
-    async def sender(queue: asyncio.Queue[tuple[int, str, bytes]]) -> None:
+    async def sender(queue: asyncio.Queue[tuple[int, bytes]]) -> None:
         async with httpx.AsyncClient(timeout=60) as client:
             while not queue.empty():
-                i, uid, body = queue.get_nowait()
+                i, body = queue.get_nowait()
                 headers = {"Idempotency-Key": f"unit-{i}", "Content-Type": "application/json"}
                 if i % 2:
                     body = gzip.compress(body)
@@ -91,9 +93,9 @@ def test_1000_units_from_8_concurrent_senders_each_retrying_become_one_report_pe
                     statuses.append(answer.status_code)
 
     async def send_all() -> None:
-        queue: asyncio.Queue[tuple[int, str, bytes]] = asyncio.Queue()
-        for i, (uid, body) in enumerate(messages):
-            queue.put_nowait((i, uid, body))
+        queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        for i, (_uid, body) in enumerate(messages):
+            queue.put_nowait((i, body))
         await asyncio.gather(*(sender(queue) for _ in range(8)))
 
     try:
@@ -104,6 +106,57 @@ def test_1000_units_from_8_concurrent_senders_each_retrying_become_one_report_pe
         assert listener.stop() == 0
     assert reported_message_ids(wats) == {uid for uid, _body in messages}
     assert set(wats.submissions.values()) == {1}, "every report submitted exactly once"
+
+
+def test_a_kill_9_mid_stream_loses_nothing_that_got_a_202(tmp_path: Path, wats: FakeWATS) -> None:
+    wats.latency = 0.01  # WATS slower than the senders: the journal holds accepted work when the kill lands
+    port = free_port()
+    listener, url = start_listener(tmp_path, wats, port)
+    messages = [units_tested(i, f"K9-{i:03d}", "webhook-kill9") for i in range(400)]
+    accepted: set[str] = set()
+    accepted_before_kill: set[str] = set()
+    hundred_accepted = asyncio.Event()
+
+    async def sender(queue: asyncio.Queue[tuple[str, bytes]]) -> None:
+        """A webhook sender: retries each request (connection refused, 5xx) until it is answered 202."""
+        async with httpx.AsyncClient(timeout=30) as client:
+            while not queue.empty():
+                uid, body = queue.get_nowait()
+                while True:
+                    try:
+                        answer = await client.post(url, content=body, headers=signed(body))
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+                        continue
+                    if answer.status_code == 202:
+                        accepted.add(uid)
+                        if len(accepted) >= 100:
+                            hundred_accepted.set()
+                        break
+                    assert answer.status_code in (429, 503), answer.text
+                    await asyncio.sleep(0.1)
+
+    async def kill_and_restart() -> ListenerProcess:
+        await hundred_accepted.wait()
+        await asyncio.to_thread(listener.kill)
+        accepted_before_kill.update(accepted)
+        restarted, _url = await asyncio.to_thread(start_listener, tmp_path, wats, port)
+        return restarted
+
+    async def run() -> ListenerProcess:
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        for message in messages:
+            queue.put_nowait(message)
+        restarted, *_ = await asyncio.gather(kill_and_restart(), *(sender(queue) for _ in range(4)))
+        return restarted
+
+    restarted = asyncio.run(run())
+    try:
+        assert len(accepted_before_kill) < len(messages), "the kill must land mid-stream"
+        wait_until(lambda: len(wats.submissions) >= len(messages), 90, what="every unit reported")
+    finally:
+        assert restarted.stop() == 0
+    assert reported_message_ids(wats) == {uid for uid, _body in messages} == accepted
 
 
 def curl(url: str, body: bytes, tmp_path: Path, *headers: str) -> tuple[int, dict[str, Any]]:
