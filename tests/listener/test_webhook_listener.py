@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +231,27 @@ def test_refusals_from_curl_each_get_their_status_and_valid_traffic_flows(
     items = [json.loads(line) for line in listed.stdout.splitlines()]
     assert sorted(item["size"] for item in items) == sorted([len(bad_json), len(wrong_schema)])
     assert all(item["topic"] == "line1" for item in items)
+
+
+def test_the_line_simulator_drives_the_pipeline_over_http(tmp_path: Path, wats: FakeWATS) -> None:
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    config = (root / "samples" / "config" / "line-simulator.toml").read_text("utf-8")
+    config += f'\n[webhook]\nport = {port}\n[webhook.hooks.line1]\nsecret_env = "LINE1_HOOK_SECRET"\n'
+    env = clean_env(WATS_AUTH_TOKEN=TOKEN, LINE1_HOOK_SECRET=HOOK_SECRET)
+    listener = ListenerProcess(tmp_path, config, "--wats-url", wats.url, env=env).start()
+    try:
+        simulator = subprocess.run(
+            [sys.executable, str(root / "samples" / "line_simulator.py"),
+             "--webhook", f"http://127.0.0.1:{port}/hooks/line1", "--count", "10", "--rate", "0",
+             "--fault-rate", "0", "--seed", "3"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env=clean_env(PYWATS_WEBHOOK_SECRET=HOOK_SECRET),
+        )  # fmt: skip
+        assert simulator.returncode == 0, simulator.stderr
+        assert HOOK_SECRET not in simulator.stdout + simulator.stderr
+        wait_until(lambda: len(wats.submissions) >= 10, 60, what="10 reports")
+    finally:
+        assert listener.stop() == 0
+    assert {r["pn"] for r in wats.reports.values()} == {"PCB-4711"}
+    assert HOOK_SECRET not in listener.log.read_text()
