@@ -41,6 +41,7 @@ __all__ = ["Hook", "WebhookApp"]
 log = logging.getLogger("pywats_events.transports.webhook")
 
 #: request headers never handed to a codec or kept in a quarantine record
+_MAX_KEY = 256
 _PRIVATE_HEADERS = frozenset({"authorization", SIGNATURE_HEADER, "cookie", "content-encoding"})
 
 
@@ -129,7 +130,10 @@ class WebhookApp:
         reasons = [record.reason for record in result.quarantined]
         if not result.events:
             raise _Refused(400, "; ".join(reasons) or "the body holds no event")
-        accepted, duplicates = await self._submit(hook, headers.get("idempotency-key"), result.events)
+        key = headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= _MAX_KEY:
+            raise _Refused(400, f"Idempotency-Key must be 1 to {_MAX_KEY} characters")
+        accepted, duplicates = await self._submit(hook, key, result.events)
         out: dict[str, Any] = {"accepted": accepted, "duplicates": duplicates}
         if reasons:
             out["quarantined"] = reasons

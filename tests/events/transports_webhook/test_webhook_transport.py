@@ -319,3 +319,10 @@ async def test_plain_json_bodies_reach_the_codec_with_the_path_as_topic(server: 
     body = json.dumps(json.loads(event_body(unit="SN11"))).encode()
     assert (await server.post("/hooks/events/extra/path", body, signed(body))).status_code == 202
     assert server.context.events[0].metadata.source_topic == "events/extra/path"
+
+
+async def test_an_overlong_idempotency_key_is_400(server: Server) -> None:
+    body = event_body(unit="SN12")
+    answer = await server.post("/hooks/events", body, {**signed(body), "Idempotency-Key": "k" * 257})
+    assert answer.status_code == 400 and "Idempotency-Key" in answer.json()["error"]
+    assert server.context.events == []
