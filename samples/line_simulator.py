@@ -1,5 +1,6 @@
-"""CFX line simulator: publishes realistic IPC-CFX traffic to an AMQP exchange (as SDK endpoints would) or to
-MQTT (as a CFX gateway would).
+"""CFX line simulator: publishes realistic IPC-CFX traffic to an AMQP exchange (as SDK endpoints would), to
+MQTT (as a CFX gateway would) or to a listener's webhook over HTTP (as a line controller that can only call a
+URL would).
 
 Each simulated unit goes through a test station: WorkStarted → UnitsTested (tests with numeric measurements
 and limits, some failing) → WorkCompleted. Now and then a station faults (FaultOccurred, StationStateChanged
@@ -10,14 +11,20 @@ routing key and are gzipped by default (the SDK default since 2020).
     python samples/line_simulator.py --count 100 --rate 20
     python samples/line_simulator.py --url amqps://user:pw@broker:5671/ --exchange cfx --stations 3 --no-gzip
     python samples/line_simulator.py --mqtt mqtt://127.0.0.1:1883 --topic-prefix cfx/line1 --count 50
+    PYWATS_WEBHOOK_SECRET=... python samples/line_simulator.py --webhook http://127.0.0.1:8088/hooks/line1
 
-The broker URL can come from the environment (`CFX_AMQP_URL`); passwords are never printed.
+The broker URL can come from the environment (`CFX_AMQP_URL`), the webhook secret too
+(`PYWATS_WEBHOOK_SECRET`); passwords and secrets are never printed. Over HTTP every message is signed
+(HMAC-SHA256 with a timestamp, or ``--webhook-auth bearer``), carries its UniqueID as ``Idempotency-Key``, and
+is retried until the listener answers 202 (after a 429/503 as its ``Retry-After`` says).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import os
 import random
 import sys
@@ -30,6 +37,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
+import httpx
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -381,6 +389,52 @@ class MqttSink:
         return topic
 
 
+class WebhookSink:
+    """POSTs every message to a webhook URL, signed, and retries it until it is answered 202."""
+
+    def __init__(self, url: str, secret: str | None, auth: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("--webhook expects http[s]://host:port/hooks/<name>")
+        self.url, self.secret, self.auth = url, secret, auth
+
+    async def __aenter__(self) -> WebhookSink:
+        self.client = httpx.AsyncClient(timeout=60)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.client.aclose()
+
+    def describe(self) -> str:
+        return f"webhook {self.url} ({self.auth if self.secret else 'unsigned'})"
+
+    def _headers(self, body: bytes, kwargs: dict[str, Any]) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": str(kwargs.get("message_id"))}
+        if kwargs.get("content_encoding") == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        if self.secret and self.auth == "bearer":
+            headers["Authorization"] = f"Bearer {self.secret}"
+        elif self.secret:
+            stamp = str(int(time.time()))
+            digest = hmac.new(self.secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            headers["X-Pywats-Timestamp"] = stamp
+            headers["X-Pywats-Signature"] = f"sha256={digest}"
+        return headers
+
+    async def send(self, body: bytes, routing_key: str, kwargs: dict[str, Any]) -> str:
+        while True:
+            try:
+                answer = await self.client.post(self.url, content=body, headers=self._headers(body, kwargs))
+            except httpx.TransportError:
+                await asyncio.sleep(1.0)
+                continue
+            if answer.status_code == 202:
+                return routing_key
+            if answer.status_code not in (429, 503):
+                raise ValueError(f"webhook refused {routing_key}: {answer.status_code} {answer.text[:200]}")
+            await asyncio.sleep(min(float(answer.headers.get("Retry-After") or 1), 30.0))
+
+
 async def publish(args: argparse.Namespace) -> int:
     stations = [Station(handle=f"{args.vendor}.ICT.SN{1000 + i}") for i in range(args.stations)]
     sim = LineSimulator(
@@ -390,8 +444,11 @@ async def publish(args: argparse.Namespace) -> int:
         seed=args.seed,
         panel_size=args.panel_size,
     )
-    sink: AmqpSink | MqttSink
-    if args.mqtt:
+    sink: AmqpSink | MqttSink | WebhookSink
+    if args.webhook:
+        secret = args.webhook_secret or os.environ.get("PYWATS_WEBHOOK_SECRET")
+        sink = WebhookSink(args.webhook, secret, args.webhook_auth)
+    elif args.mqtt:
         sink = MqttSink(args.mqtt, args.topic_prefix)
     else:
         url = args.url or os.environ.get("CFX_AMQP_URL") or "amqp://guest:guest@localhost:5672/"
@@ -442,6 +499,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--mqtt", help="publish to MQTT instead: mqtt[s]://user:password@host:port (QoS 1, as a CFX gateway)"
     )
+    parser.add_argument(
+        "--webhook", help="POST to a listener's webhook instead: http[s]://host:port/hooks/<name>"
+    )
+    parser.add_argument(
+        "--webhook-secret", help="the hook's secret (default: $PYWATS_WEBHOOK_SECRET; none: unsigned)"
+    )
+    parser.add_argument("--webhook-auth", choices=("hmac", "bearer"), default="hmac")
     parser.add_argument("--topic-prefix", default="cfx", help="MQTT topic prefix (default: cfx)")
     parser.add_argument("--exchange", default="cfx", help="topic exchange (default: cfx)")
     parser.add_argument("--declare-exchange", action=argparse.BooleanOptionalAction, default=True)

@@ -11,12 +11,17 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
+import shutil
+import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from brokers import MQTT_HOST, MQTT_PORT, RABBITMQ_HOST, RABBITMQ_PORT, TcpProxy
@@ -28,6 +33,7 @@ from pywats_events import BusStateError, DecodeResult, Event, EventMetadata, Eve
 from pywats_events.transports import BaseTransport, MockTransport, QuarantineRecord, TransportContext
 from pywats_events.transports.mqtt import MQTTConfig, MQTTTransport
 from pywats_events.transports.replay import ReplayMessage, ReplayTransport
+from pywats_events.transports.webhook import Hook, HookAuth, WebhookSettings, WebhookTransport
 
 #: bounded waits: generous, because the CI machine is loaded; a passing case never waits this long
 WAIT = 15.0
@@ -173,6 +179,83 @@ class ReplayRig(TransportRig):
 
     async def send(self, body: bytes) -> None:
         raise NotImplementedError(self.no_input_after_stop)
+
+
+class WebhookRig(TransportRig):
+    """`WebhookTransport` on a fixed loopback port, fed by a caller that behaves like a webhook sender: it
+    posts its messages one after another and retries each until it is answered 202 (not after a 4xx)."""
+
+    name = "webhook"
+    no_connection_cut = "an HTTP server holds no connection of its own: every request is a new one"
+
+    def __init__(self) -> None:
+        super().__init__()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.data = Path(tempfile.mkdtemp(prefix="webhook-rig-"))
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=WAIT)
+        self.outbox: asyncio.Queue[int] = asyncio.Queue()
+        self.bodies: list[bytes] = []
+        #: per message sent: refused attempts, and the final status (202 or a 4xx) once answered
+        self.refused: list[int] = []
+        self.answered: list[int | None] = []
+        self.worker: asyncio.Task[None] | None = None
+
+    async def start(self, context: TransportContext, bodies: Sequence[bytes] = ()) -> BaseTransport:
+        hook = Hook("contract", ContractCodec(), HookAuth("none", None))
+        transport = WebhookTransport(
+            WebhookSettings(port=self.port),
+            {"contract": hook},
+            keys_path=self.data / "keys.db",
+            drain_timeout=DRAIN_TIMEOUT,
+        )
+        self.transports.append(transport)
+        await transport.start(context)
+        if self.worker is None:
+            self.worker = asyncio.create_task(self._post_in_order())
+        for body in bodies:
+            await self.send(body)
+        return transport
+
+    async def send(self, body: bytes) -> None:
+        self.bodies.append(body)
+        self.refused.append(0)
+        self.answered.append(None)
+        await self.outbox.put(len(self.bodies) - 1)
+
+    async def _post_in_order(self) -> None:
+        while True:
+            index = await self.outbox.get()
+            while True:
+                try:
+                    answer = await self.client.post("/hooks/contract", content=self.bodies[index])
+                except httpx.TransportError:
+                    status = 0
+                else:
+                    status = answer.status_code
+                if status == 202 or (400 <= status < 500 and status != 429):
+                    self.answered[index] = status
+                    break
+                self.refused[index] += 1
+                await asyncio.sleep(0.05)
+
+    async def held_at_source(self, count: int) -> None:
+        async def held() -> bool:
+            last = range(len(self.bodies) - count, len(self.bodies))
+            return all(self.refused[i] > 0 and self.answered[i] is None for i in last)
+
+        await eventually(held, f"the caller still holding its last {count} message(s), refused")
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            await asyncio.gather(self.worker, return_exceptions=True)
+        try:
+            await super().close()
+        finally:
+            await self.client.aclose()
+            shutil.rmtree(self.data, ignore_errors=True)
 
 
 class AmqpRig(TransportRig):

@@ -1,4 +1,5 @@
-"""The transport contract, run against every transport: mock, replay, AMQP (RabbitMQ) and MQTT (Mosquitto).
+"""The transport contract, run against every transport: mock, replay, webhook (a real HTTP server and client),
+AMQP (RabbitMQ) and MQTT (Mosquitto).
 
 What the bus relies on from any transport (see `pywats_events.transports.BaseTransport`):
 
@@ -33,6 +34,7 @@ from .rigs import (
     MqttRig,
     ReplayRig,
     TransportRig,
+    WebhookRig,
     good_body,
 )
 
@@ -45,6 +47,7 @@ STOPPED = (ConnectionState.DISCONNECTED, ConnectionState.CLOSED)
     params=[
         "mock",
         "replay",
+        "webhook",
         pytest.param("amqp", marks=pytest.mark.broker),
         pytest.param("mqtt", marks=pytest.mark.broker),
     ]
@@ -57,6 +60,8 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[TransportRig]:
         made = MockRig()
     elif kind == "replay":
         made = ReplayRig()
+    elif kind == "webhook":
+        made = WebhookRig()
     elif kind == "amqp":
         made = await AmqpRig.open(require_rabbitmq())
     else:

@@ -71,9 +71,9 @@ def test_a_plugin_cannot_replace_a_core_section() -> None:
     assert err.value.setting == "journal"
 
 
-def test_the_installed_plugins_contribute_amqp_and_wats() -> None:
+def test_the_installed_plugins_contribute_amqp_wats_and_webhook() -> None:
     sections = settings_sections()
-    assert {"amqp", "wats"} <= set(sections)
+    assert {"amqp", "wats", "webhook"} <= set(sections)
     flags = {opt.flag: opt.setting for section in sections.values() for opt in section.run_options}
     assert flags == {
         "--amqp": "amqp.url",
@@ -83,6 +83,8 @@ def test_the_installed_plugins_contribute_amqp_and_wats() -> None:
         "--wats-url": "wats.url",
         "--token-file": "wats.token_file",
         "--outbox": "wats.outbox",
+        "--webhook-port": "webhook.port",
+        "--webhook-host": "webhook.host",
     }
     assert set(Settings.model_fields) == {
         "listener",

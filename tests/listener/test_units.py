@@ -581,3 +581,25 @@ def test_the_readme_mqtt_example_builds_and_reads_as_documented() -> None:
     [event] = transport._codecs[id(template)].decode(b"23.5", {}, "factory/L1/ICT-01/temperature").events
     assert event.event_type is EventType.ASSET_TELEMETRY
     assert event.payload == {"units": "degC", "value": 23.5, "line": "L1", "station": "ICT-01"}
+
+
+def test_the_commented_webhook_example_in_listener_toml_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncommented (secrets given), the [webhook] example of the plant template loads and builds."""
+    import tomllib
+
+    from pywats_events.config import settings_model
+    from pywats_events.listener.builtin_transports import webhook_transport
+    from pywats_events.plugins import PluginContext
+
+    text = (Path(__file__).resolve().parents[2] / "samples" / "config" / "listener.toml").read_text("utf-8")
+    start = text.index("# [webhook]")
+    block = [line[2:] for line in text[start:].splitlines() if line.startswith("# ") or line == "#"]
+    block = [line for line in block[: block.index('secret_env = "MES_HOOK_TOKEN"') + 1]]
+    doc = tomllib.loads("\n".join(block))
+    doc["webhook"]["hooks"]["line1"].pop("secret_file")
+    doc["webhook"]["hooks"]["line1"]["secret_env"] = "LINE1_HOOK"
+    monkeypatch.setenv("LINE1_HOOK", "x")
+    monkeypatch.setenv("MES_HOOK_TOKEN", "y")
+    settings = settings_model(settings_sections()).model_validate(doc)
+    transport = webhook_transport(PluginContext(name="webhook", settings=settings, options={}))
+    assert transport is not None and set(transport.hooks) == {"line1", "mes"}  # type: ignore[attr-defined]
