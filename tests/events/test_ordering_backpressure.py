@@ -164,3 +164,26 @@ async def test_a_producer_that_gives_up_does_not_block_the_line():
         await wait_until(lambda: handled == [0])
         await asyncio.wait_for(bus.publish(make_event("U", 3)), 1)  # the line is free again
         await wait_until(lambda: handled == [0, 3])
+
+
+async def test_a_publishing_loop_lets_quick_handlers_keep_up():
+    """A producer whose events are all admitted still hands over to the lanes every burst: quick handlers
+    run while it publishes, so events wait a burst, not the whole `max_in_flight` budget."""
+    from pywats_events.bus.publishing import burst_size
+
+    handled = 0
+    peak = 0
+
+    async def quick(event: Event) -> None:
+        nonlocal handled
+        handled += 1
+
+    bus = AsyncEventBus(max_in_flight=10_000, max_concurrency=8)
+    bus.subscribe(quick, [EventType.TEST_RESULT])
+    async with bus:
+        for i in range(5_000):
+            await bus.publish(make_event(f"U{i % 50}", i))
+            peak = max(peak, bus.in_flight)
+        assert handled > 5_000 - burst_size()
+    assert handled == 5_000
+    assert peak <= burst_size()
