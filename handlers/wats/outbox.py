@@ -174,17 +174,9 @@ class Outbox:
 
         self._tx(work)
 
-    def _store_many(self, requests: list[WatsRequest]) -> list[int | Exception]:
+    def _store_many(self, requests: list[WatsRequest], prepared: list[_Prepared]) -> list[int | Exception]:
         """Store `requests` in order in one transaction (one commit, one fsync); each gets its row id, or
-        the error that kept only it out (a body that cannot be serialised)."""
-        prepared: list[tuple[str, str | None, str | None] | Exception] = []
-        for request in requests:
-            try:
-                params = json.dumps(request.params, sort_keys=True, default=str)
-                body = None if request.json is None else json.dumps(request.json, default=str)
-                prepared.append((params, body, _dedup_key(request)))
-            except Exception as exc:
-                prepared.append(exc)
+        the error that kept only it out (a body that could not be serialised, see `_prepare`)."""
 
         def work(db: sqlite3.Connection) -> list[int | Exception]:
             now = time.time()
@@ -257,7 +249,11 @@ class Outbox:
         while self._queued:
             batch, self._queued = self._queued, []
             try:
-                results = await asyncio.to_thread(self._store_many, [request for request, _ in batch])
+                requests = [request for request, _ in batch]
+                # serialised here, not in the thread: a thread running Python takes the GIL from the
+                # loop for up to a switch interval whenever the loop makes a system call
+                prepared = _prepare(requests)
+                results = await asyncio.to_thread(self._store_many, requests, prepared)
             except Exception as exc:
                 for _, fut in batch:
                     if not fut.done():
@@ -374,6 +370,22 @@ class Outbox:
                 sent += 1
             pending = await asyncio.to_thread(self.count, "pending")
             return PushResult(sent=sent, failed=failed, pending=pending, stopped=stopped)
+
+
+#: a request's params and body as stored, and its redelivery key; or why it cannot be stored
+_Prepared = tuple[str, str | None, str | None] | Exception
+
+
+def _prepare(requests: list[WatsRequest]) -> list[_Prepared]:
+    prepared: list[_Prepared] = []
+    for request in requests:
+        try:
+            params = json.dumps(request.params, sort_keys=True, default=str)
+            body = None if request.json is None else json.dumps(request.json, default=str)
+            prepared.append((params, body, _dedup_key(request)))
+        except Exception as exc:
+            prepared.append(exc)
+    return prepared
 
 
 def _store_row(
