@@ -5,7 +5,9 @@ its key in each group, once every group has room (`admission.py`); otherwise its
 With a journal it is appended instead, and the journal feeders take it from there (`journal_feeder.py`).
 
 The hot path (running, no journal, one ordering group, a known route, room) is `publish` putting the event
-straight into its lane, with no call in between: every call per event shows in the throughput.
+straight into its lane, with no call in between: every call per event shows in the throughput. Every
+`burst_size()` such events `publish` lets the lanes run once, so a producer that never waits for room
+does not pile up its whole budget (see `burst_size`).
 
 `Publishing` is the part of `AsyncEventBus` that does this, built on `LaneWorkers` (it starts a lane's
 worker on the lane's first event); the engine sets up the state both use.
@@ -130,7 +132,8 @@ class Publishing(LaneWorkers):
     ) -> None:
         """Accept `event`; waits while the bus is full (backpressure). With a journal, returns once it is
         durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
-        `timeout` bounds the wait for room (then `BusOverloaded`)."""
+        `timeout` bounds the wait for room (then `BusOverloaded`). Lets the lanes run once every
+        `burst_size()` events even when there is room (not with the garbage collector disabled)."""
         # hot path: running, no journal, one ordering group, known route, admitted → straight into its
         # lane (the test is `admits()` and the append is `_push()`, both inlined for the one group)
         group = self._fast
