@@ -134,6 +134,9 @@ class Publishing(LaneWorkers):
         durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
         `timeout` bounds the wait for room (then `BusOverloaded`). Lets the lanes run once every
         `burst_size()` events even when there is room (not with the garbage collector disabled)."""
+        if self._unyielded >= self._burst:
+            # before taking the event, so that a cancellation here leaves it not accepted
+            await self._let_lanes_run()
         # hot path: running, no journal, one ordering group, known route, admitted → straight into its
         # lane (the test is `admits()` and the append is `_push()`, both inlined for the one group)
         group = self._fast
@@ -155,8 +158,6 @@ class Publishing(LaneWorkers):
                         for hook in self._accepted_hooks:
                             call_hook(hook, event)
                     self._unyielded += 1
-                    if self._unyielded >= self._burst:
-                        await self._let_lanes_run()
                 return
         if self._state is not BusState.RUNNING:
             self._check_open()
@@ -174,8 +175,6 @@ class Publishing(LaneWorkers):
         if admits(parts):
             self._enqueue(event, parts, None)
             self._unyielded += 1
-            if self._unyielded >= self._burst:
-                await self._let_lanes_run()
             return
         waiter = Waiter(event, parts, None, self._loop.create_future())
         self._line.join(waiter)

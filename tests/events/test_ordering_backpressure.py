@@ -187,3 +187,24 @@ async def test_a_publishing_loop_lets_quick_handlers_keep_up():
         assert handled > 5_000 - burst_size()
     assert handled == 5_000
     assert peak <= burst_size()
+
+
+async def test_a_publish_cancelled_while_letting_the_lanes_run_did_not_accept_its_event():
+    from pywats_events.bus.publishing import burst_size
+
+    seen: list[int] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event.payload["i"])
+
+    bus = AsyncEventBus()
+    bus.subscribe(record, [EventType.TEST_RESULT])
+    async with bus:
+        for i in range(burst_size()):
+            await bus.publish(make_event("U1", i))
+        late = asyncio.create_task(bus.publish(make_event("U1", -1)))
+        await asyncio.sleep(0)  # it started and is letting the lanes run
+        late.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await late
+    assert seen == list(range(burst_size()))
