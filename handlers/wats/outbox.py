@@ -131,6 +131,9 @@ class Outbox:
         self.reads = reads
         self._lock = threading.Lock()
         self._push_lock: asyncio.Lock | None = None
+        #: requests `send` queued for the next group commit, and the task that writes them
+        self._queued: list[tuple[WatsRequest, asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -171,45 +174,19 @@ class Outbox:
 
         self._tx(work)
 
-    def _store(self, request: WatsRequest) -> int:
-        params = json.dumps(request.params, sort_keys=True, default=str)
-        body = None if request.json is None else json.dumps(request.json, default=str)
-        key = _dedup_key(request)
+    def _store_many(self, requests: list[WatsRequest], prepared: list[_Prepared]) -> list[int | Exception]:
+        """Store `requests` in order in one transaction (one commit, one fsync); each gets its row id, or
+        the error that kept only it out (a body that could not be serialised, see `_prepare`)."""
 
-        def work(db: sqlite3.Connection) -> int:
+        def work(db: sqlite3.Connection) -> list[int | Exception]:
             now = time.time()
-            if key is not None:
-                row = db.execute(
-                    "SELECT id, state, params, body FROM requests WHERE dedup_key=? ORDER BY id DESC LIMIT 1",
-                    (key,),
-                ).fetchone()
-                if row is not None:
-                    row_id, state, old_params, old_body = row
-                    if state == "pending":
-                        db.execute(
-                            "UPDATE requests SET params=?, body=?, operation=?, updated=? WHERE id=?",
-                            (params, body, request.operation, now, row_id),
-                        )
-                        return int(row_id)
-                    if (old_params, old_body) == (params, body) and state in ("sent", "sending"):
-                        return int(row_id)
-            cur = db.execute(
-                "INSERT INTO requests (created, method, path, params, body, idempotent, operation, dedup_key,"
-                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now,
-                    request.method.upper(),
-                    request.path,
-                    params,
-                    body,
-                    int(request.idempotent),
-                    request.operation,
-                    key,
-                    now,
-                ),
-            )
-            return int(cur.lastrowid or 0)
+            return [
+                item if isinstance(item, Exception) else _store_row(db, request, *item, now)
+                for request, item in zip(requests, prepared, strict=True)
+            ]
 
+        if all(isinstance(item, Exception) for item in prepared):
+            return [item for item in prepared if isinstance(item, Exception)]
         return self._tx(work)
 
     def _set_state(
@@ -259,10 +236,40 @@ class Outbox:
             raise WatsTransientError(
                 f"GET {request.path}: the outbox stores writes only and no live WATS server is configured"
             )
-        row_id = await asyncio.to_thread(self._store, request)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queued.append((request, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="pywats-outbox-writer")
+        row_id = await fut
         return WatsResponse(status=202, json={"outboxId": row_id, "queued": True}, text="")
 
+    async def _write_queued(self) -> None:
+        """Group commit: everything queued while the previous commit ran is stored in the next one, so
+        concurrent handlers share an fsync instead of queueing for one each."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                requests = [request for request, _ in batch]
+                # serialised here, not in the thread: a thread running Python takes the GIL from the
+                # loop for up to a switch interval whenever the loop makes a system call
+                prepared = _prepare(requests)
+                results = await asyncio.to_thread(self._store_many, requests, prepared)
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
     async def aclose(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
         self.close()
 
     def close(self) -> None:
@@ -368,3 +375,61 @@ class Outbox:
                 sent += 1
             pending = await asyncio.to_thread(self.count, "pending")
             return PushResult(sent=sent, failed=failed, pending=pending, stopped=stopped)
+
+
+#: a request's params and body as stored, and its redelivery key; or why it cannot be stored
+_Prepared = tuple[str, str | None, str | None] | Exception
+
+
+def _prepare(requests: list[WatsRequest]) -> list[_Prepared]:
+    prepared: list[_Prepared] = []
+    for request in requests:
+        try:
+            params = json.dumps(request.params, sort_keys=True, default=str)
+            body = None if request.json is None else json.dumps(request.json, default=str)
+            prepared.append((params, body, _dedup_key(request)))
+        except Exception as exc:
+            prepared.append(exc)
+    return prepared
+
+
+def _store_row(
+    db: sqlite3.Connection,
+    request: WatsRequest,
+    params: str,
+    body: str | None,
+    key: str | None,
+    now: float,
+) -> int:
+    """One request into the open transaction (see the module notes on redelivery); returns its row id."""
+    if key is not None:
+        row = db.execute(
+            "SELECT id, state, params, body FROM requests WHERE dedup_key=? ORDER BY id DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        if row is not None:
+            row_id, state, old_params, old_body = row
+            if state == "pending":
+                db.execute(
+                    "UPDATE requests SET params=?, body=?, operation=?, updated=? WHERE id=?",
+                    (params, body, request.operation, now, row_id),
+                )
+                return int(row_id)
+            if (old_params, old_body) == (params, body) and state in ("sent", "sending"):
+                return int(row_id)
+    cur = db.execute(
+        "INSERT INTO requests (created, method, path, params, body, idempotent, operation, dedup_key,"
+        " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            now,
+            request.method.upper(),
+            request.path,
+            params,
+            body,
+            int(request.idempotent),
+            request.operation,
+            key,
+            now,
+        ),
+    )
+    return int(cur.lastrowid or 0)

@@ -41,7 +41,7 @@ from ..transports._base import BaseTransport, ConnectionState, QuarantineRecord
 from .admission import Ack, Line
 from .journal_feeder import JournalFeeder
 from .lanes import OrderingGroup
-from .publishing import Publishing
+from .publishing import Publishing, burst_size
 from .stop_report import BusState, StopReport
 from .subscription import Subscription
 from .system_events import SYSTEM_SLACK, connection_event, failure_event
@@ -148,6 +148,8 @@ class AsyncEventBus(Publishing):
         self._signal_finish = False
         self._accepted_hooks = self._hooks["on_accepted"]
         self._overflow_tasks = set()
+        self._unyielded = 0
+        self._burst = burst_size()
         self._loop = None  # type: ignore[assignment]  # set by start()
         self._loop_thread: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -280,6 +282,8 @@ class AsyncEventBus(Publishing):
         self._executor = ThreadPoolExecutor(self._executor_workers, thread_name_prefix="pywats-handler")
         self._routes.clear()
         self._refresh_fast_paths()
+        self._unyielded = 0
+        self._burst = burst_size()
         self._inflight = 0
         self._handled = 0
         try:

@@ -26,7 +26,7 @@ from typing import Any
 from .._event import Event
 from .._event_json import dump_events
 from ._protocol import JournalEntry
-from .sqlite_writer import Batch, Op, Run, SqliteWriter
+from .sqlite_writer import MARK_FLUSH_INTERVAL, Batch, Op, Run, SqliteWriter
 
 __all__ = ["JournalStats", "SqliteJournal"]
 
@@ -40,6 +40,12 @@ HANDOVER_AT = 1024
 #: how long the loop may block (seconds) for an idle worker to take a hand-over (see `hand_over`);
 #: at most once per hand-over, never while the worker is busy (e.g. stuck on a slow disk); 0 disables
 PICKUP_WAIT = 0.0005
+
+#: completion and progress marks ride along with the next hand-over of appends or requests; on their own
+#: they are handed over after `MARK_FLUSH_INTERVAL` or once this many wait. Waking the worker for marks
+#: alone would cost a second hand-over per commit (the worker takes the GIL the loop needs to pick it up)
+#: for nothing: the worker writes marks only every `MARK_FLUSH_INTERVAL` anyway.
+MARKS_HANDOVER_AT = 4096
 
 #: warn once the pending part reaches this share of a limit; re-arm below the lower mark
 WARN_RATIO = 0.8
@@ -110,6 +116,8 @@ class SqliteJournal:
         self._new_complete: list[int] = []
         self._new_handled: list[tuple[int, str, str, float]] = []
         self._new_ops: list[Op] = []
+        #: hands marks over when no append or request took them along (`MARKS_HANDOVER_AT`)
+        self._marks_timer: asyncio.TimerHandle | None = None
         self._avg_size = 512  # estimate for the byte reservation before serialisation
 
     # ------------------------------------------------------------------ lifecycle
@@ -151,6 +159,9 @@ class SqliteJournal:
         if writer is None:
             return
         self._flush_outgoing()
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+            self._marks_timer = None
         self._closed = True
         writer.stop()
         await asyncio.to_thread(writer.join)
@@ -213,8 +224,8 @@ class SqliteJournal:
         if self._closed:
             raise RuntimeError("journal is not open")
         self._new_handled.append((seq, handler, outcome, time.time()))
-        if not self._scheduled:
-            self._schedule()
+        if self._marks_timer is None or len(self._new_handled) >= MARKS_HANDOVER_AT:
+            self._schedule_marks()
 
     def mark_complete_nowait(self, seq: int) -> None:
         """`mark_complete` without a coroutine. Room is freed at once; the completion is committed
@@ -230,8 +241,8 @@ class SqliteJournal:
             else:
                 self._released(1, size)
         self._new_complete.append(seq)
-        if not self._scheduled:
-            self._schedule()
+        if self._marks_timer is None or len(self._new_complete) >= MARKS_HANDOVER_AT:
+            self._schedule_marks()
 
     async def depth(self) -> int:
         return self.stats.pending
@@ -261,6 +272,18 @@ class SqliteJournal:
         once per iteration, not once per call (this is what makes group commit cheap)."""
         self._ensure_open().call_soon(self._flush_outgoing)
         self._scheduled = True
+
+    def _schedule_marks(self) -> None:
+        """Marks go with the next hand-over; without one, after `MARK_FLUSH_INTERVAL` (or now, if many)."""
+        if len(self._new_complete) >= MARKS_HANDOVER_AT or len(self._new_handled) >= MARKS_HANDOVER_AT:
+            if not self._scheduled:
+                self._schedule()
+        elif self._marks_timer is None:
+            self._marks_timer = self._ensure_open().call_later(MARK_FLUSH_INTERVAL, self._marks_due)
+
+    def _marks_due(self) -> None:
+        self._marks_timer = None
+        self._flush_outgoing()
 
     def _flush_outgoing(self) -> None:
         self._scheduled = False

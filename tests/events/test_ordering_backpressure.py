@@ -164,3 +164,47 @@ async def test_a_producer_that_gives_up_does_not_block_the_line():
         await wait_until(lambda: handled == [0])
         await asyncio.wait_for(bus.publish(make_event("U", 3)), 1)  # the line is free again
         await wait_until(lambda: handled == [0, 3])
+
+
+async def test_a_publishing_loop_lets_quick_handlers_keep_up():
+    """A producer whose events are all admitted still hands over to the lanes every burst: quick handlers
+    run while it publishes, so events wait a burst, not the whole `max_in_flight` budget."""
+    from pywats_events.bus.publishing import burst_size
+
+    handled = 0
+    peak = 0
+
+    async def quick(event: Event) -> None:
+        nonlocal handled
+        handled += 1
+
+    bus = AsyncEventBus(max_in_flight=10_000, max_concurrency=8)
+    bus.subscribe(quick, [EventType.TEST_RESULT])
+    async with bus:
+        for i in range(5_000):
+            await bus.publish(make_event(f"U{i % 50}", i))
+            peak = max(peak, bus.in_flight)
+        assert handled > 5_000 - burst_size()
+    assert handled == 5_000
+    assert peak <= burst_size()
+
+
+async def test_a_publish_cancelled_while_letting_the_lanes_run_did_not_accept_its_event():
+    from pywats_events.bus.publishing import burst_size
+
+    seen: list[int] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event.payload["i"])
+
+    bus = AsyncEventBus()
+    bus.subscribe(record, [EventType.TEST_RESULT])
+    async with bus:
+        for i in range(burst_size()):
+            await bus.publish(make_event("U1", i))
+        late = asyncio.create_task(bus.publish(make_event("U1", -1)))
+        await asyncio.sleep(0)  # it started and is letting the lanes run
+        late.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await late
+    assert seen == list(range(burst_size()))

@@ -419,3 +419,21 @@ async def test_fallback_batch_still_fails_only_the_unserialisable_append(tmp_pat
         pending = await j.read_pending(0, 10)
         assert [e.event.payload["i"] for e in pending] == [0, 1, 2, 3]
         assert pending[-1].event == big
+
+
+async def test_completions_alone_reach_the_file(tmp_path: Path) -> None:
+    """Marks ride along with the next append; without one they still get written (best-effort, soon)."""
+    async with SqliteJournal(tmp_path / "j.db") as j:
+        seqs = await j.append([_ev(i) for i in range(3)])
+        for seq in seqs[:2]:
+            await j.mark_complete(seq)
+
+        def done_rows() -> int:
+            with sqlite3.connect(tmp_path / "j.db") as reader:
+                return int(reader.execute("SELECT COUNT(*) FROM done").fetchone()[0])
+
+        deadline = time.monotonic() + 30
+        while done_rows() < 2:
+            assert time.monotonic() < deadline, "completions never written"
+            await asyncio.sleep(0.02)
+        assert await j.depth() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +215,20 @@ async def test_push_never_resends_a_count_whose_answer_was_lost(outbox: Outbox, 
     assert wats.assets["FX-1"]["totalCount"] == 1
     [failed] = outbox.list(state="failed")
     assert failed.status == 500 and failed.error is not None and "outcome unknown" in failed.error
+
+
+async def test_concurrent_sends_are_stored_in_call_order_and_fail_alone(outbox: Outbox) -> None:
+    """Handlers storing at once share commits: every request lands once, in the order `send` was called,
+    and a request that cannot be stored fails only its own `send`."""
+    circular: dict[str, object] = {"id": "loop"}
+    circular["self"] = circular
+    requests = [phase(f"SN{i}", i) for i in range(40)]
+    requests.insert(17, submit(circular))
+    results = await asyncio.gather(*(outbox.send(r) for r in requests), return_exceptions=True)
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert failed == [17]
+    assert isinstance(results[17], ValueError)
+    stored = outbox.list()
+    assert [e.params["serialNumber"] for e in stored] == [f"SN{i}" for i in range(40)]
+    ids = [r.json["outboxId"] for r in results if isinstance(r, WatsResponse)]
+    assert ids == [e.id for e in stored]
