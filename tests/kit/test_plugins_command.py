@@ -86,9 +86,9 @@ def test_plugins_lists_distribution_event_types_options_and_the_reason_of_a_brok
 
 def test_a_broken_plugin_stops_only_a_start_that_uses_it(site: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert cli("status", "--data-dir", str(data), site=site, cwd=tmp_path).returncode == 0
+    assert cli("config", "show", "--data-dir", str(data), site=site, cwd=tmp_path).returncode == 0
     (tmp_path / "sec.toml").write_text("[brokensec]\nx = 1\n")
-    proc = cli("status", "--config", "sec.toml", "--data-dir", str(data), site=site, cwd=tmp_path)
+    proc = cli("config", "show", "--config", "sec.toml", "--data-dir", str(data), site=site, cwd=tmp_path)
     assert proc.returncode == 2
     assert "brokensec" in proc.stderr and "no_such_module_anywhere" in proc.stderr
     (tmp_path / "run.toml").write_text('[listener]\nhandlers = ["broken"]\n')
