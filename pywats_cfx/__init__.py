@@ -8,11 +8,11 @@ RabbitMQ; `pywats_cfx.amqp` also holds its statistics and the envelope builders 
 
 from __future__ import annotations
 
-from ._envelope import CFXEnvelope
 from ._wire import DecodeLimits
 from .amqp import AMQPConfig, CFXConfig, CFXTransport, EndpointConfig
 from .codec import CFXCodec, CFXDecodeError, DecodedMessage, message_name_from_topic, regex_topic_parser
 from .mapping import MAPPED_MESSAGES, MappingError, event_type_for, map_envelope
+from .received import CFXEnvelope
 
 __all__ = [
     "MAPPED_MESSAGES",

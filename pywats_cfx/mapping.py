@@ -25,7 +25,6 @@ from typing import Any
 
 from pywats_events import Event, EventType
 
-from ._envelope import CFXEnvelope
 from ._json import canonical, canonicalize_tree
 from ._states import asset_state, state_name
 from ._values import parse_float, parse_int, parse_resource_state, parse_str, type_name
@@ -39,6 +38,7 @@ from .mappers._fields import DateMemo, split_designators
 from .mappers._fields import iso_date as _dt
 from .mappers._fields import num_or_raw as _num_or_raw
 from .mappers._fields import step_result as _step_result
+from .received import CFXEnvelope
 
 __all__ = ["MAPPED_MESSAGES", "NS", "MappingError", "event_id", "event_type_for", "map_envelope"]
 

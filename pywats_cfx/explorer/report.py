@@ -18,10 +18,10 @@ from pywats_events import Event
 from pywats_events.plugins import preview_factories
 from pywats_events.previews import Preview, PreviewOutcome
 
-from .._envelope import CFXEnvelope
 from .._wire import WireError, unwrap
 from ..codec import CFXCodec
 from ..models import Envelope, parse_envelope
+from ..received import CFXEnvelope
 from ..samples import SAMPLE_DESCRIPTIONS, UnknownSampleError, list_samples, load_sample
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, SerializeAsAny
 
-from .._envelope import CFXEnvelope
+from ..received import CFXEnvelope
 from . import messages as _messages
 from ._base import CFXDateTime, CFXModel, Str
 from .messages import *  # noqa: F403 - re-export the messages

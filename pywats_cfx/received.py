@@ -1,4 +1,5 @@
-"""The CFX envelope as the codec hands it to the mapper: a light record, not a validated model (hot path)."""
+"""A received CFX message as the codec hands it to the mapper (the inbound side; `pywats_cfx.amqp.outbound`
+builds envelopes to publish): a light record, not a validated model (hot path)."""
 
 from __future__ import annotations
 
