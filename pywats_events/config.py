@@ -38,6 +38,7 @@ else:  # pragma: no cover
 __all__ = [
     "ENV_PREFIX",
     "BusSettings",
+    "ConsoleSettings",
     "JournalSettings",
     "ListenerSettings",
     "MqttSettings",
@@ -117,6 +118,16 @@ class BusSettings(_Section):
     max_concurrency: int = Field(32, gt=0)
 
 
+class ConsoleSettings(_Section):
+    """The operator console, served with /healthz, /readyz and /metrics on ``listener.metrics_port``."""
+
+    enabled: bool = True
+    #: a file holding the token that state-changing actions need (else ``PYWATS_EVENTS_CONSOLE_TOKEN``);
+    #: without one the console is read-only, and it refuses to listen on a non-loopback address
+    token_file: Path | None = None
+    token: SecretStr | None = None
+
+
 class ReplaySettings(_Section):
     #: files, directories or JSON-lines captures; empty with no other input = bundled samples
     paths: list[Path] = Field(default_factory=list)
@@ -183,6 +194,7 @@ class Settings(_Section):
     journal: JournalSettings = Field(default_factory=JournalSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     #: options per handler plugin (``[handlers.wats]`` → the WATS handlers' own settings)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -6,6 +6,7 @@ Writes are rare (bad input only) and small, so they run in a worker thread with 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import sqlite3
 import threading
@@ -129,6 +130,30 @@ class SqliteQuarantine:
         if r is None:
             return None
         return QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], bytes(r[7]))
+
+    def page(
+        self, *, reason: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[int, builtins.list[QuarantinedMessage]]:
+        """(how many match, one page newest first) for the console; `reason` is a substring."""
+        cond, args = "", []
+        if reason:
+            cond = " WHERE reason LIKE ?"
+            args.append(f"%{reason}%")
+        with self._connect() as conn:
+            (total,) = conn.execute(f"SELECT COUNT(*) FROM quarantine{cond}", args).fetchone()
+            rows = conn.execute(
+                "SELECT id, at, reason, source, topic, headers, size FROM quarantine"
+                f"{cond} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*args, max(0, limit), max(0, offset)],
+            ).fetchall()
+        return int(total), [
+            QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows
+        ]
+
+    def remove(self, item_id: int) -> bool:
+        """Delete one message (it was re-decoded, or the operator dropped it)."""
+        with self._lock, self._connect() as conn:
+            return conn.execute("DELETE FROM quarantine WHERE id = ?", (item_id,)).rowcount > 0
 
     def purge(self) -> int:
         with self._lock, self._connect() as conn:

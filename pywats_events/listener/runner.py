@@ -110,6 +110,8 @@ class Listener:
         self.context: ListenerContext | None = None
         self.parts: ListenerParts | None = None
         self.health: HealthServer | None = None
+        #: the operator console, serving /healthz /readyz /metrics beside its pages (``[console]``)
+        self.console: Any = None
         self.stop_requested = asyncio.Event()
         #: set by SIGINT/SIGTERM: a finite run stops delivering what its journal still holds
         self.interrupted = asyncio.Event()
@@ -285,7 +287,10 @@ class Listener:
                     port=self.settings.listener.metrics_port,
                     before_scrape=self._refresh_gauges,
                 )
-                await self.health.start()
+                from ..console.server import console_for
+
+                self.console = console_for(self, self.settings, parts, self.health)
+                await (self.console or self.health).start()
             gc_before = _tune_gc_for_ingest()
             for t in self.transports:
                 await t.start(self.context)
@@ -319,7 +324,9 @@ class Listener:
             except Exception:
                 log.exception("bus did not stop cleanly")
             await run_cleanups(parts.cleanups)
-            if self.health is not None:
+            if self.console is not None:
+                await self.console.stop()
+            elif self.health is not None:
                 await self.health.stop()
             self._refresh_gauges()
             unfinished = Unfinished()
