@@ -67,8 +67,8 @@ if TYPE_CHECKING:
 
     from ._codec import Codec
     from .bus import AsyncEventBus
-    from .console import ConsolePanel
     from .config import Settings
+    from .console import ConsolePanel
     from .previews import Preview
     from .transports import BaseTransport
 

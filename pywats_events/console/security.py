@@ -112,4 +112,3 @@ class ConsoleGuard:
             return False
         _, _, rest = origin.partition("://")
         return rest.rstrip("/") == host_header
-

@@ -70,6 +70,7 @@ class ConsoleServer:
             host=self.host,
             port=self.port,
             log_config=None,
+            log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
@@ -92,9 +93,8 @@ class ConsoleServer:
         if serving.done() or not server.started:
             server.should_exit = True
             sock.close()
-            if serving.done() and serving.exception() is not None:
-                raise OSError(f"the console could not start on {self.host}:{self.port}") from serving.exception()
-            raise OSError(f"the console could not start on {self.host}:{self.port}")
+            cause = serving.exception() if serving.done() else None
+            raise OSError(f"the console could not start on {self.host}:{self.port}") from cause
         self._tasks = [serving, asyncio.create_task(self._sample(), name="console-sampler")]
         logging.getLogger().addHandler(self.source.errors)
         mode = "actions need the token" if self.guard.writable else "read-only (no token)"
@@ -130,6 +130,7 @@ class ConsoleServer:
                 await task
         if self._tasks:
             await self._tasks[0]
+
 
 def console_for(
     listener: Listener | None,
