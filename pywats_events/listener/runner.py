@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -112,6 +113,8 @@ class Listener:
         self.health: HealthServer | None = None
         #: the operator console, serving /healthz /readyz /metrics beside its pages (``[console]``)
         self.console: Any = None
+        #: the configuration file the settings were read from, if any (shown by the console)
+        self.config_file: Path | None = None
         self.stop_requested = asyncio.Event()
         #: set by SIGINT/SIGTERM: a finite run stops delivering what its journal still holds
         self.interrupted = asyncio.Event()
@@ -289,7 +292,9 @@ class Listener:
                 )
                 from ..console.server import console_for
 
-                self.console = console_for(self, self.settings, parts, self.health)
+                self.console = console_for(
+                    self, self.settings, parts, self.health, config_file=self.config_file
+                )
                 await (self.console or self.health).start()
             gc_before = _tune_gc_for_ingest()
             for t in self.transports:
