@@ -7,6 +7,7 @@ Each action, refused or done, is logged with the token's id."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,8 @@ def _int(value: str | None, default: int) -> int:
 def _time(value: str | None) -> datetime | None:
     if not value:
         return None
+    if value.endswith("Z"):  # what a browser's toISOString gives; fromisoformat takes it from 3.11 on
+        value = value[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -167,7 +170,7 @@ def console_app(source: ConsoleSource, guard: ConsoleGuard, health: HealthServer
     async def purge_dead_letters(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("confirm") is not True:
             raise ValueError("a purge needs confirm: true")
-        return {"purged": source.purge_dead_letters(_ids(body))}
+        return {"purged": await asyncio.to_thread(source.purge_dead_letters, _ids(body))}
 
     async def redecode(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         ids = _ids(body)
@@ -179,7 +182,8 @@ def console_app(source: ConsoleSource, guard: ConsoleGuard, health: HealthServer
         if body.get("confirm") is not True:
             raise ValueError("a purge needs confirm: true")
         ids = _ids(body)
-        return {"purged": source.purge_quarantine(None if ids is None else [int(i) for i in ids])}
+        numbers = None if ids is None else [int(i) for i in ids]
+        return {"purged": await asyncio.to_thread(source.purge_quarantine, numbers)}
 
     async def panel_action(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         found = source.panels.get(request.path_params["name"])

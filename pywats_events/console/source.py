@@ -318,6 +318,8 @@ class ConsoleSource:
         if q is None:
             return None
         raw = (q.raw or b"")[:RAW_SHOWN]
+        # a credential inside the message (a URL with a password, a registered token) is masked in both views
+        masked = redact(raw.decode("latin-1")).encode("latin-1", errors="replace")
         return {
             "id": q.id,
             "at": _iso(q.at),
@@ -327,7 +329,8 @@ class ConsoleSource:
             "headers": _mask(q.headers),
             "size": q.size,
             "shown": len(raw),
-            "hex": _hexdump(raw),
+            "masked": masked != raw,
+            "hex": _hexdump(masked),
             "text": redact(raw.decode("utf-8", errors="replace")),
         }
 

@@ -263,7 +263,7 @@ async function quarantine() {
   }
   async function show(id) {
     const d = await getJSON("/api/quarantine/" + id);
-    detail.replaceChildren(el("h3", { text: `Message ${d.id} (${d.size} bytes, ${d.shown} shown)` }),
+    detail.replaceChildren(el("h3", { text: `Message ${d.id} (${d.size} bytes, ${d.shown} shown${d.masked ? ", credentials masked" : ""})` }),
       el("p", { id: "q-reason", class: "err", text: d.reason }),
       el("button", { class: "primary", id: "q-redecode-one", text: "Re-decode this one", onclick: () => redecode([d.id]) }),
       el("h3", { text: "Text" }), el("pre", { id: "q-text", text: d.text }),
