@@ -71,7 +71,7 @@ class ConsoleGuard:
         self._session_key = secrets.token_bytes(32)
 
     @classmethod
-    def from_env(cls, settings: Settings) -> ConsoleGuard:
+    def from_settings(cls, settings: Settings) -> ConsoleGuard:
         return cls(console_token(settings))
 
     @property

@@ -145,6 +145,6 @@ def console_for(
     Raises `ConfigurationError` when it would listen beyond loopback without a token."""
     if not settings.console.enabled:
         return None
-    guard = ConsoleGuard.from_env(settings)
+    guard = ConsoleGuard.from_settings(settings)
     source = ConsoleSource(settings, parts, listener=listener, config_file=config_file)
     return ConsoleServer(source, guard, health)

@@ -47,7 +47,7 @@ async def serve_data_dir(
             listener.metrics.registry, lambda: (True, {"mode": "console"}), host=host, port=port
         )
         source = ConsoleSource(settings, parts, config_file=config_file)
-        server = ConsoleServer(source, ConsoleGuard.from_env(settings), health)
+        server = ConsoleServer(source, ConsoleGuard.from_settings(settings), health)
         bound = await server.start()
         if started is not None:
             started(bound)

@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
@@ -36,6 +36,9 @@ from .composition import Cleanup, ListenerParts, build_parts, build_transports, 
 from .outcome import DeferralWatch, RunSummary, Unfinished
 from .settlement import HandlerFailure, Settlements
 from .status import unfinished_by_event_type, unfinished_entries
+
+if TYPE_CHECKING:
+    from ..console.server import ConsoleServer
 
 __all__ = ["INGEST_GC_THRESHOLD", "Listener", "ListenerContext"]
 
@@ -112,7 +115,7 @@ class Listener:
         self.parts: ListenerParts | None = None
         self.health: HealthServer | None = None
         #: the operator console, serving /healthz /readyz /metrics beside its pages (``[console]``)
-        self.console: Any = None
+        self.console: ConsoleServer | None = None
         #: the configuration file the settings were read from, if any (shown by the console)
         self.config_file: Path | None = None
         self.stop_requested = asyncio.Event()

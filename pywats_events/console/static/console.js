@@ -70,6 +70,11 @@ function table(columns, rows, rowAttrs = () => ({})) {
   return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
 }
 
+function withId(node, id) {
+  node.id = id;
+  return node;
+}
+
 // ---------------------------------------------------------------- overview
 function chart(history) {
   const w = 720, h = 160, pad = 24;
@@ -87,6 +92,15 @@ function chart(history) {
     p.setAttribute("stroke", color);
     p.setAttribute("data-series", name);
     svg.append(p);
+    const last = values[values.length - 1];
+    if (last) {  // the newest sample as a dot: visible from the first sample on
+      const c = document.createElementNS(svg.namespaceURI, "circle");
+      c.setAttribute("cx", x(last[0]).toFixed(1));
+      c.setAttribute("cy", (h - pad - (last[1] / max) * (h - 2 * pad)).toFixed(1));
+      c.setAttribute("r", "3");
+      c.setAttribute("fill", color);
+      svg.append(c);
+    }
   };
   const text = (tx, ty, s, color = "#667085") => {
     const t = document.createElementNS(svg.namespaceURI, "text");
@@ -124,7 +138,7 @@ async function overview() {
       el("h3", { text: "Totals since start" }), el("div", { class: "tiles", id: "ov-totals" }, ...totals),
       el("div", { class: "grid" },
         el("section", {}, el("h3", { text: "Transports" }), transports.length
-          ? table([{ title: "transport", key: 0 }, { title: "state", render: (r) => el("span", { class: `state-${r[1]}`, text: r[1] }) }], transports)
+          ? withId(table([{ title: "transport", key: 0 }, { title: "state", render: (r) => el("span", { class: `state-${r[1]}`, text: r[1] }) }], transports), "ov-transports")
           : el("p", { class: "mute", text: "none running" })),
         el("section", {}, el("h3", { text: "Circuit breakers" }), breakers.length
           ? table([{ title: "breaker", key: 0 }, { title: "state", render: (r) => el("span", { class: `state-${r[1]}`, text: r[1] }) }], breakers)
@@ -135,7 +149,6 @@ async function overview() {
         ? table([{ title: "time", render: (r) => new Date(r.at * 1000).toLocaleTimeString() }, { title: "level", key: "level" }, { title: "source", key: "logger" }, { title: "message", key: "message", cls: "err" }], d.errors)
         : el("p", { class: "mute", text: "none" }),
     );
-    ov.querySelectorAll("table")[0]?.setAttribute("id", "ov-transports");
     $("#ov").replaceWith(ov);
   };
   await render();
