@@ -89,6 +89,7 @@ def test_the_installed_plugins_contribute_amqp_and_wats() -> None:
         "journal",
         "bus",
         "replay",
+        "console",
         "mqtt",
         "handlers",
         "plugins",
