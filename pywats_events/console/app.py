@@ -16,14 +16,16 @@ from importlib.resources import files
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..health import HealthServer
 from ..logging_setup import redact
-from .security import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, ConsoleGuard
+from .security import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, ConsoleGuard, is_loopback
 from .source import ConsoleSource
 
 __all__ = ["console_app"]
@@ -66,7 +68,7 @@ def _time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 
-def console_app(source: ConsoleSource, guard: ConsoleGuard, health: HealthServer) -> Starlette:
+def console_app(source: ConsoleSource, guard: ConsoleGuard, health: HealthServer) -> ASGIApp:
     """The app for one listener's `source`; `health` answers /healthz, /readyz and /metrics."""
 
     def health_route(request: Request) -> Response:
@@ -269,7 +271,32 @@ def console_app(source: ConsoleSource, guard: ConsoleGuard, health: HealthServer
         ),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    if is_loopback(health.host):
+        # against DNS rebinding: a page of another name resolving to 127.0.0.1 must not read the console
+        return _LoopbackHostOnly(app)
+    return app
+
+
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}
+_UNGUARDED = ("/healthz", "/readyz", "/metrics")
+
+
+class _LoopbackHostOnly:
+    """Answers 421 to a request whose Host header is not a loopback name (the health routes excepted)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _UNGUARDED:
+            host = Headers(scope=scope).get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in _LOOPBACK_NAMES:
+                response = PlainTextResponse("this console answers to loopback names only\n", 421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _refusal(request: Request, guard: ConsoleGuard) -> tuple[int, str] | None:

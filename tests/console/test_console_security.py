@@ -62,6 +62,10 @@ def test_metrics_port_answers_as_before_and_a_console_without_token_is_read_only
         assert status == 403 and "read-only" in body
         bearer = {"Authorization": f"Bearer {CONSOLE_TOKEN}"}
         assert request(port, "/api/actions/quarantine/purge", {"all": True}, headers=bearer)[0] == 403
+        # a name that resolves to this machine (DNS rebinding) does not read the console; health still answers
+        assert request(port, "/api/overview", headers={"Host": f"rebound.example:{port}"})[0] == 421
+        assert request(port, "/healthz", headers={"Host": f"rebound.example:{port}"})[0] == 200
+        assert request(port, "/api/overview", headers={"Host": f"localhost:{port}"})[0] == 200
     finally:
         listener.stop()
     assert "console action refused (the console is read-only" in listener.log.read_text()
