@@ -61,10 +61,13 @@ def _sink(ctx: PluginContext) -> Any:
             max_connections=wats.max_connections,
         )
     from .wats.outbox import Outbox
+    from .wats.outbox_panel import outbox_panel
 
     path = outbox_file(outbox_path(ctx.settings))
     ctx.facts["outbox"] = ctx.destination = str(path)
-    return Outbox(path)
+    outbox = Outbox(path)
+    ctx.console_panels.append(outbox_panel(outbox))
+    return outbox
 
 
 class _Lease:

@@ -43,6 +43,7 @@ __all__ = [
     "ENV_PREFIX",
     "BusSettings",
     "ConfigLocation",
+    "ConsoleSettings",
     "JournalSettings",
     "ListenerSettings",
     "MqttSettings",
@@ -138,6 +139,16 @@ class BusSettings(_Section):
     max_concurrency: int = Field(32, gt=0)
 
 
+class ConsoleSettings(_Section):
+    """The operator console, served with /healthz, /readyz and /metrics on ``listener.metrics_port``."""
+
+    enabled: bool = True
+    #: a file holding the token that state-changing actions need (else ``PYWATS_EVENTS_CONSOLE_TOKEN``);
+    #: without one the console is read-only, and it refuses to listen on a non-loopback address
+    token_file: Path | None = None
+    token: SecretStr | None = None
+
+
 class ReplaySettings(_Section):
     #: files, directories or JSON-lines captures; empty with no other input = bundled samples
     paths: list[Path] = Field(default_factory=list)
@@ -205,6 +216,7 @@ class Settings(_Section):
     quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     #: options per handler plugin (``[handlers.wats]`` → the WATS handlers' own settings)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -62,7 +62,7 @@ class HealthServer:
                     accept = value.strip()
             parts = line.decode("latin-1").split()
             path = parts[1].split("?")[0] if len(parts) >= 2 else "/"
-            status, ctype, body = self._route(parts[0] if parts else "", path, accept)
+            status, ctype, body = self.respond(parts[0] if parts else "", path, accept)
             head = (
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
@@ -76,7 +76,7 @@ class HealthServer:
         finally:
             writer.close()
 
-    def _route(self, method: str, path: str, accept: str = "") -> tuple[str, str, bytes]:
+    def respond(self, method: str, path: str, accept: str = "") -> tuple[str, str, bytes]:
         if method != "GET":
             return "405 Method Not Allowed", "text/plain", b"GET only\n"
         if path == "/healthz":

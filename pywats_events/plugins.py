@@ -42,7 +42,8 @@ What a factory may give back through its `PluginContext`, besides handlers or tr
 (run at shutdown), ``on_bus`` (told the bus before it starts, for handlers that publish), ``facts``
 (lines of the run summary, e.g. the outbox path), ``summary`` (functions returning rows of the run
 summary's table, e.g. requests by endpoint), ``destination`` (where its handlers deliver, shown by
-``dlq replay``). ``registry`` is the listener's Prometheus registry: a plugin meters what
+``dlq replay``), ``console_panels`` (pages of the operator console, `pywats_events.console.ConsolePanel`,
+e.g. the outbox with a retry button). ``registry`` is the listener's Prometheus registry: a plugin meters what
 it does (e.g. its requests to WATS) by registering its own metrics there, served on ``/metrics``.
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from ._codec import Codec
     from .bus import AsyncEventBus
     from .config import Settings
+    from .console import ConsolePanel
     from .previews import Preview
     from .transports import BaseTransport
 
@@ -183,6 +185,8 @@ class PluginContext:
     #: called with the `AsyncEventBus` once it is built, before it starts: a plugin whose handlers publish
     #: events of their own (an alarm) keeps the bus here
     on_bus: list[Callable[[AsyncEventBus], None]] = field(default_factory=list)
+    #: pages of the operator console (e.g. the outbox of the WATS handlers), see `pywats_events.console`
+    console_panels: list[ConsolePanel] = field(default_factory=list)
 
     def parse_options(self, model: type[_M]) -> _M:
         """`options` validated by a pydantic `model`; a bad or (with ``extra="forbid"``) unknown option is

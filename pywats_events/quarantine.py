@@ -8,6 +8,7 @@ reported to `on_evict`, so a flood of bad input cannot fill the disk.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import sqlite3
@@ -164,6 +165,7 @@ class SqliteQuarantine:
             return [int(r[0]) for r in conn.execute(sql + " ORDER BY id", args).fetchall()]
 
     def remove(self, item_id: int) -> bool:
+        """Delete one message (it was re-decoded, or the operator dropped it)."""
         with self._lock, self._connect() as conn:
             return conn.execute("DELETE FROM quarantine WHERE id = ?", (item_id,)).rowcount > 0
 
@@ -193,6 +195,25 @@ class SqliteQuarantine:
         if r is None:
             return None
         return QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], bytes(r[7]))
+
+    def page(
+        self, *, reason: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[int, builtins.list[QuarantinedMessage]]:
+        """(how many match, one page newest first) for the console; `reason` is a substring."""
+        cond, args = "", []
+        if reason:
+            cond = " WHERE reason LIKE ?"
+            args.append(f"%{reason}%")
+        with self._connect() as conn:
+            (total,) = conn.execute(f"SELECT COUNT(*) FROM quarantine{cond}", args).fetchone()
+            rows = conn.execute(
+                "SELECT id, at, reason, source, topic, headers, size FROM quarantine"
+                f"{cond} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*args, max(0, limit), max(0, offset)],
+            ).fetchall()
+        return int(total), [
+            QuarantinedMessage(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows
+        ]
 
     def purge(self) -> int:
         with self._lock, self._connect() as conn:

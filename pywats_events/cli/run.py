@@ -86,6 +86,7 @@ def run(
             live.update(_progress_line(listener))
 
     listener = Listener(settings, progress=progress)
+    listener.config_file = config  # the console shows which settings came from it
     try:
         if live is not None:
             live.start()

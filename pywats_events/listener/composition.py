@@ -50,6 +50,8 @@ class ListenerParts:
     destinations: list[str] = field(default_factory=list)
     #: distributed mode: the handlers' failures per event, for the transport to settle its messages
     settlements: Settlements | None = None
+    #: the plugins' pages of the operator console (see `PluginContext.console_panels`)
+    console_panels: list[Any] = field(default_factory=list)
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """The plugins' summary rows now; a plugin whose rows fail is logged and left out."""
@@ -84,6 +86,7 @@ def build_parts(
     destinations: list[str] = []
     handler_objs: list[Any] = []
     on_bus: list[Any] = []
+    panels: list[Any] = []
     for hname in s.listener.handlers:
         ctx = plugins.PluginContext(
             name=hname,
@@ -99,6 +102,7 @@ def build_parts(
         facts.update(ctx.facts)
         summary.extend(ctx.summary)
         on_bus.extend(ctx.on_bus)
+        panels.extend(ctx.console_panels)
         if ctx.destination:
             destinations.append(ctx.destination)
     journal = None
@@ -153,6 +157,7 @@ def build_parts(
         summary,
         destinations,
         settlements,
+        panels,
     )
 
 

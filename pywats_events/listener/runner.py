@@ -17,7 +17,8 @@ import os
 import signal
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
@@ -37,6 +38,9 @@ from .instrumentation import ListenerCollector
 from .outcome import DeferralWatch, RunSummary, Unfinished
 from .settlement import HandlerFailure, Settlements
 from .status import unfinished_by_event_type, unfinished_entries
+
+if TYPE_CHECKING:
+    from ..console.server import ConsoleServer
 
 __all__ = ["INGEST_GC_THRESHOLD", "Listener", "ListenerContext"]
 
@@ -115,6 +119,10 @@ class Listener:
         self.context: ListenerContext | None = None
         self.parts: ListenerParts | None = None
         self.health: HealthServer | None = None
+        #: the operator console, serving /healthz /readyz /metrics beside its pages (``[console]``)
+        self.console: ConsoleServer | None = None
+        #: the configuration file the settings were read from, if any (shown by the console)
+        self.config_file: Path | None = None
         self.stop_requested = asyncio.Event()
         #: set by SIGINT/SIGTERM: a finite run stops delivering what its journal still holds
         self.interrupted = asyncio.Event()
@@ -298,7 +306,12 @@ class Listener:
                     port=self.settings.listener.metrics_port,
                     before_scrape=self._refresh_gauges,
                 )
-                await self.health.start()
+                from ..console.server import console_for
+
+                self.console = console_for(
+                    self, self.settings, parts, self.health, config_file=self.config_file
+                )
+                await (self.console or self.health).start()
             gc_before = _tune_gc_for_ingest()
             for t in self.transports:
                 await t.start(self.context)
@@ -333,7 +346,9 @@ class Listener:
             except Exception:
                 log.exception("bus did not stop cleanly")
             await run_cleanups(parts.cleanups)
-            if self.health is not None:
+            if self.console is not None:
+                await self.console.stop()
+            elif self.health is not None:
                 await self.health.stop()
             self._refresh_gauges()
             unfinished = Unfinished()

@@ -320,6 +320,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     last_failure TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_handler ON dead_letters(handler);
+CREATE INDEX IF NOT EXISTS dead_letters_event_type ON dead_letters(event_type);
+CREATE INDEX IF NOT EXISTS dead_letters_last_failure ON dead_letters(last_failure);
 """
 
 _COLUMNS = "id, event_json, handler, error, error_type, attempts, first_failure, last_failure"
@@ -410,6 +412,52 @@ class SqliteDeadLetterQueue(_DeadLetterBase):
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [self._row(r) for r in rows]
+
+    def page(
+        self,
+        *,
+        handler: str | None = None,
+        event_type: str | None = None,
+        text: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[int, list[DeadLetterEntry]]:
+        """(how many match, one page of them newest first): the console's paged listing.
+
+        Handler and event type use their indexes; `text` matches the error text or type (a scan, bounded by
+        `max_size`); `since`/`until` bound the last failure (ISO times in UTC compare as text)."""
+        where, args = [], []
+        for col, val in (("handler", handler), ("event_type", event_type)):
+            if val:
+                where.append(f"{col} = ?")
+                args.append(str(val))
+        if text:
+            where.append("(error LIKE ? ESCAPE '\\' OR error_type LIKE ? ESCAPE '\\')")
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            args += [pattern, pattern]
+        if since is not None:
+            where.append("last_failure >= ?")
+            args.append(since.astimezone(timezone.utc).isoformat())
+        if until is not None:
+            where.append("last_failure <= ?")
+            args.append(until.astimezone(timezone.utc).isoformat())
+        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        with self._lock:
+            (total,) = self._db.execute(f"SELECT COUNT(*) FROM dead_letters{cond}", args).fetchone()
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM dead_letters{cond} ORDER BY pos DESC LIMIT ? OFFSET ?",
+                [*args, max(0, limit), max(0, offset)],
+            ).fetchall()
+        return int(total), [self._row(r) for r in rows]
+
+    def facets(self) -> dict[str, list[str]]:
+        """The handlers and event types present (for the console's filter choices; both indexed)."""
+        with self._lock:
+            handlers = [r[0] for r in self._db.execute("SELECT DISTINCT handler FROM dead_letters")]
+            types = [r[0] for r in self._db.execute("SELECT DISTINCT event_type FROM dead_letters")]
+        return {"handler": sorted(handlers), "event_type": sorted(types)}
 
     def get(self, entry_id: str) -> DeadLetterEntry | None:
         with self._lock:

@@ -176,3 +176,45 @@ def test_sync_replay_is_bounded_too():
     finally:
         release.set()
         bus.stop()
+
+
+def test_sqlite_page_filters_and_pages_newest_first(tmp_path: Path) -> None:
+    """The console's listing: exact handler and event type, error text (LIKE wildcards taken literally),
+    a time window, a total and pages newest first."""
+    from datetime import datetime, timedelta, timezone
+
+    dlq = SqliteDeadLetterQueue(tmp_path / "d.sqlite")
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for i in range(30):
+        event = make_event(f"SN-{i}", etype=EventType.WORK_STARTED if i % 3 == 0 else EventType.TEST_RESULT)
+        error = "HTTP 400: bad report" if i % 2 else "100% of 5_x failed"
+        when = t0 + timedelta(minutes=i)
+        dlq.add(
+            DeadLetterEntry(
+                event=event,
+                handler="wats" if i < 20 else "archive",
+                error=error,
+                error_type="WatsPermanentError",
+                first_failure=when,
+                last_failure=when,
+            )
+        )
+    total, page = dlq.page(limit=5)
+    assert total == 30
+    assert [e.event.payload["unit_id"] for e in page] == [f"SN-{i}" for i in (29, 28, 27, 26, 25)]
+    total, page = dlq.page(offset=25, limit=10)
+    assert [e.event.payload["unit_id"] for e in page] == [f"SN-{i}" for i in (4, 3, 2, 1, 0)]
+    assert dlq.page(handler="archive")[0] == 10
+    assert dlq.page(event_type=EventType.WORK_STARTED.value)[0] == 10
+    assert dlq.page(text="http 400")[0] == 15  # case-insensitive
+    assert dlq.page(text="100%")[0] == 15 and dlq.page(text="5_x")[0] == 15
+    assert dlq.page(text="0%")[0] == 15 and dlq.page(text="%")[0] == 15  # a literal %, not "anything"
+    assert dlq.page(text="permanent")[0] == 30  # the error type counts too
+    window = dlq.page(since=t0 + timedelta(minutes=10), until=t0 + timedelta(minutes=14))
+    assert window[0] == 5
+    assert dlq.page(handler="wats", text="400", since=t0 + timedelta(minutes=10))[0] == 5
+    assert dlq.facets() == {
+        "handler": ["archive", "wats"],
+        "event_type": ["production.work_started", "test.result"],
+    }
+    dlq.close()

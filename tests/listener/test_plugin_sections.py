@@ -92,6 +92,7 @@ def test_the_installed_plugins_contribute_amqp_wats_and_webhook() -> None:
         "quarantine",
         "bus",
         "replay",
+        "console",
         "mqtt",
         "handlers",
         "plugins",
