@@ -77,6 +77,7 @@ class HealthServer:
             writer.close()
 
     def respond(self, method: str, path: str, accept: str = "") -> tuple[str, str, bytes]:
+        """(status line, content type, body) of one request; the operator console serves these paths too."""
         if method != "GET":
             return "405 Method Not Allowed", "text/plain", b"GET only\n"
         if path == "/healthz":
