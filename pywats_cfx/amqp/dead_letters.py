@@ -27,7 +27,9 @@ from .config import AMQPConfig
 from .topology import (
     HEADER_ATTEMPT,
     HEADER_DELAYED,
+    HEADER_FOLLOW,
     HEADER_HANDLERS,
+    HEADER_PARK,
     HEADER_QUEUE,
     HEADER_ROUTING_KEY,
     DistributedTopology,
@@ -46,6 +48,8 @@ _FAILURE_HEADERS = frozenset(
     {
         HEADER_ATTEMPT,
         HEADER_DELAYED,
+        HEADER_FOLLOW,
+        HEADER_PARK,
         HEADER_QUEUE,
         "x-pywats-reason",
         "x-pywats-error-type",

@@ -11,8 +11,11 @@ Copies are published with publisher confirms before the ack, so the broker alway
 process that dies in between leaves a duplicate, never a loss (the WATS side is idempotent by report id).
 
 Order per unit: messages of one key are settled one after the other. While a key has messages waiting in
-a delay queue (sent there by this process), its later messages follow them into the same delay queue,
-so they come back, and reach WATS, in their original order.
+a delay queue, its later messages follow them: each copy carries a park id, and the process keeps each
+key's parked ids in their original order (its lane); a copy that comes back before an older one of its
+key goes round once more. Copies parked by another listener (which died or gave up the shard) come back
+unknown: they are older than anything this process parked for the key. A process that starts consuming a
+queue while delay queues hold messages sends every new message after them (`BrokerSettlement.claimed`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -31,7 +35,9 @@ from pywats_events import Event
 from .topology import (
     HEADER_ATTEMPT,
     HEADER_DELAYED,
+    HEADER_FOLLOW,
     HEADER_HANDLERS,
+    HEADER_PARK,
     HEADER_QUEUE,
     DistributedTopology,
     plain_message,
@@ -57,11 +63,23 @@ class SettlingContext(Protocol):
 
 
 @dataclass
-class _Parked:
-    """Messages of one key this process put in a delay queue that have not come back yet."""
+class _Lane:
+    """Messages of one key this process holds in delay queues, in their original order.
 
-    count: int
-    delay: float
+    Each entry is (park id, inherited): inherited entries came back from a delay queue without being
+    parked by this process (another listener parked them before it died or gave up the shard); they are
+    older than anything this process parked for the key."""
+
+    order: list[tuple[str, bool]] = field(default_factory=list)
+    delay: float = 0.0
+
+    def inherited_ahead(self) -> int:
+        n = 0
+        for _park, inherited in self.order:
+            if not inherited:
+                break
+            n += 1
+        return n
 
 
 class BrokerSettlement:
@@ -70,9 +88,24 @@ class BrokerSettlement:
     def __init__(self, names: DistributedTopology) -> None:
         self.names = names
         self._tails: dict[str, asyncio.Future[None]] = {}
-        self._parked: dict[str, _Parked] = {}
+        self._lanes: dict[str, _Lane] = {}
+        #: queues whose first message has not been looked at since this process began consuming them
+        self._unchecked: set[str] = set()
+        self._checking: dict[str, asyncio.Future[None]] = {}
+        #: queue → token of follow mode (see `claimed`)
+        self._follow: dict[str, str] = {}
         self.retried = 0
         self.dead_lettered = 0
+
+    def claimed(self, queue: str) -> None:
+        """This process starts consuming `queue` (a shard it claimed, or the standby queue it took over).
+
+        Another listener may have left messages of some keys in the delay queues; their later messages
+        may now be in `queue`. So if any delay queue holds messages, every new message of `queue` follows
+        them through the longest delay queue (follow mode) until the first of those comes back: by then
+        all that was parked before has come back, and this process knows each key's order again."""
+        self._unchecked.add(queue)
+        self._follow.pop(queue, None)
 
     async def handle(
         self,
@@ -84,6 +117,7 @@ class BrokerSettlement:
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
         (the broker copy could not be published: hand the original back)."""
+        await self._check_follow(queue, channel)
         key = events[0].ordering_key()
         previous = self._tails.get(key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -97,6 +131,30 @@ class BrokerSettlement:
             if self._tails.get(key) is mine:
                 del self._tails[key]
 
+    async def _check_follow(self, queue: str, channel: AbstractChannel) -> None:
+        if queue not in self._unchecked:
+            pending = self._checking.get(queue)
+            if pending is not None:
+                await pending
+            return
+        self._unchecked.discard(queue)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._checking[queue] = done
+        try:
+            waiting = 0
+            for seconds in sorted(set(self.names.amqp.retry_delays)):
+                q = await channel.declare_queue(self.names.delay_queue(seconds), passive=True)
+                waiting += int(q.declaration_result.message_count or 0)
+            if waiting:
+                self._follow[queue] = uuid.uuid4().hex
+                log.info("%s: %d message(s) wait in delay queues; new messages follow them", queue, waiting)
+        except Exception as exc:
+            log.warning("%s: cannot look at the delay queues (%s); new messages follow them", queue, exc)
+            self._follow[queue] = uuid.uuid4().hex
+        finally:
+            done.set_result(None)
+            del self._checking[queue]
+
     async def _settle(
         self,
         context: SettlingContext,
@@ -108,17 +166,36 @@ class BrokerSettlement:
     ) -> str:
         headers = dict(message.headers or {})
         attempt = int(str(headers.get(HEADER_ATTEMPT) or 0))
-        parked = self._parked.get(key)
-        if parked is not None and headers.get(HEADER_DELAYED):
-            parked.count -= 1
-        if parked is not None and parked.count <= 0:
-            del self._parked[key]
-            parked = None
-        if parked is not None:  # an earlier message of this key waits in a delay queue: follow it
-            if not await self._delay(message, headers, queue, channel, parked.delay, attempt, key):
-                return "requeue"
-            await message.ack()
-            return "retry"
+        returned = bool(headers.get(HEADER_DELAYED))
+        park = _text(headers.get(HEADER_PARK))
+        follow = self._follow.get(queue)
+        if follow is not None and _text(headers.get(HEADER_FOLLOW)) == follow:
+            del self._follow[queue]  # everything parked before the follow mode began has come back
+            follow = None
+        lane = self._lanes.get(key)
+        inherited = False
+        if lane is not None and lane.order:
+            ids = [p for p, _ in lane.order]
+            if returned and park in ids:
+                at = ids.index(park)
+                if at > 0:  # back before an older message of its key: once more behind it
+                    return await self._park(message, headers, queue, channel, lane.delay, attempt, key, at)
+                inherited = lane.order.pop(0)[1]
+            elif returned:  # parked by another listener: older than what this process parked
+                inherited = True
+                ahead = lane.inherited_ahead()
+                if ahead:
+                    return await self._park(
+                        message, headers, queue, channel, lane.delay, attempt, key, ahead, inherited=True
+                    )
+            else:  # an earlier message of this key waits in a delay queue: follow it
+                return await self._park(message, headers, queue, channel, lane.delay, attempt, key, None)
+        elif follow is not None and not returned:
+            delay = max(self.names.amqp.retry_delays)
+            copy = {**headers, HEADER_FOLLOW: follow}
+            return await self._park(message, copy, queue, channel, delay, attempt, key, None)
+        if lane is not None and not lane.order:
+            del self._lanes[key]
         only = _handlers(headers.get(HEADER_HANDLERS))
         failures: list[_Failure] = list(await context.submit_settled(events, only))
         if not failures:
@@ -132,12 +209,13 @@ class BrokerSettlement:
             delay = self.names.delay_for(attempt + 1)
             copy = {**headers, HEADER_HANDLERS: ",".join(sorted({f.handler for f in transient}))}
             copy["x-pywats-last-error"] = transient[0].error[:500]
-            if not await self._delay(message, copy, queue, channel, delay, attempt + 1, key):
-                return "requeue"
+            return await self._park(
+                message, copy, queue, channel, delay, attempt + 1, key, 0, inherited=inherited
+            )
         await message.ack()
-        return "retry" if transient else "dead-letter"
+        return "dead-letter"
 
-    async def _delay(
+    async def _park(
         self,
         message: AbstractIncomingMessage,
         headers: dict[str, Any],
@@ -146,8 +224,20 @@ class BrokerSettlement:
         delay: float,
         attempt: int,
         key: str,
-    ) -> bool:
-        copy = {**headers, HEADER_ATTEMPT: attempt, HEADER_QUEUE: queue, HEADER_DELAYED: True}
+        at: int | None,
+        *,
+        inherited: bool = False,
+    ) -> str:
+        """A copy into the delay queue of `delay`, entered in the key's lane at `at` (None: at the end;
+        a known entry at `at` is replaced), then the original acknowledged."""
+        new = uuid.uuid4().hex
+        copy = {
+            **headers,
+            HEADER_ATTEMPT: attempt,
+            HEADER_QUEUE: queue,
+            HEADER_DELAYED: True,
+            HEADER_PARK: new,
+        }
         try:
             await channel.default_exchange.publish(
                 plain_message(message.body, message, copy, expiration=delay),
@@ -155,12 +245,20 @@ class BrokerSettlement:
             )
         except Exception as exc:
             log.warning("could not hand delivery %s to a delay queue: %s", message.message_id, exc)
-            return False
-        parked = self._parked.setdefault(key, _Parked(0, delay))
-        parked.count += 1
-        parked.delay = delay
+            return "requeue"
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.delay = delay
+        old = _text(headers.get(HEADER_PARK))
+        ids = [p for p, _ in lane.order]
+        if at is not None and at < len(ids) and ids[at] == old:
+            lane.order[at] = (new, lane.order[at][1])
+        elif at is None:
+            lane.order.append((new, False))
+        else:
+            lane.order.insert(at, (new, inherited))
         self.retried += 1
-        return True
+        await message.ack()
+        return "retry"
 
     async def _dead_letter(
         self,
@@ -198,6 +296,12 @@ class BrokerSettlement:
             first.error[:300],
         )
         return True
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _handlers(value: Any) -> list[str] | None:

@@ -36,8 +36,11 @@ from .config import AMQPConfig
 __all__ = [
     "HEADER_ATTEMPT",
     "HEADER_DELAYED",
+    "HEADER_FOLLOW",
     "HEADER_HANDLERS",
+    "HEADER_PARK",
     "HEADER_QUEUE",
+    "HEADER_REDELIVERED",
     "HEADER_ROUTING_KEY",
     "DistributedTopology",
     "declare_distributed",
@@ -53,6 +56,12 @@ HEADER_HANDLERS = "x-pywats-handlers"
 HEADER_QUEUE = "x-pywats-queue"
 #: the message went through a delay queue (retried, or held behind an earlier message of its unit)
 HEADER_DELAYED = "x-pywats-delayed"
+#: the intake re-published a message the broker had redelivered (handlers may have seen it before)
+HEADER_REDELIVERED = "x-pywats-redelivered"
+#: identifies one copy in a delay queue, so the process that parked it knows it when it comes back
+HEADER_PARK = "x-pywats-park"
+#: a copy sent through a delay queue in follow mode (after taking over a queue), with that mode's token
+HEADER_FOLLOW = "x-pywats-follow"
 #: the routing key the message had on the plant's exchange (re-published messages carry the unit instead)
 HEADER_ROUTING_KEY = "x-pywats-routing-key"
 
