@@ -39,6 +39,7 @@ from .topology import (
     HEADER_HANDLERS,
     HEADER_PARK,
     HEADER_QUEUE,
+    HEADER_RETURN,
     DistributedTopology,
     plain_message,
 )
@@ -235,6 +236,7 @@ class BrokerSettlement:
             **headers,
             HEADER_ATTEMPT: attempt,
             HEADER_QUEUE: queue,
+            HEADER_RETURN: queue,
             HEADER_DELAYED: True,
             HEADER_PARK: new,
         }
@@ -274,7 +276,7 @@ class BrokerSettlement:
             return True
         first = failures[0]
         copy = {
-            **{k: v for k, v in headers.items() if k not in (HEADER_DELAYED, HEADER_ATTEMPT)},
+            **{k: v for k, v in headers.items() if k not in (HEADER_DELAYED, HEADER_ATTEMPT, HEADER_RETURN)},
             HEADER_HANDLERS: ",".join(sorted({f.handler for f in failures})),
             HEADER_QUEUE: queue,
             "x-pywats-reason": first.error[:1000],
