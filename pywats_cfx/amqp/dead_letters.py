@@ -33,6 +33,7 @@ from .topology import (
     HEADER_QUEUE,
     HEADER_RETURN,
     HEADER_ROUTING_KEY,
+    HEADER_SEQ,
     DistributedTopology,
     plain_message,
 )
@@ -53,6 +54,7 @@ _FAILURE_HEADERS = frozenset(
         HEADER_PARK,
         HEADER_QUEUE,
         HEADER_RETURN,
+        HEADER_SEQ,
         "x-pywats-reason",
         "x-pywats-error-type",
         "x-pywats-attempts",

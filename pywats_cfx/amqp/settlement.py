@@ -21,6 +21,7 @@ queue while delay queues hold messages sends every new message after them (`Brok
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -28,6 +29,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from pywats_events import Event
@@ -40,6 +42,7 @@ from .topology import (
     HEADER_PARK,
     HEADER_QUEUE,
     HEADER_RETURN,
+    HEADER_SEQ,
     DistributedTopology,
     plain_message,
 )
@@ -64,20 +67,41 @@ class SettlingContext(Protocol):
 
 
 @dataclass
+class _Entry:
+    park: str
+    #: came back from a delay queue without being parked by this process (another listener parked it
+    #: before it died or gave up the queue): older than anything this process parked for the key
+    inherited: bool
+    #: when the message was first parked (`HEADER_SEQ`): orders inherited entries among themselves
+    seq: int
+
+
+@dataclass
 class _Lane:
-    """Messages of one key this process holds in delay queues, in their original order.
+    """Messages of one key this process knows in delay queues, in their original order."""
 
-    Each entry is (park id, inherited): inherited entries came back from a delay queue without being
-    parked by this process (another listener parked them before it died or gave up the shard); they are
-    older than anything this process parked for the key."""
-
-    order: list[tuple[str, bool]] = field(default_factory=list)
+    order: list[_Entry] = field(default_factory=list)
     delay: float = 0.0
+
+    def index(self, park: str) -> int | None:
+        for i, entry in enumerate(self.order):
+            if entry.park == park:
+                return i
+        return None
 
     def inherited_ahead(self) -> int:
         n = 0
-        for _park, inherited in self.order:
-            if not inherited:
+        for entry in self.order:
+            if not entry.inherited:
+                break
+            n += 1
+        return n
+
+    def inherited_place(self, seq: int) -> int:
+        """Where an inherited entry first parked at `seq` belongs: among the inherited, by `seq`."""
+        n = 0
+        for entry in self.order:
+            if not entry.inherited or entry.seq > seq:
                 break
             n += 1
         return n
@@ -147,14 +171,37 @@ class BrokerSettlement:
                 q = await channel.declare_queue(self.names.delay_queue(seconds), passive=True)
                 waiting += int(q.declaration_result.message_count or 0)
             if waiting:
-                self._follow[queue] = uuid.uuid4().hex
+                await self._follow_mode(queue, channel)
                 log.info("%s: %d message(s) wait in delay queues; new messages follow them", queue, waiting)
         except Exception as exc:
             log.warning("%s: cannot look at the delay queues (%s); new messages follow them", queue, exc)
-            self._follow[queue] = uuid.uuid4().hex
+            with contextlib.suppress(Exception):
+                await self._follow_mode(queue, channel)
         finally:
             done.set_result(None)
             del self._checking[queue]
+
+    async def _follow_mode(self, queue: str, channel: AbstractChannel) -> None:
+        """Until a marker sent now through the longest delay queue comes back (`marker`), everything
+        that arrives on `queue` is parked in its key's lane; copies parked by others are ordered by when
+        they were first parked, new messages after them."""
+        token = uuid.uuid4().hex
+        delay = max(self.names.amqp.retry_delays)
+        headers: dict[str, Any] = {HEADER_FOLLOW: token, HEADER_QUEUE: queue, HEADER_RETURN: queue}
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                b"", headers=headers, expiration=delay, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            ),
+            routing_key=self.names.delay_queue(delay),
+        )
+        self._follow[queue] = token
+
+    async def marker(self, message: AbstractIncomingMessage, queue: str) -> None:
+        """A follow-mode marker came back (see `claimed`): everything parked before it came back too."""
+        if _text((message.headers or {}).get(HEADER_FOLLOW)) == self._follow.get(queue):
+            del self._follow[queue]
+            log.info("%s: what waited in the delay queues has come back; follow mode ends", queue)
+        await message.ack()
 
     async def _settle(
         self,
@@ -169,32 +216,27 @@ class BrokerSettlement:
         attempt = int(str(headers.get(HEADER_ATTEMPT) or 0))
         returned = bool(headers.get(HEADER_DELAYED))
         park = _text(headers.get(HEADER_PARK))
-        follow = self._follow.get(queue)
-        if follow is not None and _text(headers.get(HEADER_FOLLOW)) == follow:
-            del self._follow[queue]  # everything parked before the follow mode began has come back
-            follow = None
+        following = queue in self._follow
         lane = self._lanes.get(key)
+        known = lane.index(park) if lane is not None and returned and park else None
         inherited = False
-        if lane is not None and lane.order:
-            ids = [p for p, _ in lane.order]
-            if returned and park in ids:
-                at = ids.index(park)
-                if at > 0:  # back before an older message of its key: once more behind it
-                    return await self._park(message, headers, queue, channel, lane.delay, attempt, key, at)
-                inherited = lane.order.pop(0)[1]
-            elif returned:  # parked by another listener: older than what this process parked
-                inherited = True
-                ahead = lane.inherited_ahead()
-                if ahead:
-                    return await self._park(
-                        message, headers, queue, channel, lane.delay, attempt, key, ahead, inherited=True
-                    )
-            else:  # an earlier message of this key waits in a delay queue: follow it
-                return await self._park(message, headers, queue, channel, lane.delay, attempt, key, None)
-        elif follow is not None and not returned:
-            delay = max(self.names.amqp.retry_delays)
-            copy = {**headers, HEADER_FOLLOW: follow}
-            return await self._park(message, copy, queue, channel, delay, attempt, key, None)
+        delay = lane.delay if lane is not None and lane.order else max(self.names.amqp.retry_delays)
+        if known is not None:
+            assert lane is not None
+            if known > 0:  # back before an older message of its key: once more behind it
+                return await self._park(
+                    message, headers, queue, channel, delay, attempt, key, "replace", known
+                )
+            inherited = lane.order.pop(0).inherited
+        elif returned and following:  # parked by another listener; older ones may still be on their way
+            return await self._park(message, headers, queue, channel, delay, attempt, key, "inherited")
+        elif returned and lane is not None and lane.order:  # parked by another listener: older than ours
+            inherited = True
+            if lane.inherited_ahead():
+                return await self._park(message, headers, queue, channel, delay, attempt, key, "inherited")
+        elif not returned and (following or (lane is not None and lane.order)):
+            # an earlier message of this key may wait in a delay queue: follow it
+            return await self._park(message, headers, queue, channel, delay, attempt, key, "end")
         if lane is not None and not lane.order:
             del self._lanes[key]
         only = _handlers(headers.get(HEADER_HANDLERS))
@@ -210,9 +252,8 @@ class BrokerSettlement:
             delay = self.names.delay_for(attempt + 1)
             copy = {**headers, HEADER_HANDLERS: ",".join(sorted({f.handler for f in transient}))}
             copy["x-pywats-last-error"] = transient[0].error[:500]
-            return await self._park(
-                message, copy, queue, channel, delay, attempt + 1, key, 0, inherited=inherited
-            )
+            place = "inherited-head" if inherited else "head"
+            return await self._park(message, copy, queue, channel, delay, attempt + 1, key, place)
         await message.ack()
         return "dead-letter"
 
@@ -225,13 +266,14 @@ class BrokerSettlement:
         delay: float,
         attempt: int,
         key: str,
-        at: int | None,
-        *,
-        inherited: bool = False,
+        place: str,
+        at: int = 0,
     ) -> str:
-        """A copy into the delay queue of `delay`, entered in the key's lane at `at` (None: at the end;
-        a known entry at `at` is replaced), then the original acknowledged."""
+        """A copy into the delay queue of `delay`, entered in the key's lane (`place`: "end", "head",
+        "inherited-head", "inherited" (by first-parked time) or "replace" the entry at `at`), then the
+        original acknowledged."""
         new = uuid.uuid4().hex
+        seq = _seq(headers.get(HEADER_SEQ))
         copy = {
             **headers,
             HEADER_ATTEMPT: attempt,
@@ -239,6 +281,7 @@ class BrokerSettlement:
             HEADER_RETURN: queue,
             HEADER_DELAYED: True,
             HEADER_PARK: new,
+            HEADER_SEQ: seq,
         }
         try:
             await channel.default_exchange.publish(
@@ -250,14 +293,14 @@ class BrokerSettlement:
             return "requeue"
         lane = self._lanes.setdefault(key, _Lane())
         lane.delay = delay
-        old = _text(headers.get(HEADER_PARK))
-        ids = [p for p, _ in lane.order]
-        if at is not None and at < len(ids) and ids[at] == old:
-            lane.order[at] = (new, lane.order[at][1])
-        elif at is None:
-            lane.order.append((new, False))
+        if place == "replace":
+            lane.order[at] = _Entry(new, lane.order[at].inherited, lane.order[at].seq)
+        elif place == "end":
+            lane.order.append(_Entry(new, False, seq))
+        elif place == "inherited":
+            lane.order.insert(lane.inherited_place(seq), _Entry(new, True, seq))
         else:
-            lane.order.insert(at, (new, inherited))
+            lane.order.insert(0, _Entry(new, place == "inherited-head", seq))
         self.retried += 1
         await message.ack()
         return "retry"
@@ -298,6 +341,14 @@ class BrokerSettlement:
             first.error[:300],
         )
         return True
+
+
+def _seq(value: Any) -> int:
+    """The first-parked time of a copy (nanoseconds), or now for a message parked the first time."""
+    try:
+        return int(str(value)) if value is not None else time.time_ns()
+    except ValueError:
+        return time.time_ns()
 
 
 def _text(value: Any) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "HEADER_REDELIVERED",
     "HEADER_RETURN",
     "HEADER_ROUTING_KEY",
+    "HEADER_SEQ",
     "DistributedTopology",
     "declare_distributed",
 ]
@@ -64,8 +65,11 @@ HEADER_DELAYED = "x-pywats-delayed"
 HEADER_REDELIVERED = "x-pywats-redelivered"
 #: identifies one copy in a delay queue, so the process that parked it knows it when it comes back
 HEADER_PARK = "x-pywats-park"
-#: a copy sent through a delay queue in follow mode (after taking over a queue), with that mode's token
+#: a follow-mode marker (no message: only this token), sent through the longest delay queue by a
+#: listener that took over a queue while delay queues held messages
 HEADER_FOLLOW = "x-pywats-follow"
+#: when a message was first parked in a delay queue (ns): orders copies parked by another listener
+HEADER_SEQ = "x-pywats-seq"
 #: the routing key the message had on the plant's exchange (re-published messages carry the unit instead)
 HEADER_ROUTING_KEY = "x-pywats-routing-key"
 

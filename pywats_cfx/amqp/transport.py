@@ -45,6 +45,7 @@ from .settlement import BrokerSettlement
 from .shards import ShardRunner
 from .topology import (
     HEADER_ATTEMPT,
+    HEADER_FOLLOW,
     HEADER_REDELIVERED,
     HEADER_ROUTING_KEY,
     DistributedTopology,
@@ -476,11 +477,14 @@ class CFXTransport(BaseTransport):
             if self._is_own_announcement(headers):
                 await self._settle(message, "ack")
                 return
+            assert self._settlement is not None
+            if headers.get(HEADER_FOLLOW):  # a follow-mode marker, no CFX message
+                await self._settlement.marker(message, queue)
+                return
             result = self._decode(message.body, headers, topic)
             if not result.events:
                 await self._quarantine_and_reject(message, result, topic)
                 return
-            assert self._settlement is not None
             context: Any = self._context
             events = _marked_repeats(result.events, message)
             outcome = await self._settlement.handle(context, message, events, queue, channel)
