@@ -117,7 +117,10 @@ def _start(
                 "distributed = true",
                 "progress = false",
                 "[handlers.wats]",
+                'location = "Bench line"',
                 'default_part_number = "MB-4471"',
+                'default_revision = "C"',
+                "default_process_code = 10",
                 "lookup_part_number = false",
                 "lookup_processes = false",
                 "enable_assets = false",
@@ -163,7 +166,10 @@ def _round(listeners: int, messages: int, units: int, *, kill: bool = False) -> 
                 t_kill = time.monotonic()
                 _wait(lambda: owned(ports[1:]) == SHARDS, 60)
                 out["failover_s"] = time.monotonic() - t_kill
-            _wait(lambda: len(wats.reports) >= messages, 600)
+            if not _wait(lambda: len(wats.reports) >= messages, 600):
+                raise SystemExit(
+                    f"only {len(wats.reports)} of {messages} reports arrived; see the listener logs"
+                )
             out["seconds"] = time.monotonic() - t0
             out["reports_per_s"] = len(wats.reports) / out["seconds"]
             return out

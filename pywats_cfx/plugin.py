@@ -3,8 +3,8 @@
 ``pywats_events.codecs: cfx`` → `codec`, ``pywats_events.transports: amqp`` → `amqp_transport`,
 ``pywats_events.samples: cfx`` → `bundled_samples`, ``pywats_events.settings: amqp`` → `AMQP_SECTION` (the
 ``[amqp]`` section, `AmqpSettings`, and the ``--amqp``, ``--exchange``, ``--queue``, ``--binding``
-options). The core finds them by name only, exactly as it finds a third-party plugin; nothing in the core
-imports this package.
+options), ``pywats_events.broker_dead_letters: amqp`` → `broker_dead_letters`. The core finds them by
+name only, exactly as it finds a third-party plugin; nothing in the core imports this package.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pywats_events import ConfigurationError
+from pywats_events.broker_dead_letters import BrokerDeadLetters
+from pywats_events.config import Settings
 from pywats_events.plugins import PluginContext, RunOption, SettingsSection
 from pywats_events.transports import BaseTransport
 
@@ -22,7 +24,7 @@ from .amqp.config import AmqpSettings
 from .codec import CFXCodec
 from .mappers import MAPPED_MESSAGES
 
-__all__ = ["AMQP_SECTION", "amqp_transport", "bundled_samples", "codec"]
+__all__ = ["AMQP_SECTION", "amqp_transport", "broker_dead_letters", "bundled_samples", "codec"]
 
 #: ``[amqp]``: where the listener consumes CFX traffic; the AMQP transport starts when ``amqp.url`` is set
 AMQP_SECTION = SettingsSection(
@@ -108,6 +110,31 @@ def amqp_transport(ctx: PluginContext) -> BaseTransport | None:
     if config.distributed and ctx.registry is not None:
         _distributed_metrics(ctx, transport)
     return transport
+
+
+def broker_dead_letters(settings: Settings) -> BrokerDeadLetters | None:
+    """In distributed mode on RabbitMQ, `pywats-events dlq` works on the broker's dead-letter queue
+    (`AmqpDeadLetters`); None otherwise (the local dead-letter queue applies)."""
+    if not settings.listener.distributed:
+        return None
+    s = settings.section("amqp", AmqpSettings)
+    if s.url is None:
+        return None
+    from pydantic import ValidationError
+
+    from .amqp.dead_letters import AmqpDeadLetters
+
+    opts = {k: v for k, v in settings.plugins.get("amqp", {}).items() if k not in _NOT_AMQP_OPTIONS}
+    try:
+        amqp = s.config(**opts)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigurationError("amqp." + ".".join(str(p) for p in err["loc"]), err["msg"]) from None
+    return AmqpDeadLetters(amqp)
+
+
+#: ``[plugins.amqp]`` options that are not `AMQPConfig` fields
+_NOT_AMQP_OPTIONS = frozenset({"cfx_handle", "drain_timeout"})
 
 
 def _distributed_metrics(ctx: PluginContext, transport: Any) -> None:

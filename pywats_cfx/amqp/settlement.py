@@ -11,19 +11,25 @@ Copies are published with publisher confirms before the ack, so the broker alway
 process that dies in between leaves a duplicate, never a loss (the WATS side is idempotent by report id).
 
 Order per unit: messages of one key are settled one after the other. While a key has messages waiting in
-a delay queue (sent there by this process), its later messages follow them into the same delay queue,
-so they come back, and reach WATS, in their original order.
+a delay queue, its later messages follow them: each copy carries a park id, and the process keeps each
+key's parked ids in their original order (its lane); a copy that comes back before an older one of its
+key goes round once more. Copies parked by another listener (which died or gave up the shard) come back
+unknown: they are older than anything this process parked for the key. A process that starts consuming a
+queue while delay queues hold messages sends every new message after them (`BrokerSettlement.claimed`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from pywats_events import Event
@@ -31,8 +37,12 @@ from pywats_events import Event
 from .topology import (
     HEADER_ATTEMPT,
     HEADER_DELAYED,
+    HEADER_FOLLOW,
     HEADER_HANDLERS,
+    HEADER_PARK,
     HEADER_QUEUE,
+    HEADER_RETURN,
+    HEADER_SEQ,
     DistributedTopology,
     plain_message,
 )
@@ -57,11 +67,44 @@ class SettlingContext(Protocol):
 
 
 @dataclass
-class _Parked:
-    """Messages of one key this process put in a delay queue that have not come back yet."""
+class _Entry:
+    park: str
+    #: came back from a delay queue without being parked by this process (another listener parked it
+    #: before it died or gave up the queue): older than anything this process parked for the key
+    inherited: bool
+    #: when the message was first parked (`HEADER_SEQ`): orders inherited entries among themselves
+    seq: int
 
-    count: int
-    delay: float
+
+@dataclass
+class _Lane:
+    """Messages of one key this process knows in delay queues, in their original order."""
+
+    order: list[_Entry] = field(default_factory=list)
+    delay: float = 0.0
+
+    def index(self, park: str) -> int | None:
+        for i, entry in enumerate(self.order):
+            if entry.park == park:
+                return i
+        return None
+
+    def inherited_ahead(self) -> int:
+        n = 0
+        for entry in self.order:
+            if not entry.inherited:
+                break
+            n += 1
+        return n
+
+    def inherited_place(self, seq: int) -> int:
+        """Where an inherited entry first parked at `seq` belongs: among the inherited, by `seq`."""
+        n = 0
+        for entry in self.order:
+            if not entry.inherited or entry.seq > seq:
+                break
+            n += 1
+        return n
 
 
 class BrokerSettlement:
@@ -70,9 +113,24 @@ class BrokerSettlement:
     def __init__(self, names: DistributedTopology) -> None:
         self.names = names
         self._tails: dict[str, asyncio.Future[None]] = {}
-        self._parked: dict[str, _Parked] = {}
+        self._lanes: dict[str, _Lane] = {}
+        #: queues whose first message has not been looked at since this process began consuming them
+        self._unchecked: set[str] = set()
+        self._checking: dict[str, asyncio.Future[None]] = {}
+        #: queue → token of follow mode (see `claimed`)
+        self._follow: dict[str, str] = {}
         self.retried = 0
         self.dead_lettered = 0
+
+    def claimed(self, queue: str) -> None:
+        """This process starts consuming `queue` (a shard it claimed, or the standby queue it took over).
+
+        Another listener may have left messages of some keys in the delay queues; their later messages
+        may now be in `queue`. So if any delay queue holds messages, every new message of `queue` follows
+        them through the longest delay queue (follow mode) until the first of those comes back: by then
+        all that was parked before has come back, and this process knows each key's order again."""
+        self._unchecked.add(queue)
+        self._follow.pop(queue, None)
 
     async def handle(
         self,
@@ -84,6 +142,7 @@ class BrokerSettlement:
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
         (the broker copy could not be published: hand the original back)."""
+        await self._check_follow(queue, channel)
         key = events[0].ordering_key()
         previous = self._tails.get(key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -97,6 +156,53 @@ class BrokerSettlement:
             if self._tails.get(key) is mine:
                 del self._tails[key]
 
+    async def _check_follow(self, queue: str, channel: AbstractChannel) -> None:
+        if queue not in self._unchecked:
+            pending = self._checking.get(queue)
+            if pending is not None:
+                await pending
+            return
+        self._unchecked.discard(queue)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._checking[queue] = done
+        try:
+            waiting = 0
+            for seconds in sorted(set(self.names.amqp.retry_delays)):
+                q = await channel.declare_queue(self.names.delay_queue(seconds), passive=True)
+                waiting += int(q.declaration_result.message_count or 0)
+            if waiting:
+                await self._follow_mode(queue, channel)
+                log.info("%s: %d message(s) wait in delay queues; new messages follow them", queue, waiting)
+        except Exception as exc:
+            log.warning("%s: cannot look at the delay queues (%s); new messages follow them", queue, exc)
+            with contextlib.suppress(Exception):
+                await self._follow_mode(queue, channel)
+        finally:
+            done.set_result(None)
+            del self._checking[queue]
+
+    async def _follow_mode(self, queue: str, channel: AbstractChannel) -> None:
+        """Until a marker sent now through the longest delay queue comes back (`marker`), everything
+        that arrives on `queue` is parked in its key's lane; copies parked by others are ordered by when
+        they were first parked, new messages after them."""
+        token = uuid.uuid4().hex
+        delay = max(self.names.amqp.retry_delays)
+        headers: dict[str, Any] = {HEADER_FOLLOW: token, HEADER_QUEUE: queue, HEADER_RETURN: queue}
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                b"", headers=headers, expiration=delay, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            ),
+            routing_key=self.names.delay_queue(delay),
+        )
+        self._follow[queue] = token
+
+    async def marker(self, message: AbstractIncomingMessage, queue: str) -> None:
+        """A follow-mode marker came back (see `claimed`): everything parked before it came back too."""
+        if _text((message.headers or {}).get(HEADER_FOLLOW)) == self._follow.get(queue):
+            del self._follow[queue]
+            log.info("%s: what waited in the delay queues has come back; follow mode ends", queue)
+        await message.ack()
+
     async def _settle(
         self,
         context: SettlingContext,
@@ -108,17 +214,31 @@ class BrokerSettlement:
     ) -> str:
         headers = dict(message.headers or {})
         attempt = int(str(headers.get(HEADER_ATTEMPT) or 0))
-        parked = self._parked.get(key)
-        if parked is not None and headers.get(HEADER_DELAYED):
-            parked.count -= 1
-        if parked is not None and parked.count <= 0:
-            del self._parked[key]
-            parked = None
-        if parked is not None:  # an earlier message of this key waits in a delay queue: follow it
-            if not await self._delay(message, headers, queue, channel, parked.delay, attempt, key):
-                return "requeue"
-            await message.ack()
-            return "retry"
+        returned = bool(headers.get(HEADER_DELAYED))
+        park = _text(headers.get(HEADER_PARK))
+        following = queue in self._follow
+        lane = self._lanes.get(key)
+        known = lane.index(park) if lane is not None and returned and park else None
+        inherited = False
+        delay = lane.delay if lane is not None and lane.order else max(self.names.amqp.retry_delays)
+        if known is not None:
+            assert lane is not None
+            if known > 0:  # back before an older message of its key: once more behind it
+                return await self._park(
+                    message, headers, queue, channel, delay, attempt, key, "replace", known
+                )
+            inherited = lane.order.pop(0).inherited
+        elif returned and following:  # parked by another listener; older ones may still be on their way
+            return await self._park(message, headers, queue, channel, delay, attempt, key, "inherited")
+        elif returned and lane is not None and lane.order:  # parked by another listener: older than ours
+            inherited = True
+            if lane.inherited_ahead():
+                return await self._park(message, headers, queue, channel, delay, attempt, key, "inherited")
+        elif not returned and (following or (lane is not None and lane.order)):
+            # an earlier message of this key may wait in a delay queue: follow it
+            return await self._park(message, headers, queue, channel, delay, attempt, key, "end")
+        if lane is not None and not lane.order:
+            del self._lanes[key]
         only = _handlers(headers.get(HEADER_HANDLERS))
         failures: list[_Failure] = list(await context.submit_settled(events, only))
         if not failures:
@@ -132,12 +252,12 @@ class BrokerSettlement:
             delay = self.names.delay_for(attempt + 1)
             copy = {**headers, HEADER_HANDLERS: ",".join(sorted({f.handler for f in transient}))}
             copy["x-pywats-last-error"] = transient[0].error[:500]
-            if not await self._delay(message, copy, queue, channel, delay, attempt + 1, key):
-                return "requeue"
+            place = "inherited-head" if inherited else "head"
+            return await self._park(message, copy, queue, channel, delay, attempt + 1, key, place)
         await message.ack()
-        return "retry" if transient else "dead-letter"
+        return "dead-letter"
 
-    async def _delay(
+    async def _park(
         self,
         message: AbstractIncomingMessage,
         headers: dict[str, Any],
@@ -146,8 +266,23 @@ class BrokerSettlement:
         delay: float,
         attempt: int,
         key: str,
-    ) -> bool:
-        copy = {**headers, HEADER_ATTEMPT: attempt, HEADER_QUEUE: queue, HEADER_DELAYED: True}
+        place: str,
+        at: int = 0,
+    ) -> str:
+        """A copy into the delay queue of `delay`, entered in the key's lane (`place`: "end", "head",
+        "inherited-head", "inherited" (by first-parked time) or "replace" the entry at `at`), then the
+        original acknowledged."""
+        new = uuid.uuid4().hex
+        seq = _seq(headers.get(HEADER_SEQ))
+        copy = {
+            **headers,
+            HEADER_ATTEMPT: attempt,
+            HEADER_QUEUE: queue,
+            HEADER_RETURN: queue,
+            HEADER_DELAYED: True,
+            HEADER_PARK: new,
+            HEADER_SEQ: seq,
+        }
         try:
             await channel.default_exchange.publish(
                 plain_message(message.body, message, copy, expiration=delay),
@@ -155,12 +290,20 @@ class BrokerSettlement:
             )
         except Exception as exc:
             log.warning("could not hand delivery %s to a delay queue: %s", message.message_id, exc)
-            return False
-        parked = self._parked.setdefault(key, _Parked(0, delay))
-        parked.count += 1
-        parked.delay = delay
+            return "requeue"
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.delay = delay
+        if place == "replace":
+            lane.order[at] = _Entry(new, lane.order[at].inherited, lane.order[at].seq)
+        elif place == "end":
+            lane.order.append(_Entry(new, False, seq))
+        elif place == "inherited":
+            lane.order.insert(lane.inherited_place(seq), _Entry(new, True, seq))
+        else:
+            lane.order.insert(0, _Entry(new, place == "inherited-head", seq))
         self.retried += 1
-        return True
+        await message.ack()
+        return "retry"
 
     async def _dead_letter(
         self,
@@ -176,7 +319,7 @@ class BrokerSettlement:
             return True
         first = failures[0]
         copy = {
-            **{k: v for k, v in headers.items() if k not in (HEADER_DELAYED, HEADER_ATTEMPT)},
+            **{k: v for k, v in headers.items() if k not in (HEADER_DELAYED, HEADER_ATTEMPT, HEADER_RETURN)},
             HEADER_HANDLERS: ",".join(sorted({f.handler for f in failures})),
             HEADER_QUEUE: queue,
             "x-pywats-reason": first.error[:1000],
@@ -198,6 +341,20 @@ class BrokerSettlement:
             first.error[:300],
         )
         return True
+
+
+def _seq(value: Any) -> int:
+    """The first-parked time of a copy (nanoseconds), or now for a message parked the first time."""
+    try:
+        return int(str(value)) if value is not None else time.time_ns()
+    except ValueError:
+        return time.time_ns()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _handlers(value: Any) -> list[str] | None:

@@ -27,7 +27,7 @@ from typing import Any
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from .topology import HEADER_ROUTING_KEY, DistributedTopology, plain_message
+from .topology import HEADER_REDELIVERED, HEADER_ROUTING_KEY, DistributedTopology, plain_message
 
 __all__ = ["ShardRunner"]
 
@@ -58,12 +58,15 @@ class ShardRunner:
         hash_key: Callable[[AbstractIncomingMessage], str],
         *,
         drain_timeout: float,
+        on_claim: Callable[[str], None] | None = None,
     ) -> None:
         self.names = names
         self._connect = connect
         self._deliver = deliver
         self._hash_key = hash_key
         self._drain_timeout = drain_timeout
+        #: told the name of each shard queue this listener claims, before it consumes it
+        self._on_claim = on_claim
         self._conn: AbstractConnection | None = None
         self._owned: dict[int, _Owned] = {}
         #: publisher-confirm channel for re-publishing, retries and dead letters
@@ -174,11 +177,7 @@ class ShardRunner:
                 sends = [
                     asyncio.ensure_future(
                         exchange.publish(
-                            plain_message(
-                                m.body,
-                                m,
-                                {**(m.headers or {}), HEADER_ROUTING_KEY: m.routing_key or ""},
-                            ),
+                            plain_message(m.body, m, _republished_headers(m)),
                             routing_key=self._hash_key(m),
                         )
                     )
@@ -228,6 +227,8 @@ class ShardRunner:
         channel = await conn.channel()
         await channel.set_qos(prefetch_count=names.amqp.prefetch_count)
         queue = await channel.declare_queue(names.shard(index), passive=True)
+        if self._on_claim is not None:
+            self._on_claim(names.shard(index))
         owned = _Owned(index, lease, channel, "", queue)
         assert self._publisher is not None
         publisher = self._publisher
@@ -266,6 +267,15 @@ class ShardRunner:
         with contextlib.suppress(Exception):
             await owned.lease.close()
         log.info("shard %s: released (%d owned)", self.names.shard(index), len(self._owned))
+
+
+def _republished_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The intake message's headers, plus its CFX routing key and whether the broker redelivered it
+    (then an earlier intake may have re-published it already: its handlers check WATS first)."""
+    headers = {**(message.headers or {}), HEADER_ROUTING_KEY: message.routing_key or ""}
+    if message.redelivered:
+        headers[HEADER_REDELIVERED] = True
+    return headers
 
 
 async def _never_called(message: AbstractIncomingMessage) -> None:

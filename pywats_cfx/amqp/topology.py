@@ -8,7 +8,7 @@ For a configured queue ``Q`` on the plant's topic exchange ``E``::
     Q.shards --weight 1--> Q.shard-000 ... Q.shard-<K-1> (quorum, single-active-consumer each)
 
     retry:  handler failed transiently -> Q.retry-<d>s (per-message TTL d) --dead-letter-->
-            Q.retry-return (headers, x-pywats-queue = the queue it came from) --> back to that queue
+            Q.retry-return (headers, pywats-return-to = the queue it came from) --> back to that queue
     failed: permanent failure or poison message -> the dead-letter exchange --Q--> Q.dead-letter
 
 Shard ownership: ``Q.shard-NNN.owner`` is an exclusive queue of the owning listener's connection (gone
@@ -36,9 +36,14 @@ from .config import AMQPConfig
 __all__ = [
     "HEADER_ATTEMPT",
     "HEADER_DELAYED",
+    "HEADER_FOLLOW",
     "HEADER_HANDLERS",
+    "HEADER_PARK",
     "HEADER_QUEUE",
+    "HEADER_REDELIVERED",
+    "HEADER_RETURN",
     "HEADER_ROUTING_KEY",
+    "HEADER_SEQ",
     "DistributedTopology",
     "declare_distributed",
 ]
@@ -49,10 +54,22 @@ log = logging.getLogger("pywats_cfx.amqp")
 HEADER_ATTEMPT = "x-pywats-attempt"
 #: the handlers that still owe the message work (comma-separated); absent: all of them
 HEADER_HANDLERS = "x-pywats-handlers"
-#: the queue a delayed message returns to
+#: the queue a delayed message returns to (informational: routing uses `HEADER_RETURN`)
 HEADER_QUEUE = "x-pywats-queue"
+#: the queue a delayed message returns to, as the retry-return headers exchange matches it (a headers
+#: exchange ignores headers whose name begins with "x-", so this one must not)
+HEADER_RETURN = "pywats-return-to"
 #: the message went through a delay queue (retried, or held behind an earlier message of its unit)
 HEADER_DELAYED = "x-pywats-delayed"
+#: the intake re-published a message the broker had redelivered (handlers may have seen it before)
+HEADER_REDELIVERED = "x-pywats-redelivered"
+#: identifies one copy in a delay queue, so the process that parked it knows it when it comes back
+HEADER_PARK = "x-pywats-park"
+#: a follow-mode marker (no message: only this token), sent through the longest delay queue by a
+#: listener that took over a queue while delay queues held messages
+HEADER_FOLLOW = "x-pywats-follow"
+#: when a message was first parked in a delay queue (ns): orders copies parked by another listener
+HEADER_SEQ = "x-pywats-seq"
 #: the routing key the message had on the plant's exchange (re-published messages carry the unit instead)
 HEADER_ROUTING_KEY = "x-pywats-routing-key"
 
@@ -258,8 +275,13 @@ async def declare_distributed(connection: AbstractConnection, names: Distributed
 
         async def bind_return(ch: AbstractChannel, target: str = target) -> Any:
             q = await ch.declare_queue(target, passive=True)
-            return await q.bind(
+            # a binding on an "x-" header matches every message (the broker ignores such headers when
+            # matching): an earlier version bound so, and sent each retry to every shard
+            await q.unbind(
                 names.return_exchange, routing_key="", arguments={"x-match": "all", HEADER_QUEUE: target}
+            )
+            return await q.bind(
+                names.return_exchange, routing_key="", arguments={"x-match": "all", HEADER_RETURN: target}
             )
 
         await d.run(f"binding {names.return_exchange!r} -> {target!r}", bind_return)

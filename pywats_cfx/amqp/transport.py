@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,14 +36,21 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult
+from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult, Event
 from pywats_events.transports import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
 
 from .config import CFXConfig, ConnectionParameters
 from .outbound import build_envelope, encode_envelope
 from .settlement import BrokerSettlement
 from .shards import ShardRunner
-from .topology import HEADER_ROUTING_KEY, DistributedTopology, declare_distributed
+from .topology import (
+    HEADER_ATTEMPT,
+    HEADER_FOLLOW,
+    HEADER_REDELIVERED,
+    HEADER_ROUTING_KEY,
+    DistributedTopology,
+    declare_distributed,
+)
 
 __all__ = ["CFXTransport", "TransportStats"]
 
@@ -307,7 +314,7 @@ class CFXTransport(BaseTransport):
             durable=amqp.durable,
         )
         await declare_distributed(connection, names)
-        self._settlement = BrokerSettlement(names)
+        settlement = self._settlement = BrokerSettlement(names)
         if names.sharded:
             self.shards = ShardRunner(
                 names,
@@ -315,6 +322,7 @@ class CFXTransport(BaseTransport):
                 self._on_distributed,
                 self._hash_key,
                 drain_timeout=self.config.drain_timeout,
+                on_claim=settlement.claimed,
             )
             await self.shards.start()
             return
@@ -322,6 +330,7 @@ class CFXTransport(BaseTransport):
         await channel.set_qos(prefetch_count=amqp.prefetch_count)
         queue = await channel.declare_queue(amqp.queue, passive=True)
         self._queue = queue
+        settlement.claimed(amqp.queue)  # looked at when the first message arrives (a standby: on takeover)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await self._on_distributed(message, amqp.queue, publisher)
@@ -468,13 +477,17 @@ class CFXTransport(BaseTransport):
             if self._is_own_announcement(headers):
                 await self._settle(message, "ack")
                 return
+            assert self._settlement is not None
+            if headers.get(HEADER_FOLLOW):  # a follow-mode marker, no CFX message
+                await self._settlement.marker(message, queue)
+                return
             result = self._decode(message.body, headers, topic)
             if not result.events:
                 await self._quarantine_and_reject(message, result, topic)
                 return
-            assert self._settlement is not None
             context: Any = self._context
-            outcome = await self._settlement.handle(context, message, result.events, queue, channel)
+            events = _marked_repeats(result.events, message)
+            outcome = await self._settlement.handle(context, message, events, queue, channel)
             if outcome == "requeue":
                 await asyncio.sleep(_REQUEUE_BACKOFF)
                 await self._settle(message, "requeue")
@@ -690,3 +703,27 @@ def _scrub(text: str, secret: str) -> str:
     if secret and len(secret) >= 3:
         text = text.replace(secret, "******")
     return text
+
+
+def _marked_repeats(events: Sequence[Event], message: AbstractIncomingMessage) -> list[Event]:
+    """Distributed mode: events of a delivery that may have reached the handlers before get
+    ``metadata.attempt`` >= 1, so a handler whose WATS call is not idempotent checks WATS first.
+
+    Such a delivery came back from a delay queue (`HEADER_ATTEMPT`), or the broker redelivered it (the
+    process that had it died or dropped its connection, possibly after its WATS calls and before its
+    ack), or the intake re-published a redelivered message (`HEADER_REDELIVERED`)."""
+    headers = message.headers or {}
+    try:
+        attempt = int(str(headers.get(HEADER_ATTEMPT) or 0))
+    except ValueError:
+        attempt = 0
+    if message.redelivered or headers.get(HEADER_REDELIVERED):
+        attempt += 1
+    if attempt <= 0:
+        return list(events)
+    return [
+        e.model_copy(update={"metadata": e.metadata.model_copy(update={"attempt": attempt})})
+        if e.metadata.attempt < attempt
+        else e
+        for e in events
+    ]

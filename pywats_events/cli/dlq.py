@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from .._exceptions import ConfigurationError
+from ..broker_dead_letters import BrokerDeadLetter, BrokerDeadLetters, broker_dead_letters
 from ..config import Settings
 from ..exit_codes import ExitCode
 from ..logging_setup import configure_logging, redact
@@ -33,6 +35,8 @@ from .app import (
 )
 
 __all__ = ["dlq_app"]
+
+_T = TypeVar("_T")
 
 dlq_app = typer.Typer(help="Dead-letter queue: events a handler gave up on.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
@@ -59,6 +63,92 @@ def _dlq(settings: Settings) -> Any:
     from ..policies import SqliteDeadLetterQueue
 
     return SqliteDeadLetterQueue(require_store(settings.dlq_path, "dead-letter queue", settings))
+
+
+def _broker(settings: Settings) -> BrokerDeadLetters | None:
+    """Distributed mode keeps dead letters on the broker: its dead-letter queue, if a plugin names it."""
+    if not settings.listener.distributed:
+        return None
+    try:
+        return broker_dead_letters(settings)
+    except ConfigurationError as exc:
+        raise fail_config(exc) from None
+
+
+def _on_broker(call: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        return asyncio.run(call)
+    except ConfigurationError as exc:
+        raise fail_config(exc) from None
+
+
+def _broker_select(
+    broker: BrokerDeadLetters,
+    handler: str | None,
+    event_type: str | None,
+    error: str | None,
+    since: str | None,
+    until: str | None,
+) -> list[BrokerDeadLetter]:
+    """The broker's dead letters matching the filters (`--event-type`: part of the routing key, which
+    names the message type)."""
+    t_since, t_until = _parse_time(since, "--since"), _parse_time(until, "--until")
+    found: list[BrokerDeadLetter] = []
+    for e in _on_broker(broker.browse()):
+        failed = _parse_stamp(e.failed_at)
+        if handler and handler not in e.handlers.split(","):
+            continue
+        if event_type and event_type.lower() not in e.routing_key.lower():
+            continue
+        if error and error.lower() not in f"{e.error_type} {e.reason}".lower():
+            continue
+        if t_since is not None and (failed is None or failed < t_since):
+            continue
+        if t_until is not None and (failed is None or failed > t_until):
+            continue
+        found.append(e)
+    return found
+
+
+def _parse_stamp(value: str) -> datetime | None:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _broker_ids(entries: list[BrokerDeadLetter], given: list[str]) -> list[str]:
+    """`_resolve_ids` for the broker's dead letters (several copies may share an id)."""
+    known = sorted({e.id for e in entries})
+    resolved: list[str] = []
+    for wanted in given:
+        wanted = wanted.strip().rstrip("…")
+        matches = [k for k in known if k == wanted] or [k for k in known if wanted and k.startswith(wanted)]
+        if len(matches) != 1:
+            problem = "matches several dead letters" if matches else "is no dead letter"
+            err.print(f"{wanted!r} {problem} (see `pywats-events dlq list`)")
+            raise typer.Exit(ExitCode.ERROR)
+        resolved.append(matches[0])
+    return resolved
+
+
+def _broker_list(entries: list[BrokerDeadLetter], where: str, as_json: bool) -> None:
+    if as_json:
+        for e in entries:
+            out.print_json(data=_redacted(e.to_dict(full=False)), indent=None)
+        return
+    out.print(f"dead letters on the broker, {where} ({len(entries)}); times UTC")
+    for e in entries:
+        head = f"{e.id}  {e.failed_at or '?'}  {e.handlers or '-'}  {e.routing_key}  attempts {e.attempts}"
+        out.print(Text(head, style="bold"))
+        kind = e.error_type.rsplit(".", 1)[-1]
+        out.print(Text(f"    {redact(f'{kind}: {e.reason}')[:300]}"))
+
+
+def _redacted(d: dict[str, Any]) -> dict[str, Any]:
+    d["error"] = redact(d["error"])
+    return d
 
 
 def _dlq_select(
@@ -97,8 +187,12 @@ def dlq_list(
     until: UntilOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List dead letters."""
+    """List dead letters (in distributed mode: those on the broker's dead-letter queue)."""
     settings = load_cli_settings(config, base_overrides(data_dir))
+    broker = _broker(settings)
+    if broker is not None:
+        _broker_list(_broker_select(broker, handler, event_type, error, since, until), broker.where, as_json)
+        return
     entries = _dlq_select(settings, handler, event_type, error, since, until)
     if as_json:
         for e in entries:
@@ -154,8 +248,16 @@ def _dlq_dict(e: Any, *, full: bool) -> dict[str, Any]:
 
 @dlq_app.command("show")
 def dlq_show(entry_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
-    """Show one dead letter with its event."""
+    """Show one dead letter with its event (in distributed mode: the broker's message)."""
     settings = load_cli_settings(config, base_overrides(data_dir))
+    broker = _broker(settings)
+    if broker is not None:
+        entries = _broker_select(broker, None, None, None, None, None)
+        wanted = _broker_ids(entries, [entry_id])[0]
+        for e in entries:
+            if e.id == wanted:
+                out.print_json(data=_redacted(e.to_dict(full=True)))
+        return
     dlq = _dlq(settings)
     entry = dlq.get(_resolve_ids(dlq, [entry_id])[0])
     if entry is None:
@@ -192,6 +294,18 @@ def dlq_purge(
 ) -> None:
     """Delete dead letters (all, or those matching the filters)."""
     settings = load_cli_settings(config, base_overrides(data_dir))
+    broker = _broker(settings)
+    if broker is not None:
+        found = _broker_select(broker, handler, event_type, error, since, until)
+        if not found:
+            out.print("nothing to purge")
+            return
+        question = f"delete {len(found)} dead letters from the broker ({broker.where})?"
+        if not yes and not typer.confirm(question):
+            raise typer.Exit(ExitCode.ERROR)
+        purged = _on_broker(broker.purge({e.id for e in found}))
+        out.print(f"purged {purged} dead letters from {broker.where}")
+        return
     entries = _dlq_select(settings, handler, event_type, error, since, until)
     if not entries:
         out.print("nothing to purge")
@@ -230,8 +344,12 @@ def dlq_replay(
     settings = load_cli_settings(config, o, announce=False)
     configure_logging(level=settings.listener.log_level, json_lines=settings.listener.log_json)
     log_config(config, settings)
-    entries = _dlq_select(settings, handler, event_type, error, since, until)
     explicit = [*(ids or []), *(entry_id or [])]
+    broker = _broker(settings)
+    if broker is not None:
+        _broker_replay(broker, _broker_select(broker, handler, event_type, error, since, until), explicit)
+        return
+    entries = _dlq_select(settings, handler, event_type, error, since, until)
     if explicit:
         wanted = set(_resolve_ids(_dlq(settings), explicit))
         entries = [e for e in entries if e.id in wanted]
@@ -264,6 +382,24 @@ def dlq_replay(
         )
         raise typer.Exit(ExitCode.ERROR)
     if result.skipped:
+        raise typer.Exit(ExitCode.ERROR)
+
+
+def _broker_replay(broker: BrokerDeadLetters, entries: list[BrokerDeadLetter], explicit: list[str]) -> None:
+    """Distributed mode: the dead letters go back to the queue they came from, where the listeners run
+    them through the handlers that failed them (attempt count reset)."""
+    if explicit:
+        wanted = set(_broker_ids(entries, explicit))
+        entries = [e for e in entries if e.id in wanted]
+    if not entries:
+        out.print("nothing to replay")
+        return
+    ids = {e.id for e in entries}
+    replayed = _on_broker(broker.replay(ids))
+    selected = sum(1 for e in entries if e.id in ids)
+    out.print(f"replayed {replayed} dead letters from {broker.where} to the listeners' queues")
+    if replayed < selected:
+        err.print(f"{selected - replayed} selected dead letters were not replayed and stay on the broker")
         raise typer.Exit(ExitCode.ERROR)
 
 

@@ -291,8 +291,7 @@ def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
     finally:
         _stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    # per-unit order is not asserted here: a listener killed while its units wait in delay queues takes its
-    # "follow into the delay queue" notes with it (docs/deployment.md, "Order per unit")
+    _order_kept(wats, index)  # also across the kill during the outage: follow mode (docs/deployment.md)
     assert asyncio.run(_queue_depth(f"{queue}.dead-letter")) == 0
 
 

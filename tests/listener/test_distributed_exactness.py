@@ -1,0 +1,220 @@
+"""Distributed mode, the issue's traffic with assets and production on, and a kill -9 mid-stream.
+
+Per unit WorkStarted -> UnitsTested -> WorkCompleted, plus station faults (asset log lines), over three
+sharded listeners; one is killed while traffic flows, so messages it had handled but not acknowledged
+are redelivered to another process. WATS calls that are not idempotent must not repeat across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brokers import RABBITMQ_URL, require_rabbitmq
+from listener_support import (
+    ListenerProcess,
+    amqp_toml,
+    clean_env,
+    wait_until,
+)
+
+from handlers.wats.fake import FakeWATS
+from pywats_cfx.samples import load_sample
+
+pytestmark = [pytest.mark.broker]
+
+TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
+SHARDS = 6
+STATION = "Acme.FCT5000.FCT-L1-02"
+ASSET = "FX-7"
+
+
+@pytest.fixture
+def names() -> Iterator[tuple[str, str, str]]:
+    require_rabbitmq()
+    uid = uuid.uuid4().hex[:10]
+    found = (f"test-cfx-{uid}", f"test-q-{uid}", f"test-dlx-{uid}")
+    yield found
+    asyncio.run(_delete(*found))
+
+
+async def _delete(exchange: str, queue: str, dlx: str) -> None:
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    async with conn:
+        queues = [
+            queue,
+            f"{queue}.dead-letter",
+            f"{queue}.listeners",
+            f"{queue}.retry-1s",
+            f"{queue}.retry-2s",
+        ]
+        queues += [f"{queue}.shard-{i:03d}" for i in range(SHARDS)]
+        for name in queues:
+            ch = await conn.channel()
+            with contextlib.suppress(Exception):
+                await ch.queue_delete(name)
+        for name in (exchange, dlx, f"{queue}.shards", f"{queue}.retry-return"):
+            ch = await conn.channel()
+            with contextlib.suppress(Exception):
+                await ch.exchange_delete(name)
+
+
+def _envelope(sample: str, unique: str) -> dict[str, Any]:
+    env = copy.deepcopy(json.loads(load_sample(sample)))
+    env["UniqueID"] = unique
+    env["Source"] = STATION
+    return env
+
+
+def _traffic(units: int, run: str) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """(routing key, body) in publishing order, and the UniqueIDs of the fault messages."""
+    out: list[tuple[str, bytes]] = []
+    faults: list[str] = []
+    for i in range(units):
+        serial = f"SN-{run}-{i:04d}"
+        txn = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{run}/{i}"))
+        started = _envelope("work_started", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run}/ws/{i}")))
+        body = started["MessageBody"]
+        body["TransactionID"], body["PrimaryIdentifier"] = txn, serial
+        body["Units"] = body["Units"][:1]
+        body["Units"][0]["UnitIdentifier"] = serial
+        tested = _envelope("units_tested_fct", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run}/ut/{i}")))
+        body = tested["MessageBody"]
+        body["TransactionId"] = txn
+        body["TestedUnits"] = body["TestedUnits"][:1]
+        body["TestedUnits"][0]["UnitIdentifier"] = serial
+        body["TestedUnits"][0]["Tests"] = body["TestedUnits"][0]["Tests"][:2]
+        completed = _envelope("work_completed_pass", str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run}/wc/{i}")))
+        body = completed["MessageBody"]
+        body["TransactionID"], body["PrimaryIdentifier"], body["UnitCount"] = txn, serial, 1
+        body["Units"] = body["Units"][:1]
+        body["Units"][0]["UnitIdentifier"] = serial
+        for env in (started, tested, completed):
+            out.append((f"line1.{env['MessageName']}", json.dumps(env).encode()))
+        if i % 3 == 0:
+            fault_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run}/fault/{i}"))
+            fault = _envelope("fault_temp", fault_id)
+            fault["MessageBody"]["Fault"]["FaultOccurrenceId"] = fault_id
+            out.append((f"line1.{fault['MessageName']}", json.dumps(fault).encode()))
+            faults.append(fault_id)
+    return out, faults
+
+
+async def _publish(exchange: str, messages: list[tuple[str, bytes]]) -> None:
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    async with conn:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        for key, body in messages:  # one by one: the per-unit order is the publishing order
+            await ex.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), key)
+
+
+def _config(names: tuple[str, str, str], wats: FakeWATS) -> str:
+    exchange, queue, dlx = names
+    return "\n".join(
+        [
+            amqp_toml(exchange, queue, dlx, retry_delays=[1, 2], shards=SHARDS, shard_rebalance_interval=0.5),
+            "[wats]",
+            f'url = "{wats.url}"',
+            "rate_limit_per_minute = 600000",
+            "timeout = 5",
+            "[listener]",
+            "drain_timeout = 15",
+            "distributed = true",
+            "[handlers.wats]",
+            'location = "Test line"',
+            'default_part_number = "MB-4471"',
+            'default_revision = "C"',
+            "default_process_code = 10",
+            "lookup_part_number = false",
+            "lookup_processes = false",
+            "enable_assets = true",
+            "enable_production = true",
+            "[handlers.wats.asset]",
+            "count_usage = true",
+            "[handlers.wats.assets]",
+            f'"{STATION}" = "{ASSET}"',
+        ]
+    )
+
+
+def _fault_refs(wats: FakeWATS) -> Counter[str]:
+    refs: Counter[str] = Counter()
+    for entry in wats.asset_log:
+        comment = str(entry.get("comment") or "")
+        if "[ref " in comment:
+            refs[comment.rsplit("[ref ", 1)[1].rstrip("]")] += 1
+    return refs
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_mid_stream_repeats_no_asset_log_line_and_loses_nothing(
+    tmp_path: Path, names: tuple[str, str, str]
+) -> None:
+    units = 240
+    with FakeWATS(token=TOKEN) as wats:
+        wats.latency = 0.005
+        wats.add_asset(ASSET)
+        config = _config(names, wats)
+        env = clean_env(WATS_AUTH_TOKEN=TOKEN)
+        listeners = []
+        for n in ("a", "b", "c"):
+            (tmp_path / n).mkdir()
+            listeners.append(ListenerProcess(tmp_path / n, config, env=env).start())
+        try:
+            wait_until(
+                lambda: sum(p.metric("pywats_amqp_shards_owned") for p in listeners) == SHARDS,
+                30,
+                what="all shards owned",
+            )
+            messages, faults = _traffic(units, names[1][-6:])
+            asyncio.run(_publish(names[0], messages))
+            wait_until(lambda: len(wats.reports) >= units // 4, 90, interval=0.1, what="first reports")
+            victim = max(listeners, key=lambda p: p.metric("pywats_amqp_shards_owned"))
+            victim.kill()
+            assert len(wats.reports) < units, "the kill must land mid-stream"
+            wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
+            wait_until(lambda: len(_fault_refs(wats)) >= len(faults), 60, what="every fault logged")
+            wait_until(lambda: _count(wats) >= units, 60, what="every unit counted")
+            wait_until(lambda: asyncio.run(_waiting(names[1])) == 0, 60, what="nothing left on the broker")
+        finally:
+            for p in listeners:
+                if p.proc is not None and p.proc.poll() is None:
+                    p.stop()
+        refs = _fault_refs(wats)
+        assert set(refs) == set(faults)
+        assert [ref for ref, n in refs.items() if n > 1] == [], "an asset log line was written twice"
+        assert _count(wats) >= units, "a usage count was lost"
+
+
+def _count(wats: FakeWATS) -> int:
+    return int(wats.assets[ASSET]["totalCount"])
+
+
+async def _waiting(queue: str) -> int:
+    """Messages ready in the shards and delay queues (the survivors stop gracefully: what they hold
+    unacknowledged is finished before they exit)."""
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    total = 0
+    async with conn:
+        for name in [f"{queue}.shard-{i:03d}" for i in range(SHARDS)] + [
+            f"{queue}.retry-1s",
+            f"{queue}.retry-2s",
+        ]:
+            q = await (await conn.channel()).declare_queue(name, passive=True)
+            total += int(q.declaration_result.message_count or 0)
+    return total
