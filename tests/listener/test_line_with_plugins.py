@@ -63,6 +63,14 @@ def test_simulated_line_reaches_wats_the_csv_archive_and_the_fpy_watch(
         PYWATS_EVENTS_HANDLERS__FPY_WATCH__MIN_UNITS="5",
         PYWATS_EVENTS_HANDLERS__FPY_WATCH__ASSET_IDS=json.dumps(asset_ids),
     )
+    # installed, they are listed with their distributions and event types
+    listed = subprocess.run(
+        [sys.executable, "-m", "pywats_events.cli", "plugins", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rows = {(r["group"], r["name"]): r for r in map(json.loads, listed.stdout.splitlines())}
+    assert {("handlers", "csv_archive"), ("handlers", "fpy_watch")} <= set(rows), sorted(rows)
     config = (ROOT / "samples" / "config" / "line-simulator.toml").read_text()
     listener = ListenerProcess(
         tmp_path,
