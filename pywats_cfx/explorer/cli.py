@@ -206,6 +206,7 @@ async def _watch(args: argparse.Namespace) -> int:
     """Show (and record) messages until --count or --duration is reached, or Ctrl-C; answer the numbers
     typed on stdin with their message's detail."""
     codec = CFXCodec()
+    detail_codec = CFXCodec()  # used by one detail thread at a time, never beside the view's
     history = LiveHistory(args.keep)
     asking = False  # whether stdin is read for numbers
 
@@ -215,19 +216,29 @@ async def _watch(args: argparse.Namespace) -> int:
             sys.stderr.write("type a message's number and Enter for its detail\n")
         sys.stderr.flush()
 
-    def answer(typed: str) -> None:
-        request = typed.strip().removeprefix("#")
-        if not request:
-            return
-        if not (request.isascii() and request.isdigit()):
-            _live_answer(args, None, f"not a message number: {typed.strip()!r} (type e.g. 3 and Enter)")
-            return
-        number = int(request)
-        message = history.get(number)
-        if message is None:
-            _live_answer(args, number, history.why_missing(number))
-        else:
-            _show_detail(args, number, message, codec)
+    requests: asyncio.Queue[str] = asyncio.Queue()
+
+    async def answer_requests() -> None:
+        """Answer the lines typed on stdin in their order, a detail at a time."""
+        while True:
+            typed = (await requests.get()).strip()
+            request = typed.removeprefix("#")
+            if not request:
+                continue
+            if not (request.isascii() and request.isdigit()):
+                _live_answer(args, None, f"not a message number: {typed!r} (type e.g. 3 and Enter)")
+                continue
+            number = int(request)
+            message = history.get(number)
+            if message is None:
+                _live_answer(args, number, history.why_missing(number))
+            else:
+                try:
+                    text = await asyncio.to_thread(_detail, args, number, message, detail_codec)
+                except Exception as exc:  # one message's detail must not end the answering
+                    _live_answer(args, number, f"cannot show message #{number}: {exc!r}")
+                else:
+                    _emit(args, text)
 
     if args.amqp:
         source = amqp_messages(args.amqp, exchange=args.exchange, binding=args.binding, on_ready=ready)
@@ -236,10 +247,11 @@ async def _watch(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         recorder = stack.enter_context(Recorder(args.record)) if args.record else None
         if not args.detail:
-            stop_reading = _read_stdin_lines(answer)
+            stop_reading = _read_stdin_lines(requests.put_nowait)
             if stop_reading is not None:
                 asking = True
                 stack.callback(stop_reading)
+                stack.callback(asyncio.create_task(answer_requests()).cancel)
         loop = asyncio.get_running_loop()
         deadline = None if args.duration is None else loop.time() + args.duration
         shown = 0
@@ -264,33 +276,43 @@ async def _watch(args: argparse.Namespace) -> int:
                     _write_text(render_live_line(line, number))
                 sys.stdout.flush()
                 if args.detail:
-                    _show_detail(args, number, message, codec)
+                    _emit(args, await asyncio.to_thread(_detail, args, number, message, detail_codec))
                 shown += 1
         finally:
             await source.aclose()
     return EXIT_OK
 
 
-def _show_detail(args: argparse.Namespace, number: int, message: LiveMessage, codec: CFXCodec) -> None:
-    """Message `number` as ``--file`` shows it (with --json: one line ``{"number", "detail"}``)."""
+def _detail(args: argparse.Namespace, number: int, message: LiveMessage, codec: CFXCodec) -> str:
+    """Message `number` as ``--file`` shows it (with --json: one line ``{"number", "detail"}``).
+
+    Called in a thread: a preview plugin may run an event loop of its own, which it cannot inside the
+    view's, and the view keeps receiving meanwhile.
+    """
     stamp = message.received_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
     label = f"#{number} received {stamp}" + (f" on {message.topic}" if message.topic else "")
     report = build_report(message.body, label=label, codec=codec, topic=message.topic)
     if args.json:
         detail = {"number": number, "detail": report_to_json(report)}
-        sys.stdout.write(json.dumps(detail, ensure_ascii=False, default=str) + "\n")
+        return json.dumps(detail, ensure_ascii=False, default=str) + "\n"
+    return render_report(report, show_raw=True)
+
+
+def _emit(args: argparse.Namespace, text: str) -> None:
+    """Write a block of the live view at once, so it never mixes with another."""
+    if args.json:
+        sys.stdout.write(text)
     else:
-        _write_text(render_report(report, show_raw=True))
+        _write_text(text)
     sys.stdout.flush()
 
 
 def _live_answer(args: argparse.Namespace, number: int | None, text: str) -> None:
     """The one-line answer to a request the live view cannot show."""
     if args.json:
-        sys.stdout.write(json.dumps({"number": number, "error": text}, ensure_ascii=False) + "\n")
+        _emit(args, json.dumps({"number": number, "error": text}, ensure_ascii=False) + "\n")
     else:
-        _write_text(text + "\n")
-    sys.stdout.flush()
+        _emit(args, text + "\n")
 
 
 def _read_stdin_lines(on_line: Callable[[str], None]) -> Callable[[], None] | None:

@@ -275,7 +275,7 @@ def test_a_number_typed_on_stdin_shows_that_messages_detail() -> None:
             assert "unit_serial=SN-002" in detail
             assert "SN-001" not in detail and "SN-003" not in detail
             if "wats" in preview_factories():
-                assert "what WATS would receive" in detail
+                assert "what WATS would receive" in detail and "preview failed" not in detail
             assert unknown == "no message #99: messages shown so far #1 to #5"
 
             exchange.publish(sent[5:])  # the live view went on: the sixth line ends it (--count 6)
@@ -302,6 +302,8 @@ def test_detail_flag_shows_every_message_in_full() -> None:
     assert detail["input"].startswith("#1 received")
     assert detail["messages"][0]["envelope"]["UniqueID"] == json.loads(sent[0])["UniqueID"]
     assert [e["event_type"] for e in detail["messages"][0]["events"]] == ["production.work_completed"]
+    if "wats" in preview_factories():
+        assert "wats_error" not in detail and detail["wats_per_event"][0]["handlers"]
 
 
 def test_history_keeps_the_last_messages_and_says_why_one_is_missing() -> None:
