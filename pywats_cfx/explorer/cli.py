@@ -1,7 +1,9 @@
 """``python -m pywats_cfx.explorer``: arguments in, a report out, an exit status saying if all decoded.
 
 ``--json`` writes only JSON to stdout; errors go to stderr. Without a terminal the text carries no colour
-codes; a character stdout cannot encode is escaped (JSON) or replaced by ``?`` (text).
+codes; a character stdout cannot encode is escaped (JSON) or replaced by ``?`` (text). The live view
+numbers its lines; a number typed on stdin (a terminal or a pipe) and Enter shows that message's detail,
+the report ``--file`` gives, between the lines.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import stat
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,16 @@ from pywats_events.transports.replay import iter_messages
 from ..codec import CFXCodec
 from ..samples import list_samples
 from .conformance import check_paths, check_samples
-from .live import LiveSourceError, Recorder, amqp_messages, live_line, mqtt_messages
+from .live import (
+    DEFAULT_KEEP,
+    LiveHistory,
+    LiveMessage,
+    LiveSourceError,
+    Recorder,
+    amqp_messages,
+    live_line,
+    mqtt_messages,
+)
 from .render import (
     conformance_to_json,
     live_line_to_json,
@@ -84,7 +98,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TOPIC",
         help="the routing key / topic the message arrived on; with --mqtt the topic filter (default cfx/#)",
     )
-    live = p.add_argument_group("live view (one line per message; Ctrl-C stops)")
+    live = p.add_argument_group(
+        "live view (one numbered line per message; a number and Enter on stdin shows that message's "
+        "detail; Ctrl-C stops)"
+    )
     live.add_argument(
         "--amqp", metavar="URL", help="watch an AMQP 0-9-1 broker, e.g. amqp://guest:guest@host/"
     )
@@ -104,6 +121,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     live.add_argument("--count", type=int, metavar="N", help="stop after N messages (after the filter)")
     live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument(
+        "--detail",
+        action="store_true",
+        help="show each message's detail (what --file shows) after its line, instead of on request",
+    )
+    live.add_argument(
+        "--keep",
+        type=int,
+        default=DEFAULT_KEEP,
+        metavar="N",
+        help=f"keep the last N messages for their detail (default {DEFAULT_KEEP})",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout (errors on stderr)")
     return p
 
@@ -118,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.amqp or args.mqtt:
         if (args.amqp and args.mqtt) or args.list or args.sample or args.convert or args.file:
             parser.error("--amqp and --mqtt each stand alone")
+        if args.keep < 1:
+            parser.error("--keep must be at least 1")
         return _live(args)
     if not (args.list or args.sample or args.convert or args.file):
         parser.error("one of --list, --sample, --convert, --file, --check, --amqp, --mqtt is required")
@@ -172,12 +203,42 @@ def _live(args: argparse.Namespace) -> int:
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    """Show (and record) messages until --count or --duration is reached, or Ctrl-C."""
+    """Show (and record) messages until --count or --duration is reached, or Ctrl-C; answer the numbers
+    typed on stdin with their message's detail."""
     codec = CFXCodec()
+    detail_codec = CFXCodec()  # used by one detail thread at a time, never beside the view's
+    history = LiveHistory(args.keep)
+    asking = False  # whether stdin is read for numbers
 
     def ready(text: str) -> None:
         sys.stderr.write(text + "\n")
+        if asking and sys.stdin.isatty():
+            sys.stderr.write("type a message's number and Enter for its detail\n")
         sys.stderr.flush()
+
+    requests: asyncio.Queue[str] = asyncio.Queue()
+
+    async def answer_requests() -> None:
+        """Answer the lines typed on stdin in their order, a detail at a time."""
+        while True:
+            typed = (await requests.get()).strip()
+            request = typed.removeprefix("#")
+            if not request:
+                continue
+            if not (request.isascii() and request.isdigit()):
+                _live_answer(args, None, f"not a message number: {typed!r} (type e.g. 3 and Enter)")
+                continue
+            number = int(request)
+            message = history.get(number)
+            if message is None:
+                _live_answer(args, number, history.why_missing(number))
+            else:
+                try:
+                    text = await asyncio.to_thread(_detail, args, number, message, detail_codec)
+                except Exception as exc:  # one message's detail must not end the answering
+                    _live_answer(args, number, f"cannot show message #{number}: {exc!r}")
+                else:
+                    _emit(args, text)
 
     if args.amqp:
         source = amqp_messages(args.amqp, exchange=args.exchange, binding=args.binding, on_ready=ready)
@@ -185,6 +246,12 @@ async def _watch(args: argparse.Namespace) -> int:
         source = mqtt_messages(args.mqtt, topic=args.topic or "cfx/#", on_ready=ready)
     with contextlib.ExitStack() as stack:
         recorder = stack.enter_context(Recorder(args.record)) if args.record else None
+        if not args.detail:
+            stop_reading = _read_stdin_lines(requests.put_nowait)
+            if stop_reading is not None:
+                asking = True
+                stack.callback(stop_reading)
+                stack.callback(asyncio.create_task(answer_requests()).cancel)
         loop = asyncio.get_running_loop()
         deadline = None if args.duration is None else loop.time() + args.duration
         shown = 0
@@ -202,15 +269,125 @@ async def _watch(args: argparse.Namespace) -> int:
                     continue
                 if recorder is not None:
                     recorder.write(message)
+                number = history.add(message)
                 if args.json:
-                    sys.stdout.write(json.dumps(live_line_to_json(line), ensure_ascii=False) + "\n")
+                    sys.stdout.write(json.dumps(live_line_to_json(line, number), ensure_ascii=False) + "\n")
                 else:
-                    _write_text(render_live_line(line))
+                    _write_text(render_live_line(line, number))
                 sys.stdout.flush()
+                if args.detail:
+                    _emit(args, await asyncio.to_thread(_detail, args, number, message, detail_codec))
                 shown += 1
         finally:
             await source.aclose()
     return EXIT_OK
+
+
+def _detail(args: argparse.Namespace, number: int, message: LiveMessage, codec: CFXCodec) -> str:
+    """Message `number` as ``--file`` shows it (with --json: one line ``{"number", "detail"}``).
+
+    Called in a thread: a preview plugin may run an event loop of its own, which it cannot inside the
+    view's, and the view keeps receiving meanwhile.
+    """
+    stamp = message.received_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    label = f"#{number} received {stamp}" + (f" on {message.topic}" if message.topic else "")
+    report = build_report(message.body, label=label, codec=codec, topic=message.topic)
+    if args.json:
+        detail = {"number": number, "detail": report_to_json(report)}
+        return json.dumps(detail, ensure_ascii=False, default=str) + "\n"
+    return render_report(report, show_raw=True)
+
+
+def _emit(args: argparse.Namespace, text: str) -> None:
+    """Write a block of the live view at once, so it never mixes with another."""
+    if args.json:
+        sys.stdout.write(text)
+    else:
+        _write_text(text)
+    sys.stdout.flush()
+
+
+def _live_answer(args: argparse.Namespace, number: int | None, text: str) -> None:
+    """The one-line answer to a request the live view cannot show."""
+    if args.json:
+        _emit(args, json.dumps({"number": number, "error": text}, ensure_ascii=False) + "\n")
+    else:
+        _emit(args, text + "\n")
+
+
+def _read_stdin_lines(on_line: Callable[[str], None]) -> Callable[[], None] | None:
+    """Call `on_line` in the event loop with each line that arrives on stdin, without blocking the loop.
+
+    Only a terminal or a pipe is read: stdin that is a file or ``/dev/null`` (a service) asks for nothing,
+    and neither does a terminal the explorer runs in the background of (reading it would stop the
+    explorer). Returns what stops reading, or None when stdin is not read. The end of stdin ends only the
+    reading.
+    """
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):  # no stdin, or one without a descriptor
+        return None
+    if not (os.isatty(fd) or stat.S_ISFIFO(mode)):
+        return None
+    if os.isatty(fd) and not _in_foreground(fd):
+        return None
+    loop = asyncio.get_running_loop()
+    pending = bytearray()
+
+    def take(chunk: bytes) -> None:
+        if not chunk:  # end of input: a last line without its newline still counts
+            if pending:
+                on_line(pending.decode("utf-8", "replace"))
+                pending.clear()
+            return
+        pending.extend(chunk)
+        while (end := pending.find(b"\n")) >= 0:
+            text = pending[:end].decode("utf-8", "replace")
+            del pending[: end + 1]
+            on_line(text)
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 4096)  # ready: returns what is there without waiting
+        except OSError:  # e.g. the terminal went away: as the end of input
+            chunk = b""
+        if not chunk:
+            loop.remove_reader(fd)
+        take(chunk)
+
+    def stop() -> None:
+        loop.remove_reader(fd)
+
+    try:
+        loop.add_reader(fd, readable)
+    except NotImplementedError:  # an event loop without add_reader (Windows): a thread does the waiting
+        threading.Thread(target=_pump, args=(fd, loop, take), name="explorer-stdin", daemon=True).start()
+        return lambda: None  # the thread ends with the input or the loop
+    return stop
+
+
+def _in_foreground(tty: int) -> bool:
+    """Whether the explorer is the terminal's foreground job (true where there are no jobs, e.g. Windows)."""
+    try:
+        return os.tcgetpgrp(tty) == os.getpgrp()
+    except (AttributeError, OSError):
+        return True
+
+
+def _pump(fd: int, loop: asyncio.AbstractEventLoop, take: Callable[[bytes], None]) -> None:
+    """Hand what arrives on `fd` to `take` in `loop` until the end of input or of the loop."""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)  # unbuffered: a thread left waiting here does not block the exit
+        except OSError:
+            chunk = b""
+        try:
+            loop.call_soon_threadsafe(take, chunk)
+        except RuntimeError:  # the loop is closed
+            return
+        if not chunk:
+            return
 
 
 def _recording(args: argparse.Namespace, codec: CFXCodec) -> int:

@@ -3,8 +3,9 @@
 AMQP: a server-named, exclusive, auto-deleting queue of its own, bound to the exchange, consumed without
 acknowledgements (the broker copies each message to it; the listener's queue is not touched). MQTT: a
 clean, non-persistent session. Every message becomes a `LiveMessage` (what arrived, exactly) and a
-`LiveLine` (what it is, for the one-line view); `Recorder` writes the exact bytes as JSON lines that
-``--file`` and ``pywats-events run --replay`` read back.
+`LiveLine` (what it is, for the one-line view); `LiveHistory` numbers the messages shown and keeps the
+last ones, so their detail can be asked for by number; `Recorder` writes the exact bytes as JSON lines
+that ``--file`` and ``pywats-events run --replay`` read back.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import json
 import re
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +27,8 @@ from urllib.parse import urlsplit
 from ..codec import CFXCodec
 
 __all__ = [
+    "DEFAULT_KEEP",
+    "LiveHistory",
     "LiveLine",
     "LiveMessage",
     "LiveSourceError",
@@ -35,6 +39,9 @@ __all__ = [
 ]
 
 _SERIAL_KEYS = ("unit_serial", "material_serial")
+
+#: how many of the last messages the live view keeps for their detail
+DEFAULT_KEEP = 1000
 
 
 class LiveSourceError(Exception):
@@ -104,6 +111,39 @@ def live_line(message: LiveMessage, codec: CFXCodec) -> LiveLine:
         result,
         len(message.body),
     )
+
+
+class LiveHistory:
+    """The messages shown, numbered from 1; only the last `keep` stay in memory, so a view left
+    running for days holds a bounded amount."""
+
+    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, not {keep}")
+        self._messages: deque[LiveMessage] = deque(maxlen=keep)
+        #: the number of the last message added (0: none yet)
+        self.last = 0
+
+    def add(self, message: LiveMessage) -> int:
+        """Keep `message` (dropping the oldest beyond `keep`) and return its number."""
+        self._messages.append(message)
+        self.last += 1
+        return self.last
+
+    def get(self, number: int) -> LiveMessage | None:
+        """Message `number`, or None when it has not arrived yet or was dropped (see `why_missing`)."""
+        first = self.last - len(self._messages) + 1
+        if not first <= number <= self.last:
+            return None
+        return self._messages[number - first]
+
+    def why_missing(self, number: int) -> str:
+        """The one-line answer for a number `get` has no message for."""
+        first = self.last - len(self._messages) + 1
+        if number < 1 or number > self.last:
+            shown = f"#1 to #{self.last}" if self.last else "none yet"
+            return f"no message #{number}: messages shown so far {shown}"
+        return f"message #{number} is no longer kept: only the last {len(self._messages)} are (#{first} on)"
 
 
 class Recorder:

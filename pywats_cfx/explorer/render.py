@@ -187,16 +187,18 @@ def render_conformance(report: ConformanceReport) -> str:
     return _draw(draw)
 
 
-def render_live_line(line: LiveLine) -> str:
-    """One line per message: time, source, message name, units, result, size (text for people)."""
+def render_live_line(line: LiveLine, number: int) -> str:
+    """One line per message: its number (for its detail), time, source, message name, units, result,
+    size (text for people)."""
     units = ",".join(line.units) if line.units else "-"
     what = f"error: {line.error}" if line.error else f"units={units}  result={line.result or '-'}"
     stamp = line.received_at.astimezone().strftime("%H:%M:%S.%f")[:-3]
-    return f"{stamp}  {line.source}  {line.message_name}  {what}  {line.size} B\n"
+    return f"#{number}  {stamp}  {line.source}  {line.message_name}  {what}  {line.size} B\n"
 
 
-def live_line_to_json(line: LiveLine) -> dict[str, Any]:
+def live_line_to_json(line: LiveLine, number: int) -> dict[str, Any]:
     return {
+        "number": number,
         "received_at": line.received_at.isoformat(),
         "source": line.source,
         "message_name": line.message_name,
