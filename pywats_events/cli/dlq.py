@@ -120,17 +120,7 @@ def _parse_stamp(value: str) -> datetime | None:
 
 def _broker_ids(entries: list[BrokerDeadLetter], given: list[str]) -> list[str]:
     """`_resolve_ids` for the broker's dead letters (several copies may share an id)."""
-    known = sorted({e.id for e in entries})
-    resolved: list[str] = []
-    for wanted in given:
-        wanted = wanted.strip().rstrip("…")
-        matches = [k for k in known if k == wanted] or [k for k in known if wanted and k.startswith(wanted)]
-        if len(matches) != 1:
-            problem = "matches several dead letters" if matches else "is no dead letter"
-            err.print(f"{wanted!r} {problem} (see `pywats-events dlq list`)")
-            raise typer.Exit(ExitCode.ERROR)
-        resolved.append(matches[0])
-    return resolved
+    return _match_ids(sorted({e.id for e in entries}), given)
 
 
 def _broker_list(entries: list[BrokerDeadLetter], where: str, as_json: bool) -> None:
@@ -268,7 +258,11 @@ def dlq_show(entry_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = Non
 
 def _resolve_ids(dlq: Any, given: list[str]) -> list[str]:
     """Full ids for `given` ids or unique id prefixes (as `dlq list` shows them); exit 1 naming a bad one."""
-    known = [e.id for e in dlq.get_entries()]
+    return _match_ids([e.id for e in dlq.get_entries()], given)
+
+
+def _match_ids(known: list[str], given: list[str]) -> list[str]:
+    """Each of `given` (an id or a unique id prefix) as the one id of `known` it names; exit 1 otherwise."""
     resolved: list[str] = []
     for wanted in given:
         wanted = wanted.strip().rstrip("…")
