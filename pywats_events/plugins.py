@@ -109,6 +109,7 @@ SAMPLES = "pywats_events.samples"
 COMMANDS = "pywats_events.commands"
 PREVIEWS = "pywats_events.previews"
 SETTINGS = "pywats_events.settings"
+BROKER_DEAD_LETTERS = "pywats_events.broker_dead_letters"
 
 #: the core's own plugins, used when the installed distribution metadata does not declare them (a source
 #: checkout run without reinstalling). Entry points of the same name always win. Plugins of other packages
@@ -398,7 +399,16 @@ def _make_preview(ep: EntryPoint) -> Preview:
 
 
 #: the groups `inventory` lists, in the order `pywats-events plugins` shows them
-GROUPS: tuple[str, ...] = (TRANSPORTS, CODECS, HANDLERS, COMMANDS, SETTINGS, PREVIEWS, SAMPLES)
+GROUPS: tuple[str, ...] = (
+    TRANSPORTS,
+    CODECS,
+    HANDLERS,
+    COMMANDS,
+    SETTINGS,
+    PREVIEWS,
+    SAMPLES,
+    BROKER_DEAD_LETTERS,
+)
 
 
 @dataclass(frozen=True)

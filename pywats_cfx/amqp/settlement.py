@@ -15,7 +15,9 @@ a delay queue, its later messages follow them: each copy carries a park id, and 
 key's parked ids in their original order (its lane); a copy that comes back before an older one of its
 key goes round once more. Copies parked by another listener (which died or gave up the shard) come back
 unknown: they are older than anything this process parked for the key. A process that starts consuming a
-queue while delay queues hold messages sends every new message after them (`BrokerSettlement.claimed`).
+queue another process left with unsettled work (delay queues hold messages, or the queue hands back
+messages the previous consumer held) first puts everything in its keys' lanes until it has seen what was
+parked before (`BrokerSettlement.claimed`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .topology import (
     HEADER_HANDLERS,
     HEADER_PARK,
     HEADER_QUEUE,
+    HEADER_REDELIVERED,
     HEADER_RETURN,
     HEADER_SEQ,
     DistributedTopology,
@@ -119,18 +122,28 @@ class BrokerSettlement:
         self._checking: dict[str, asyncio.Future[None]] = {}
         #: queue → token of follow mode (see `claimed`)
         self._follow: dict[str, str] = {}
+        #: queue → the delay queue follow mode parks new keys in
+        self._follow_delay: dict[str, float] = {}
         self.retried = 0
         self.dead_lettered = 0
 
     def claimed(self, queue: str) -> None:
         """This process starts consuming `queue` (a shard it claimed, or the standby queue it took over).
 
-        Another listener may have left messages of some keys in the delay queues; their later messages
-        may now be in `queue`. So if any delay queue holds messages, every new message of `queue` follows
-        them through the longest delay queue (follow mode) until the first of those comes back: by then
-        all that was parked before has come back, and this process knows each key's order again."""
+        Another listener may have parked messages of some keys; their later messages may now be ahead of
+        them. Two places to look, when the first message arrives:
+
+        * any delay queue holds messages: every new message of `queue` follows them through the longest
+          delay queue (follow mode) until a marker sent behind them comes back: by then all that was
+          parked before has come back, and this process knows each key's order again;
+        * the first message is a redelivery (the previous consumer died or gave up holding it): the
+          broker hands such messages back at the head of the queue, while copies that came back from a
+          delay queue meanwhile sit behind them. Follow mode again, its marker sent straight to the tail
+          of `queue` and new keys parked in the shortest delay queue: once the marker is back, every copy
+          that was in the queue has been seen and put before the later messages of its key."""
         self._unchecked.add(queue)
         self._follow.pop(queue, None)
+        self._follow_delay.pop(queue, None)
 
     async def handle(
         self,
@@ -142,7 +155,7 @@ class BrokerSettlement:
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
         (the broker copy could not be published: hand the original back)."""
-        await self._check_follow(queue, channel)
+        await self._check_follow(queue, channel, message.redelivered)
         key = events[0].ordering_key()
         previous = self._tails.get(key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -156,7 +169,7 @@ class BrokerSettlement:
             if self._tails.get(key) is mine:
                 del self._tails[key]
 
-    async def _check_follow(self, queue: str, channel: AbstractChannel) -> None:
+    async def _check_follow(self, queue: str, channel: AbstractChannel, redelivered: bool) -> None:
         if queue not in self._unchecked:
             pending = self._checking.get(queue)
             if pending is not None:
@@ -173,6 +186,9 @@ class BrokerSettlement:
             if waiting:
                 await self._follow_mode(queue, channel)
                 log.info("%s: %d message(s) wait in delay queues; new messages follow them", queue, waiting)
+            elif redelivered:
+                await self._follow_mode(queue, channel, through_delay=False)
+                log.info("%s: the previous consumer left messages unsettled; new messages follow them", queue)
         except Exception as exc:
             log.warning("%s: cannot look at the delay queues (%s); new messages follow them", queue, exc)
             with contextlib.suppress(Exception):
@@ -181,25 +197,32 @@ class BrokerSettlement:
             done.set_result(None)
             del self._checking[queue]
 
-    async def _follow_mode(self, queue: str, channel: AbstractChannel) -> None:
-        """Until a marker sent now through the longest delay queue comes back (`marker`), everything
-        that arrives on `queue` is parked in its key's lane; copies parked by others are ordered by when
-        they were first parked, new messages after them."""
+    async def _follow_mode(self, queue: str, channel: AbstractChannel, *, through_delay: bool = True) -> None:
+        """Until a marker sent now comes back (`marker`), everything that arrives on `queue` is parked in
+        its key's lane; copies parked by others are ordered by when they were first parked, new messages
+        after them. The marker goes through the longest delay queue (`through_delay`: behind every copy
+        parked so far), or else straight to the tail of `queue` (behind everything in it)."""
         token = uuid.uuid4().hex
-        delay = max(self.names.amqp.retry_delays)
+        delays = self.names.amqp.retry_delays
         headers: dict[str, Any] = {HEADER_FOLLOW: token, HEADER_QUEUE: queue, HEADER_RETURN: queue}
-        await channel.default_exchange.publish(
-            aio_pika.Message(
+        if through_delay:
+            delay = max(delays)
+            marker = aio_pika.Message(
                 b"", headers=headers, expiration=delay, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-            ),
-            routing_key=self.names.delay_queue(delay),
-        )
+            )
+            await channel.default_exchange.publish(marker, routing_key=self.names.delay_queue(delay))
+        else:
+            delay = min(delays)
+            marker = aio_pika.Message(b"", headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            await channel.default_exchange.publish(marker, routing_key=queue)
         self._follow[queue] = token
+        self._follow_delay[queue] = delay
 
     async def marker(self, message: AbstractIncomingMessage, queue: str) -> None:
         """A follow-mode marker came back (see `claimed`): everything parked before it came back too."""
         if _text((message.headers or {}).get(HEADER_FOLLOW)) == self._follow.get(queue):
             del self._follow[queue]
+            self._follow_delay.pop(queue, None)
             log.info("%s: what waited in the delay queues has come back; follow mode ends", queue)
         await message.ack()
 
@@ -220,7 +243,10 @@ class BrokerSettlement:
         lane = self._lanes.get(key)
         known = lane.index(park) if lane is not None and returned and park else None
         inherited = False
-        delay = lane.delay if lane is not None and lane.order else max(self.names.amqp.retry_delays)
+        if lane is not None and lane.order:
+            delay = lane.delay
+        else:
+            delay = self._follow_delay.get(queue) or max(self.names.amqp.retry_delays)
         if known is not None:
             assert lane is not None
             if known > 0:  # back before an older message of its key: once more behind it
@@ -283,6 +309,8 @@ class BrokerSettlement:
             HEADER_PARK: new,
             HEADER_SEQ: seq,
         }
+        if message.redelivered:  # its handlers may have run before: the copy still says so
+            copy[HEADER_REDELIVERED] = True
         try:
             await channel.default_exchange.publish(
                 plain_message(message.body, message, copy, expiration=delay),

@@ -15,7 +15,8 @@ __all__ = ["plugins"]
 
 @app.command("plugins")
 def plugins(as_json: JsonOpt = False) -> None:
-    """Every installed transport, codec, handler, command, settings, preview and samples plugin.
+    """Every installed transport, codec, handler, command, settings, preview, samples and broker
+    dead-letter plugin.
 
     Each is imported to show its event types and options model; one that cannot be imported is listed
     with the reason. It does no harm unless the configuration uses it: then `run` stops naming it."""

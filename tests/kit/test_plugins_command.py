@@ -80,6 +80,7 @@ def test_plugins_lists_distribution_event_types_options_and_the_reason_of_a_brok
     assert rows[("handlers", "wats")]["options_model"] == "handlers.config.WatsHandlersConfig"
     assert "test.result" in rows[("handlers", "wats")]["event_types"]
     assert {("transports", "amqp"), ("codecs", "cfx"), ("commands", "outbox")} <= set(rows)
+    assert rows[("broker_dead_letters", "amqp")]["error"] == ""
     table = cli("plugins", site=site, cwd=tmp_path)
     assert table.returncode == 0 and "cannot be imported" in table.stdout
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from brokers import RABBITMQ_URL, require_rabbitmq
 from listener_support import (
+    UNITS_TESTED,
     ListenerProcess,
     amqp_toml,
     clean_env,
@@ -266,6 +267,67 @@ def _sharded_run(
     assert asyncio.run(_queue_depth(f"{queue}.dead-letter")) == 0
 
 
+@pytest.mark.timeout(120)
+def test_takeover_puts_a_parked_copy_before_later_messages_of_its_unit(
+    tmp_path: Path, names: tuple[str, str, str], wats: FakeWATS
+) -> None:
+    """The previous owner parked message 0 of a unit in a delay queue and died holding messages 1 and 2.
+
+    The broker hands 1 and 2 back at the head of the queue, while the copy of 0 came back to its tail: the
+    next owner must still submit 0, 1, 2 in that order."""
+    exchange, queue, _dlx = names
+    first = _start(tmp_path, "a", _standby(names, wats))  # declares the topology
+    first.stop()
+    made = [units_tested(i, "UT-takeover", "takeover") for i in range(3)]
+    (uid0, body0), (uid1, body1), (uid2, body2) = made
+    asyncio.run(_leave_a_dead_owners_queue(exchange, queue, [body1, body2], body0))
+    second = _start(tmp_path, "b", _standby(names, wats))
+    try:
+        wait_until(lambda: {uid0, uid1, uid2} <= reported_message_ids(wats), 60, what="the three reports")
+    finally:
+        second.stop()
+    assert [m for m in _accepted_submissions(wats) if m in (uid0, uid1, uid2)] == [uid0, uid1, uid2]
+
+
+async def _leave_a_dead_owners_queue(exchange: str, queue: str, held: list[bytes], parked: bytes) -> None:
+    """`held` delivered to a consumer that goes away without settling them (so they come back first,
+    redelivered), then a copy of `parked` back from a delay queue, as a previous owner left it."""
+    import aio_pika
+
+    from pywats_cfx.amqp.topology import (
+        HEADER_ATTEMPT,
+        HEADER_DELAYED,
+        HEADER_PARK,
+        HEADER_QUEUE,
+        HEADER_RETURN,
+        HEADER_ROUTING_KEY,
+        HEADER_SEQ,
+    )
+
+    await publish(exchange, held)
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    async with conn:
+        holder = await conn.channel()
+        q = await holder.declare_queue(queue, passive=True)
+        taken: asyncio.Queue[Any] = asyncio.Queue()
+        await q.consume(taken.put)  # never settled
+        for _ in held:
+            await asyncio.wait_for(taken.get(), 10)
+        await holder.close()  # the owner dies: they go back to the head of the queue
+        ch = await conn.channel(publisher_confirms=True)
+        headers: dict[str, Any] = {
+            HEADER_ATTEMPT: 1,
+            HEADER_DELAYED: True,
+            HEADER_PARK: uuid.uuid4().hex,
+            HEADER_SEQ: time.time_ns() - 10_000_000_000,
+            HEADER_QUEUE: queue,
+            HEADER_RETURN: queue,
+            HEADER_ROUTING_KEY: f"line1.{UNITS_TESTED}",
+        }
+        message = aio_pika.Message(parked, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await ch.default_exchange.publish(message, routing_key=queue)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
@@ -291,8 +353,7 @@ def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
     finally:
         _stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    # per-unit order is not asserted across a kill during the outage: a known gap (docs/deployment.md,
-    # "Taking over a queue"); the kill -9 tests without an outage assert it
+    _order_kept(wats, index)
     assert asyncio.run(_queue_depth(f"{queue}.dead-letter")) == 0
 
 
