@@ -155,7 +155,7 @@ class BrokerSettlement:
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
         (the broker copy could not be published: hand the original back)."""
-        await self._check_follow(queue, channel, message.redelivered)
+        await self._check_follow(queue, channel, bool(message.redelivered))
         key = events[0].ordering_key()
         previous = self._tails.get(key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
