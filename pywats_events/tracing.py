@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AVAILABLE",
     "TRACE_HEADERS",
-    "ClientSpan",
+    "Span",
     "client_span",
     "decode",
     "enabled",
@@ -163,29 +163,8 @@ def _carry(events: list[Event], carried: dict[str, str]) -> None:
             context.update(carried)
 
 
-@contextlib.contextmanager
-def handler_span(event: Event, handler: str) -> Iterator[None]:
-    """The current span while `handler` delivers `event`: a child of the event's trace context. A no-op
-    when not tracing; the bus enters it only for events that carry a context."""
-    trace = _trace_api()
-    if trace is None:
-        yield
-        return
-    metadata = event.metadata
-    tracer = trace.get_tracer(_TRACER_NAME)
-    with tracer.start_as_current_span(
-        f"handle {handler}", context=_parent(metadata.trace_context), kind=trace.SpanKind.INTERNAL
-    ) as span:
-        span.set_attribute("pywats.handler", handler)
-        span.set_attribute("pywats.event_id", metadata.event_id)
-        span.set_attribute("pywats.event_type", event.type_name)
-        if metadata.correlation_id is not None:
-            span.set_attribute("pywats.correlation_id", metadata.correlation_id)
-        yield
-
-
-class ClientSpan:
-    """A span around one outgoing request (a no-op one when not tracing)."""
+class Span:
+    """A span opened by `handler_span` or `client_span`; a no-op one when not tracing."""
 
     __slots__ = ("_span",)
 
@@ -198,17 +177,46 @@ class ClientSpan:
             headers.update(_carrier_of(self._span))
 
     def set_attribute(self, name: str, value: str | int | float | bool) -> None:
+        """Sets one attribute (an outcome, a status code) on the span."""
         if self._span is not None:
             self._span.set_attribute(name, value)
 
+    def fail(self, description: str) -> None:
+        """Marks the span as failed without an exception leaving it (a delivery that dead-lettered)."""
+        if self._span is not None:
+            from opentelemetry.trace import Status, StatusCode
 
-_NO_SPAN = ClientSpan()
+            self._span.set_status(Status(StatusCode.ERROR, description))
+
+
+_NO_SPAN = Span()
+
+
+@contextlib.contextmanager
+def handler_span(event: Event, handler: str) -> Iterator[Span]:
+    """The current span while `handler` delivers `event`: a child of the event's trace context. A no-op
+    when not tracing; the bus enters it only for events that carry a context."""
+    trace = _trace_api()
+    if trace is None:
+        yield _NO_SPAN
+        return
+    metadata = event.metadata
+    tracer = trace.get_tracer(_TRACER_NAME)
+    with tracer.start_as_current_span(
+        f"handle {handler}", context=_parent(metadata.trace_context), kind=trace.SpanKind.INTERNAL
+    ) as span:
+        span.set_attribute("pywats.handler", handler)
+        span.set_attribute("pywats.event_id", metadata.event_id)
+        span.set_attribute("pywats.event_type", event.type_name)
+        if metadata.correlation_id is not None:
+            span.set_attribute("pywats.correlation_id", metadata.correlation_id)
+        yield Span(span)
 
 
 @contextlib.contextmanager
 def client_span(
     name: str, attributes: Mapping[str, str | int | float | bool] | None = None
-) -> Iterator[ClientSpan]:
+) -> Iterator[Span]:
     """A client span named `name`, a child of the current span (a handler's); an exception leaving it marks
     the span as failed."""
     trace = _trace_api()
@@ -217,7 +225,7 @@ def client_span(
         return
     tracer = trace.get_tracer(_TRACER_NAME)
     with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
-        yield ClientSpan(span)
+        yield Span(span)
 
 
 def log_ids() -> tuple[str, str] | None:

@@ -93,8 +93,11 @@ class LaneWorkers:
                 now.handler = sub.name
                 breaker = sub.breaker
                 if traced:
-                    with handler_span(event, sub.name):
+                    with handler_span(event, sub.name) as span:
                         outcome = await _deliver(host, sub, event)
+                        span.set_attribute("pywats.outcome", outcome)
+                        if outcome != DONE:
+                            span.fail(outcome)
                 elif sub.fast and (breaker is None or breaker.idle):
                     # nothing to ask or time: call inline; policies step in only on failure
                     try:

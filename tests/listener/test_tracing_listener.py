@@ -16,11 +16,8 @@ import aio_pika
 import pytest
 from brokers import RABBITMQ_URL
 from listener_support import UNITS_TESTED, amqp_toml, units_tested, wats_settings_toml
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
+from tracing_support import PARENT, PARENT_SPAN_ID, TRACE_ID, ids, memory_spans, parent_id
 
 from handlers.wats.fake import FakeWATS, RequestRecord
 from pywats_events import tracing
@@ -30,30 +27,12 @@ from pywats_events.listener import Listener
 pytestmark = [pytest.mark.broker]
 
 TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-def _reset_global_provider() -> None:
-    # what opentelemetry's own test utilities do (opentelemetry.test.globals_test.reset_trace_globals)
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
-    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """A global SDK tracer provider exporting to memory, for this test only."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _reset_global_provider()
-    trace.set_tracer_provider(provider)
-    try:
+    with memory_spans() as exporter:
         yield exporter
-    finally:
-        provider.shutdown()
-        _reset_global_provider()
 
 
 @pytest.fixture
@@ -121,12 +100,6 @@ def _reports(wats: FakeWATS) -> list[RequestRecord]:
     ]
 
 
-def _hex(span: ReadableSpan) -> tuple[str, str]:
-    ctx = span.get_span_context()
-    assert ctx is not None
-    return trace.format_trace_id(ctx.trace_id), trace.format_span_id(ctx.span_id)
-
-
 @pytest.mark.timeout(90)
 async def test_one_message_is_one_trace_from_decode_through_handlers_to_wats(
     tmp_path: Path, topology: tuple[str, str, str], wats: FakeWATS, spans: InMemorySpanExporter
@@ -134,7 +107,7 @@ async def test_one_message_is_one_trace_from_decode_through_handlers_to_wats(
     await _run_one_message(tmp_path, topology, wats, {"traceparent": PARENT, "tracestate": "vendor=1"})
 
     finished = spans.get_finished_spans()
-    ours = [s for s in finished if _hex(s)[0] == TRACE_ID]
+    ours = [s for s in finished if ids(s)[0] == TRACE_ID]
     names = sorted(s.name for s in ours)
     decode = [s for s in ours if s.name.endswith(" decode")]
     handlers = [s for s in ours if s.name.startswith("handle ")]
@@ -146,15 +119,15 @@ async def test_one_message_is_one_trace_from_decode_through_handlers_to_wats(
     assert len(ours) == len([s for s in finished if s.name in names]), [s.name for s in finished]
 
     # decode and every handler continue the producer's span; every WATS request is a child of a handler
-    assert decode[0].parent is not None and trace.format_span_id(decode[0].parent.span_id) == PARENT[36:52]
+    assert parent_id(decode[0]) == PARENT_SPAN_ID
     for span in handlers:
-        assert span.parent is not None and trace.format_span_id(span.parent.span_id) == PARENT[36:52]
+        assert parent_id(span) == PARENT_SPAN_ID
         assert (
             span.attributes is not None and span.attributes["pywats.handler"] == span.name[len("handle ") :]
         )
-    handler_ids = {s.get_span_context().span_id for s in handlers}  # type: ignore[union-attr]
+    handler_ids = {ids(s)[1] for s in handlers}
     for span in requests:
-        assert span.parent is not None and span.parent.span_id in handler_ids
+        assert parent_id(span) in handler_ids
     submit = [
         s for s in requests if s.attributes and s.attributes.get("pywats.wats.operation") == "submit_report"
     ]
@@ -164,7 +137,7 @@ async def test_one_message_is_one_trace_from_decode_through_handlers_to_wats(
     # WATS saw each request span as the parent of its request
     sent = {r.traceparent for r in wats.requests}
     for span in requests:
-        trace_id, span_id = _hex(span)
+        trace_id, span_id = ids(span)
         assert f"00-{trace_id}-{span_id}-01" in sent
     report = _reports(wats)[0]
     assert report.traceparent is not None and report.traceparent.startswith(f"00-{TRACE_ID}-")
@@ -179,11 +152,11 @@ async def test_a_message_without_context_starts_a_trace_at_its_decode(
     finished = spans.get_finished_spans()
     decode = [s for s in finished if s.name.endswith(" decode")]
     assert len(decode) == 1 and decode[0].parent is None
-    trace_id = _hex(decode[0])[0]
+    trace_id = ids(decode[0])[0]
     handlers = [s for s in finished if s.name.startswith("handle ")]
     requests = [s for s in finished if s.name.startswith("WATS ")]
     assert handlers and requests
-    assert {_hex(s)[0] for s in handlers + requests} == {trace_id}
+    assert {ids(s)[0] for s in handlers + requests} == {trace_id}
 
 
 @pytest.mark.timeout(90)
