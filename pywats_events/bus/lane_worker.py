@@ -79,15 +79,19 @@ class LaneWorkers:
         # replaces what a lane started from inside another lane's handler call would inherit
         now = Delivery()
         current_delivery.set(now)
+        # whether a tracer provider is configured is looked at when the lane starts and wakes up, not per
+        # event; without one, the event itself is not even touched (its metadata may be cold in memory)
+        tracing = tracing_enabled()
         while True:
             if not q:
                 now.event = None
                 lane.wakeup = fut = loop.create_future()
                 await fut
+                tracing = tracing_enabled()
                 continue
             event, subs, ack, seq, split = q[0]
-            # only an event that carries a trace context (from its message) is traced: one check
-            traced = tracing_enabled() if event.metadata.trace_context else False
+            # only an event that carries a trace context (from its message) is traced
+            traced = event.metadata.trace_context if tracing else None
             for sub in subs:
                 now.event = event
                 now.handler = sub.name
