@@ -158,9 +158,9 @@ def decode(
 
 def _carry(events: list[Event], carried: dict[str, str]) -> None:
     for event in events:
-        context = event.metadata.trace_context
-        if not context:
-            context.update(carried)
+        metadata = event.metadata
+        if not metadata.trace_context:  # a new dict: a codec's events may share one with something else
+            metadata.trace_context = dict(carried)
 
 
 class Span:
