@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._log_context import delivery_fields
+from .tracing import log_ids
 
 __all__ = [
     "DeliveryContextFilter",
@@ -87,16 +88,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_CONTEXT_FIELDS = ("event_id", "correlation_id", "event_type", "handler", "transport", "seq")
+_CONTEXT_FIELDS = (
+    "event_id",
+    "correlation_id",
+    "event_type",
+    "handler",
+    "transport",
+    "seq",
+    "trace_id",
+    "span_id",
+)
 
 
 def _add_delivery_fields(record: logging.LogRecord) -> None:
-    """Fields of the running handler call, where the record does not set its own (`extra=` wins)."""
+    """Fields of the running handler call, where the record does not set its own (`extra=` wins), and
+    the ids of the current span when tracing."""
     fields = delivery_fields()
     if fields is not None:
         for name, value in fields.items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
+    if getattr(record, "trace_id", None) is None:
+        ids = log_ids()
+        if ids is not None:
+            record.trace_id, record.span_id = ids
 
 
 class DeliveryContextFilter(logging.Filter):
@@ -109,7 +124,8 @@ class DeliveryContextFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, context ids when present, exception text."""
+    """One JSON object per line: time, level, logger, message, context ids when present (event, handler,
+    and OpenTelemetry trace_id/span_id when tracing), exception text."""
 
     def format(self, record: logging.LogRecord) -> str:
         _add_delivery_fields(record)  # also when used without `configure_logging`'s filter

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from pywats_events import ConfigurationError
+from pywats_events import ConfigurationError, tracing
 
 from .._exceptions import WatsPermanentError, WatsTransientError
 from .ratelimit import RateLimiter
@@ -267,28 +267,41 @@ class HttpSender:
             raise WatsPermanentError(f"{what}: the request body cannot be sent as JSON: {exc}") from None
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_connections)
-        try:
-            # callers beyond the pool size wait here, in order: httpcore's own pool queue costs
-            # O(waiting x connections) per request and made throughput drop as concurrency grew
-            async with self._slots:
-                response = await self._client.request(
-                    request.method,
-                    request.path,
-                    params=_query_params(request.params),
-                    content=content,
-                    headers=headers,
-                )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # the request never left this machine: safe to retry whatever it is
-            raise WatsTransientError(self._scrub(f"{what}: cannot reach WATS ({_describe(exc)})")) from None
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            message = self._scrub(f"{what}: no answer from WATS ({_describe(exc)})")
-            if not request.idempotent:
-                raise WatsOutcomeUnknownError(_unknown(message)) from None
-            raise WatsTransientError(message) from None
-        except httpx.HTTPError as exc:
-            raise WatsPermanentError(self._scrub(f"{what}: {_describe(exc)}")) from None
-        return self._classify(request, response)
+        attributes = {"http.request.method": request.method, "url.path": request.path}
+        if request.operation:
+            attributes["pywats.wats.operation"] = request.operation
+        # one span per HTTP request (a no-op unless tracing), a child of the handler's span; WATS sees it
+        # as the parent through `traceparent`
+        with tracing.client_span(f"WATS {request.operation or request.method}", attributes) as span:
+            trace_headers: dict[str, str] = {}
+            span.inject(trace_headers)
+            if trace_headers:
+                headers = {**(headers or {}), **trace_headers}
+            try:
+                # callers beyond the pool size wait here, in order: httpcore's own pool queue costs
+                # O(waiting x connections) per request and made throughput drop as concurrency grew
+                async with self._slots:
+                    response = await self._client.request(
+                        request.method,
+                        request.path,
+                        params=_query_params(request.params),
+                        content=content,
+                        headers=headers,
+                    )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # the request never left this machine: safe to retry whatever it is
+                raise WatsTransientError(
+                    self._scrub(f"{what}: cannot reach WATS ({_describe(exc)})")
+                ) from None
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                message = self._scrub(f"{what}: no answer from WATS ({_describe(exc)})")
+                if not request.idempotent:
+                    raise WatsOutcomeUnknownError(_unknown(message)) from None
+                raise WatsTransientError(message) from None
+            except httpx.HTTPError as exc:
+                raise WatsPermanentError(self._scrub(f"{what}: {_describe(exc)}")) from None
+            span.set_attribute("http.response.status_code", response.status_code)
+            return self._classify(request, response)
 
     def _classify(self, request: WatsRequest, response: httpx.Response) -> WatsResponse:
         status = response.status_code

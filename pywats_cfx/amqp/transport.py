@@ -36,7 +36,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult, Event
+from pywats_events import BusStateError, Codec, ConfigurationError, DecodeResult, Event, tracing
 from pywats_events.transports import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
 
 from .config import CFXConfig, ConnectionParameters
@@ -506,7 +506,7 @@ class CFXTransport(BaseTransport):
 
     def _decode(self, body: bytes, headers: dict[str, Any], topic: str | None) -> DecodeResult:
         try:
-            return self.codec.decode(body, headers, topic)
+            return tracing.decode(self.codec, body, headers, topic, transport=self.name)
         except Exception as exc:  # the contract says never, but a bug must not cost the message
             return DecodeResult(
                 quarantined=[
@@ -529,7 +529,7 @@ class CFXTransport(BaseTransport):
             return
         body = message.body
         try:
-            result = self.codec.decode(body, headers, topic)
+            result = tracing.decode(self.codec, body, headers, topic, transport=self.name)
         except Exception as exc:  # the contract says never, but a bug must not cost the message
             result = DecodeResult(
                 quarantined=[

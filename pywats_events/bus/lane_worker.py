@@ -18,10 +18,12 @@ import logging
 from .._event import Event
 from .._log_context import Delivery, current_delivery
 from ..journal._protocol import BufferedMarks, Journal
+from ..tracing import enabled as tracing_enabled
+from ..tracing import handler_span
 from .admission import Ack, Line
 from .journal_feeder import JournalFeeder
 from .lanes import Item, Lane, OrderingGroup
-from .subscription import DONE, DeliveryHost, log_extra
+from .subscription import DONE, DeliveryHost, Subscription, log_extra
 
 __all__ = ["LaneWorkers"]
 
@@ -77,18 +79,30 @@ class LaneWorkers:
         # replaces what a lane started from inside another lane's handler call would inherit
         now = Delivery()
         current_delivery.set(now)
+        # whether a tracer provider is configured is looked at when the lane starts and wakes up, not per
+        # event; without one, the event itself is not even touched (its metadata may be cold in memory)
+        tracing = tracing_enabled()
         while True:
             if not q:
                 now.event = None
                 lane.wakeup = fut = loop.create_future()
                 await fut
+                tracing = tracing_enabled()
                 continue
             event, subs, ack, seq, split = q[0]
+            # only an event that carries a trace context (from its message) is traced
+            traced = event.metadata.trace_context if tracing else None
             for sub in subs:
                 now.event = event
                 now.handler = sub.name
                 breaker = sub.breaker
-                if sub.fast and (breaker is None or breaker.idle):
+                if traced:
+                    with handler_span(event, sub.name) as span:
+                        outcome = await _deliver(host, sub, event)
+                        span.set_attribute("pywats.outcome", outcome)
+                        if outcome != DONE:
+                            span.fail(outcome)
+                elif sub.fast and (breaker is None or breaker.idle):
                     # nothing to ask or time: call inline; policies step in only on failure
                     try:
                         if sub.is_async:
@@ -171,6 +185,34 @@ class LaneWorkers:
         if self._drain_future is not None and self._inflight == 0 and not self._line:
             if not self._drain_future.done():
                 self._drain_future.set_result(None)
+
+
+async def _deliver(host: DeliveryHost, sub: Subscription, event: Event) -> str:
+    """What the lane does inline for one handler (kept apart for the traced path only: the untraced one
+    stays free of the extra call)."""
+    breaker = sub.breaker
+    if sub.fast and (breaker is None or breaker.idle):
+        try:
+            await sub.invoke(host, event)
+            return DONE
+        except Exception as exc:
+            try:
+                return await sub.deliver(host, event, exc)
+            except Exception as bug:
+                log.exception(
+                    "recovery of %s in %s failed", event.id, sub.name, extra=log_extra(event, sub.name)
+                )
+                return await sub.give_up(host, event, bug)
+    try:
+        return await sub.deliver(host, event)
+    except Exception as exc:  # a bug in a hook (e.g. breaker_key) must not kill the lane
+        log.exception(
+            "delivery of %s to %s failed outside the handler",
+            event.id,
+            sub.name,
+            extra=log_extra(event, sub.name),
+        )
+        return await sub.give_up(host, event, exc)
 
 
 async def _mark_handled(

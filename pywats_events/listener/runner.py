@@ -31,6 +31,7 @@ from ..logging_setup import redact, register_secret
 from ..metrics import ListenerStats, MetricsObserver
 from ..quarantine import SqliteQuarantine
 from ..systemd import SystemdNotifier
+from ..tracing import enabled as tracing_enabled
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
 from ..transports.replay import ReplayTransport
 from .composition import Cleanup, ListenerParts, build_parts, build_transports, run_cleanups
@@ -295,6 +296,8 @@ class Listener:
         gc_before: tuple[int, int, int] | None = None
         drain_timeout = self.settings.listener.drain_timeout
         try:
+            if tracing_enabled():
+                log.info("tracing: spans go to the configured OpenTelemetry tracer provider")
             await parts.bus.start()
             if parts.journal is not None:
                 self._journal_depth = parts.journal.stats.pending

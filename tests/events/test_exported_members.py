@@ -2,6 +2,7 @@
 
 import pywats_events.policies
 import pywats_events.previews
+import pywats_events.tracing
 import pywats_events.transports
 
 
@@ -23,3 +24,17 @@ def test_policy_exports():
 
 def test_preview_exports():
     assert pywats_events.previews.__all__ == ["Preview", "PreviewOutcome", "PreviewRequest"]
+
+
+def test_tracing_exports():
+    assert pywats_events.tracing.__all__ == [
+        "AVAILABLE",
+        "TRACE_HEADERS",
+        "Span",
+        "client_span",
+        "decode",
+        "enabled",
+        "handler_span",
+        "log_ids",
+        "trace_context_from",
+    ]

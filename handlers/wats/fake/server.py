@@ -54,6 +54,8 @@ class RequestRecord:
     fault: str | None = None
     #: client "host:port": one value across requests means one kept-alive connection
     peer: str = ""
+    #: the W3C ``traceparent`` header the client sent (the span of the request, when it traces)
+    traceparent: str | None = None
 
 
 def _routes(state: WatsState) -> list[tuple[str, re.Pattern[str], Endpoint]]:
@@ -173,7 +175,20 @@ class _Handler(BaseHTTPRequestHandler):
 
         def record(status: int | None, fault: str | None = None) -> None:
             peer = f"{self.client_address[0]}:{self.client_address[1]}"
-            fake._record(RequestRecord(arrived, mono, self.command, path, params, body, status, fault, peer))
+            fake._record(
+                RequestRecord(
+                    arrived,
+                    mono,
+                    self.command,
+                    path,
+                    params,
+                    body,
+                    status,
+                    fault,
+                    peer,
+                    self.headers.get("traceparent"),
+                )
+            )
 
         if path.startswith("/_fake/"):
             status, answer = fake._control(self.command, path, body)

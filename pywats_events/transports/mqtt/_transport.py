@@ -28,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ..._codec import Codec, DecodeResult
 from ..._event import Event
 from ..._exceptions import BusStateError, ConfigurationError
+from ...tracing import decode as traced_decode
 from .._base import BaseTransport, ConnectionState, QuarantineRecord, TransportContext
 from ._client import BufferedClient
 from ._config import MQTTConfig, Subscription
@@ -383,7 +384,7 @@ class MQTTTransport(BaseTransport):
         if user_properties:
             headers.update((str(k), v) for k, v in user_properties if k not in headers)
         try:
-            return codec.decode(body, headers, topic)
+            return traced_decode(codec, body, headers, topic, transport=self.name)
         except Exception as exc:  # the contract says never; a bug must still not cost the message
             reason = f"codec raised {type(exc).__name__}: {exc}"
             return DecodeResult(quarantined=[QuarantineRecord(body, reason, headers, self.name, topic)])

@@ -31,6 +31,7 @@ from starlette.routing import Route
 from ..._codec import Codec
 from ..._event import Event
 from ..._exceptions import BusStateError
+from ...tracing import decode as traced_decode
 from .._base import QuarantineRecord, TransportContext
 from ._auth import SIGNATURE_HEADER, AuthError, HookAuth
 from ._config import WebhookSettings
@@ -125,7 +126,7 @@ class WebhookApp:
         except ValueError as exc:
             await self._quarantine([QuarantineRecord(raw, str(exc), safe, "webhook", topic)])
             raise _Refused(400, str(exc)) from None
-        result = hook.codec.decode(body, safe, topic)
+        result = traced_decode(hook.codec, body, safe, topic, transport="webhook")
         await self._quarantine(result.quarantined)
         reasons = [record.reason for record in result.quarantined]
         if not result.events:

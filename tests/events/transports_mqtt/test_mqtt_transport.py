@@ -14,6 +14,7 @@ from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from tracing_support import PARENT
 from transport_doubles import RecordingContext
 
 from pywats_events import ConfigurationError
@@ -266,7 +267,7 @@ async def test_mqtt5_user_properties_reach_the_codec_as_headers(prefix: str) -> 
         await asyncio.to_thread(sender.connect, MQTT_HOST, MQTT_PORT)
         sender.loop_start()
         props = Properties(PacketTypes.PUBLISH)
-        props.UserProperty = [("line", "L1"), ("mqtt-topic", "spoofed")]
+        props.UserProperty = [("line", "L1"), ("mqtt-topic", "spoofed"), ("traceparent", PARENT)]
         unique_id, body = envelope()
         info = sender.publish(f"{prefix}/a", body, qos=1, properties=props)
         await asyncio.to_thread(info.wait_for_publish, 5)
@@ -279,6 +280,8 @@ async def test_mqtt5_user_properties_reach_the_codec_as_headers(prefix: str) -> 
     assert context.ids() == [unique_id]
     assert headers["line"] == "L1"
     assert headers["mqtt-topic"] == topic == f"{prefix}/a", "a user property cannot override our own headers"
+    # the W3C trace context travels with the event (tests/events/test_tracing_bus.py: the spans)
+    assert context.events[0].metadata.trace_context == {"traceparent": PARENT}
 
 
 async def test_a_qos0_flood_into_a_stuck_bus_is_bounded_and_counted(
