@@ -490,14 +490,12 @@ class AsyncEventBus(Publishing):
 class _DeliveryHost:
     """What the bus offers its subscriptions (`subscription.DeliveryHost`)."""
 
-    __slots__ = ("_bus",)
+    __slots__ = ("_bus", "timing_hooks")
 
     def __init__(self, bus: AsyncEventBus) -> None:
         self._bus = bus
-
-    @property
-    def timing_hooks(self) -> Sequence[Callable[..., Any]]:
-        return self._bus._hooks["on_handled"]
+        #: the bus's own (live) list, read on every policy-path delivery: an attribute, not a property
+        self.timing_hooks: Sequence[Callable[..., Any]] = bus._hooks["on_handled"]
 
     async def call_sync(self, fn: Callable[[Event], Any], event: Event) -> Any:
         ctx = contextvars.copy_context()

@@ -135,8 +135,12 @@ class Publishing(LaneWorkers):
         `timeout` bounds the wait for room (then `BusOverloaded`). Lets the lanes run once every
         `burst_size()` events even when there is room (not with the garbage collector disabled)."""
         if self._burst_left <= 0:
-            # before taking the event, so that a cancellation here leaves it not accepted
-            await self._let_lanes_run()
+            # one loop turn, so the lanes woken so far handle their events before the collector runs;
+            # before taking the event, so that a cancellation here leaves it not accepted (inline: no
+            # coroutine per burst when the collector is disabled and there is nothing to wait for)
+            self._burst_left = burst_size()
+            if gc.isenabled():
+                await asyncio.sleep(0)
         # hot path: running, no journal, one ordering group, known route, admitted → straight into its
         # lane (the test is `admits()` and the append is `_push()`, both inlined for the one group; the
         # group's count is the bus's in-flight count: see `LaneWorkers._unfinished`)
@@ -195,12 +199,6 @@ class Publishing(LaneWorkers):
             if isinstance(exc, asyncio.TimeoutError):
                 raise BusOverloaded(f"no room for event {event.id} within {timeout}s") from None
             raise
-
-    async def _let_lanes_run(self) -> None:
-        """One loop turn, so the lanes woken so far handle their events before the collector runs."""
-        self._burst_left = burst_size()
-        if gc.isenabled():
-            await asyncio.sleep(0)
 
     def publish_nowait(self, event: Event) -> None:
         """Accept `event` without waiting; for code running on the bus loop that cannot await (a sync
