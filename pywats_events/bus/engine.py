@@ -148,8 +148,7 @@ class AsyncEventBus(Publishing):
         self._signal_finish = False
         self._accepted_hooks = self._hooks["on_accepted"]
         self._overflow_tasks = set()
-        self._unyielded = 0
-        self._burst = burst_size()
+        self._burst_left = burst_size()
         self._loop = None  # type: ignore[assignment]  # set by start()
         self._loop_thread: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -169,7 +168,7 @@ class AsyncEventBus(Publishing):
     @property
     def in_flight(self) -> int:
         """Accepted events in the lanes, not yet finished by every handler that has them."""
-        return self._inflight
+        return self._unfinished()
 
     @property
     def handlers(self) -> list[BaseHandler]:
@@ -282,8 +281,7 @@ class AsyncEventBus(Publishing):
         self._executor = ThreadPoolExecutor(self._executor_workers, thread_name_prefix="pywats-handler")
         self._routes.clear()
         self._refresh_fast_paths()
-        self._unyielded = 0
-        self._burst = burst_size()
+        self._burst_left = burst_size()
         self._inflight = 0
         self._handled = 0
         try:
@@ -330,7 +328,7 @@ class AsyncEventBus(Publishing):
         if self._feeder is not None:
             await self._feeder.stop()
         # drain
-        if self._inflight or self._line:
+        if self._unfinished() or self._line:
             self._drain_future = self._loop.create_future()
             try:
                 await asyncio.wait_for(asyncio.shield(self._drain_future), timeout)
@@ -492,14 +490,12 @@ class AsyncEventBus(Publishing):
 class _DeliveryHost:
     """What the bus offers its subscriptions (`subscription.DeliveryHost`)."""
 
-    __slots__ = ("_bus",)
+    __slots__ = ("_bus", "timing_hooks")
 
     def __init__(self, bus: AsyncEventBus) -> None:
         self._bus = bus
-
-    @property
-    def timing_hooks(self) -> Sequence[Callable[..., Any]]:
-        return self._bus._hooks["on_handled"]
+        #: the bus's own (live) list, read on every policy-path delivery: an attribute, not a property
+        self.timing_hooks: Sequence[Callable[..., Any]] = bus._hooks["on_handled"]
 
     async def call_sync(self, fn: Callable[[Event], Any], event: Event) -> Any:
         ctx = contextvars.copy_context()

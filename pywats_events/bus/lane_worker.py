@@ -43,7 +43,8 @@ class LaneWorkers:
     _multi: bool
     #: lane workers may start (the bus is not stopping them)
     _lanes_open: bool
-    #: accepted events not yet finished by every group that took them
+    #: with several ordering groups: accepted events not yet finished by every group that took them
+    #: (with one, that group's own count is the same number: see `_unfinished`)
     _inflight: int
     _handled: int
     _line: Line
@@ -51,6 +52,13 @@ class LaneWorkers:
     _drain_future: asyncio.Future[None] | None
     #: finished events must wake someone (journal feeders, stop() waiting for the drain)
     _signal_finish: bool
+
+    def _unfinished(self) -> int:
+        """Accepted events not yet finished by every group that took them. With one ordering group that is
+        the group's count, so the per-event path keeps one counter (the bus-wide one only with several)."""
+        if self._multi:
+            return self._inflight
+        return self._groups[0].inflight if self._groups else 0
 
     def _push(self, lane: Lane, item: Item) -> None:
         """Into `lane`, waking its worker (or starting it on the lane's first event)."""
@@ -157,19 +165,25 @@ class LaneWorkers:
                     self._handled += 1
                 else:
                     await _mark_handled(journal, marks, seq, event, subs[-1].name, outcome)
-                if not elsewhere:
+                if multi and not elsewhere:
                     self._inflight -= 1
                 self._after(group, ack)
                 continue
             if split is not None:
                 split.remaining -= 1
                 if split.remaining:
-                    if group.waiting:
+                    if group.waiting and group.inflight <= group.low_water:
                         self._after(group, None)
                     continue  # other ordering groups still have it
             self._handled += 1
-            self._inflight -= 1
-            if ack is not None or group.waiting or self._signal_finish:
+            if multi:
+                self._inflight -= 1
+            # `_after` has nothing to do for waiting producers until the group is down to its low water
+            if (
+                ack is not None
+                or self._signal_finish
+                or (group.waiting and group.inflight <= group.low_water)
+            ):
                 self._after(group, ack)
 
     def _after(self, group: OrderingGroup, ack: Ack | None) -> None:
@@ -182,7 +196,12 @@ class LaneWorkers:
             feeder = self._feeder
             if feeder is not None and (group.from_journal or feeder.cache):  # else nothing to feed
                 feeder.wake(group)
-        if self._drain_future is not None and self._inflight == 0 and not self._line:
+        # `_unfinished()` inlined: `group` is the one group when there is only one
+        if (
+            self._drain_future is not None
+            and not (self._inflight if self._multi else group.inflight)
+            and not self._line
+        ):
             if not self._drain_future.done():
                 self._drain_future.set_result(None)
 

@@ -56,6 +56,11 @@ def burst_size() -> int:
 class Publishing(LaneWorkers):
     """Accepts events into the lanes of an `AsyncEventBus` (state set up by the engine)."""
 
+    # the two counters written for every event (`_handled` is the lane workers'), as slots: a slot store
+    # is measurably cheaper than one into the bus's instance dict (declared here, not in `LaneWorkers`,
+    # so that the bus keeps its instance dict)
+    __slots__ = ("_burst_left", "_handled")
+
     max_in_flight: int
     _state: BusState
     _subs: list[Subscription]
@@ -72,9 +77,9 @@ class Publishing(LaneWorkers):
     _accepted_hooks: list[Callable[..., Any]]
     #: `publish_nowait` calls waiting for room
     _overflow_tasks: set[asyncio.Task[None]]
-    #: events `publish` put into the lanes since it last let them run, and how many it may (`burst_size`)
-    _unyielded: int
-    _burst: int
+    #: events `publish` may still put into the lanes before it lets them run (counts down from
+    #: `burst_size()`: one counter, tested and taken once per event)
+    _burst_left: int
 
     # ------------------------------------------------------------------ routing
     def _route(self, event: Event) -> tuple[Subscription, ...]:
@@ -134,18 +139,22 @@ class Publishing(LaneWorkers):
         durable. `handler` delivers only to that handler (dead-letter replay; waits until it finished).
         `timeout` bounds the wait for room (then `BusOverloaded`). Lets the lanes run once every
         `burst_size()` events even when there is room (not with the garbage collector disabled)."""
-        if self._unyielded >= self._burst:
-            # before taking the event, so that a cancellation here leaves it not accepted
-            await self._let_lanes_run()
+        if self._burst_left <= 0:
+            # one loop turn, so the lanes woken so far handle their events before the collector runs;
+            # before taking the event, so that a cancellation here leaves it not accepted (inline: no
+            # coroutine per burst when the collector is disabled and there is nothing to wait for)
+            self._burst_left = burst_size()
+            if gc.isenabled():
+                await asyncio.sleep(0)
         # hot path: running, no journal, one ordering group, known route, admitted → straight into its
-        # lane (the test is `admits()` and the append is `_push()`, both inlined for the one group)
+        # lane (the test is `admits()` and the append is `_push()`, both inlined for the one group; the
+        # group's count is the bus's in-flight count: see `LaneWorkers._unfinished`)
         group = self._fast
         if group is not None and handler is None:
             subs = self._routes.get(event.event_type)
             if subs is not None and group.inflight < group.limit and not group.waiting:
                 if subs:
                     group.inflight += 1
-                    self._inflight += 1
                     lane = group.lanes[hash(event.ordering_key()) % self._nlanes]
                     lane.q.append((event, subs, None, 0, None))
                     wakeup = lane.wakeup
@@ -157,7 +166,7 @@ class Publishing(LaneWorkers):
                     if self._accepted_hooks:
                         for hook in self._accepted_hooks:
                             call_hook(hook, event)
-                    self._unyielded += 1
+                    self._burst_left -= 1
                 return
         if self._state is not BusState.RUNNING:
             self._check_open()
@@ -174,7 +183,7 @@ class Publishing(LaneWorkers):
             return
         if admits(parts):
             self._enqueue(event, parts, None)
-            self._unyielded += 1
+            self._burst_left -= 1
             return
         waiter = Waiter(event, parts, None, self._loop.create_future())
         self._line.join(waiter)
@@ -195,13 +204,6 @@ class Publishing(LaneWorkers):
             if isinstance(exc, asyncio.TimeoutError):
                 raise BusOverloaded(f"no room for event {event.id} within {timeout}s") from None
             raise
-
-    async def _let_lanes_run(self) -> None:
-        """One loop turn, so the lanes woken so far handle their events before the collector runs."""
-        self._unyielded = 0
-        self._burst = burst_size()
-        if gc.isenabled():
-            await asyncio.sleep(0)
 
     def publish_nowait(self, event: Event) -> None:
         """Accept `event` without waiting; for code running on the bus loop that cannot await (a sync
@@ -301,7 +303,8 @@ class Publishing(LaneWorkers):
         counted in flight once). Not for journal entries (see `_hand`)."""
         index = hash(event.ordering_key()) % self._nlanes
         split = Split(len(parts)) if len(parts) > 1 else None
-        self._inflight += 1
+        if self._multi:
+            self._inflight += 1
         for group, group_subs in parts:
             group.inflight += 1
             self._push(group.lanes[index], (event, group_subs, ack, 0, split))
@@ -315,8 +318,6 @@ class Publishing(LaneWorkers):
             if not any(seq in g.seqs for g in self._groups):
                 self._inflight += 1
             group.seqs.add(seq)
-        else:
-            self._inflight += 1
         self._push(group.lanes[hash(event.ordering_key()) % self._nlanes], (event, subs, None, seq, None))
 
     def _accepted(self, events: Sequence[Event]) -> None:
