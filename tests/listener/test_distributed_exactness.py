@@ -218,3 +218,88 @@ async def _waiting(queue: str) -> int:
             q = await (await conn.channel()).declare_queue(name, passive=True)
             total += int(q.declaration_result.message_count or 0)
     return total
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_3000_units_full_traffic_over_three_listeners_in_order_exactly_once(
+    tmp_path: Path, names: tuple[str, str, str]
+) -> None:
+    """The issue's traffic for 3,000 units (WorkStarted -> UnitsTested -> WorkCompleted, station faults),
+    published by another process, over three listeners: each unit's requests in order, each report once,
+    the asset counted once per unit, each fault logged once."""
+    units = 3000
+    with FakeWATS(token=TOKEN) as wats:
+        wats.add_asset(ASSET)
+        config = _config(names, wats)
+        env = clean_env(WATS_AUTH_TOKEN=TOKEN)
+        listeners = []
+        for n in ("a", "b", "c"):
+            (tmp_path / n).mkdir()
+            listeners.append(ListenerProcess(tmp_path / n, config, env=env).start())
+        try:
+            wait_until(
+                lambda: sum(p.metric("pywats_amqp_shards_owned") for p in listeners) == SHARDS,
+                30,
+                what="all shards owned",
+            )
+            messages, faults = _traffic(units, names[1][-6:])
+            _publish_from_another_process(tmp_path, names[0], messages)
+            wait_until(lambda: len(wats.reports) >= units, 600, what=f"all {units} reports")
+            wait_until(lambda: len(_fault_refs(wats)) >= len(faults), 60, what="every fault logged")
+            wait_until(lambda: _count(wats) >= units, 60, what="every unit counted")
+            wait_until(lambda: asyncio.run(_waiting(names[1])) == 0, 60, what="nothing left on the broker")
+        finally:
+            for p in listeners:
+                if p.proc is not None and p.proc.poll() is None:
+                    p.stop()
+        submissions = [
+            r.json.get("id")
+            for r in wats.requests
+            if r.method == "POST" and r.path == "/api/Report/WSJF" and r.status is not None and r.status < 300
+        ]
+        assert len(submissions) == len(set(submissions)) == units, "each report exactly once"
+        assert _count(wats) == units, "the asset counted once per unit"
+        refs = _fault_refs(wats)
+        assert set(refs) == set(faults) and all(n == 1 for n in refs.values()), "each fault logged once"
+        _unit_requests_in_order(wats, units)
+
+
+def _publish_from_another_process(tmp_path: Path, exchange: str, messages: list[tuple[str, bytes]]) -> None:
+    import subprocess
+    import sys
+
+    feed = tmp_path / "traffic.jsonl"
+    feed.write_text("".join(json.dumps([key, body.decode()]) + "\n" for key, body in messages))
+    script = f"""
+import asyncio, json, aio_pika
+
+async def main():
+    conn = await aio_pika.connect({RABBITMQ_URL!r})
+    async with conn:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.declare_exchange({exchange!r}, aio_pika.ExchangeType.TOPIC, durable=True)
+        with open({str(feed)!r}) as lines:
+            for line in lines:
+                key, body = json.loads(line)
+                await ex.publish(aio_pika.Message(body.encode(), delivery_mode=2), key)
+
+asyncio.run(main())
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+
+
+def _unit_requests_in_order(wats: FakeWATS, units: int) -> None:
+    """Per unit, what its WorkStarted asked of WATS (unit phase and process) came before its report."""
+    started: dict[str, int] = {}
+    reported: dict[str, int] = {}
+    for i, r in enumerate(wats.requests):
+        if r.status is None or r.status >= 300:
+            continue
+        if r.path == "/api/Production/SetUnitPhase":
+            started.setdefault(r.params["serialNumber"], i)
+        elif r.method == "POST" and r.path == "/api/Report/WSJF":
+            reported.setdefault(str((r.json or {}).get("sn")), i)
+    assert len(reported) == units
+    late = [sn for sn, at in reported.items() if sn not in started or started[sn] > at]
+    assert late == [], f"{len(late)} unit(s) reported before their WorkStarted reached WATS, e.g. {late[:3]}"
