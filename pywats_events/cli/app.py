@@ -136,6 +136,18 @@ def require_store(path: Path, what: str, settings: Settings) -> Path:
     raise typer.Exit(ExitCode.CONFIG)
 
 
+def purge(count: int, what: str, remove: Callable[[], int], *, yes: bool, where: str = "") -> None:
+    """The purge flow of every store: nothing to do is said so, the user is asked unless `yes`, and the
+    number actually removed (`remove()`) is printed. `where` names a store away from this machine."""
+    if not count:
+        out.print("nothing to purge")
+        return
+    place = f" from {where}" if where else ""
+    if not yes and not typer.confirm(f"delete {count} {what}{place}?"):
+        raise typer.Exit(ExitCode.ERROR)
+    out.print(f"purged {remove()} {what}{place}")
+
+
 def put(d: dict[str, Any], dotted: str, value: Any) -> None:
     if value is None:
         return

@@ -30,6 +30,7 @@ from .app import (
     log_config,
     out,
     progress_bar,
+    purge,
     put,
     require_store,
 )
@@ -291,24 +292,16 @@ def dlq_purge(
     broker = _broker(settings)
     if broker is not None:
         found = _broker_select(broker, handler, event_type, error, since, until)
-        if not found:
-            out.print("nothing to purge")
-            return
-        question = f"delete {len(found)} dead letters from the broker ({broker.where})?"
-        if not yes and not typer.confirm(question):
-            raise typer.Exit(ExitCode.ERROR)
-        purged = _on_broker(broker.purge({e.id for e in found}))
-        out.print(f"purged {purged} dead letters from {broker.where}")
+        ids = {e.id for e in found}
+        purge(len(found), "dead letters", lambda: _on_broker(broker.purge(ids)), yes=yes, where=broker.where)
         return
     entries = _dlq_select(settings, handler, event_type, error, since, until)
-    if not entries:
-        out.print("nothing to purge")
-        return
-    if not yes and not typer.confirm(f"delete {len(entries)} dead letters?"):
-        raise typer.Exit(ExitCode.ERROR)
-    dlq = _dlq(settings)
-    removed = sum(1 for e in entries if dlq.remove(e.id))
-    out.print(f"purged {removed} dead letters")
+
+    def remove() -> int:
+        dlq = _dlq(settings)
+        return sum(1 for e in entries if dlq.remove(e.id))
+
+    purge(len(entries), "dead letters", remove, yes=yes)
 
 
 def dlq_replay(

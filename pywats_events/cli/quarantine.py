@@ -32,6 +32,7 @@ from .app import (
     log_config,
     out,
     progress_bar,
+    purge,
     put,
     require_store,
 )
@@ -136,13 +137,7 @@ def quarantine_purge(
     settings = load_cli_settings(config, base_overrides(data_dir))
     store = _store(settings)
     chosen = _selected(store, ids, reason)
-    if not chosen:
-        out.print("nothing to purge")
-        return
-    if not yes and not typer.confirm(f"delete {len(chosen)} quarantined messages?"):
-        raise typer.Exit(ExitCode.ERROR)
-    removed = sum(1 for i in chosen if store.remove(i))
-    out.print(f"purged {removed} quarantined messages")
+    purge(len(chosen), "quarantined messages", lambda: sum(1 for i in chosen if store.remove(i)), yes=yes)
 
 
 def quarantine_replay(
