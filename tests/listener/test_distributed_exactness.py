@@ -167,18 +167,7 @@ def test_kill_9_mid_stream_repeats_no_asset_log_line_and_loses_nothing(
     with FakeWATS(token=TOKEN) as wats:
         wats.latency = 0.005
         wats.add_asset(ASSET)
-        config = _config(names, wats)
-        env = clean_env(WATS_AUTH_TOKEN=TOKEN)
-        listeners = []
-        for n in ("a", "b", "c"):
-            (tmp_path / n).mkdir()
-            listeners.append(ListenerProcess(tmp_path / n, config, env=env).start())
-        try:
-            wait_until(
-                lambda: sum(p.metric("pywats_amqp_shards_owned") for p in listeners) == SHARDS,
-                30,
-                what="all shards owned",
-            )
+        with _three_listeners(tmp_path, names, wats) as listeners:
             messages, faults = _traffic(units, names[1][-6:])
             asyncio.run(_publish(names[0], messages))
             wait_until(lambda: len(wats.reports) >= units // 4, 90, interval=0.1, what="first reports")
@@ -186,17 +175,42 @@ def test_kill_9_mid_stream_repeats_no_asset_log_line_and_loses_nothing(
             victim.kill()
             assert len(wats.reports) < units, "the kill must land mid-stream"
             wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
-            wait_until(lambda: len(_fault_refs(wats)) >= len(faults), 60, what="every fault logged")
-            wait_until(lambda: _count(wats) >= units, 60, what="every unit counted")
-            wait_until(lambda: asyncio.run(_waiting(names[1])) == 0, 60, what="nothing left on the broker")
-        finally:
-            for p in listeners:
-                if p.proc is not None and p.proc.poll() is None:
-                    p.stop()
+            _settled(wats, names[1], units, faults)
         refs = _fault_refs(wats)
         assert set(refs) == set(faults)
         assert [ref for ref, n in refs.items() if n > 1] == [], "an asset log line was written twice"
         assert _count(wats) >= units, "a usage count was lost"
+
+
+@contextlib.contextmanager
+def _three_listeners(
+    tmp_path: Path, names: tuple[str, str, str], wats: FakeWATS
+) -> Iterator[list[ListenerProcess]]:
+    """Three sharded listener processes, every shard owned; stopped (those still running) on the way out."""
+    config = _config(names, wats)
+    env = clean_env(WATS_AUTH_TOKEN=TOKEN)
+    listeners = []
+    for n in ("a", "b", "c"):
+        (tmp_path / n).mkdir()
+        listeners.append(ListenerProcess(tmp_path / n, config, env=env).start())
+    try:
+        wait_until(
+            lambda: sum(p.metric("pywats_amqp_shards_owned") for p in listeners) == SHARDS,
+            30,
+            what="all shards owned",
+        )
+        yield listeners
+    finally:
+        for p in listeners:
+            if p.proc is not None and p.proc.poll() is None:
+                p.stop()
+
+
+def _settled(wats: FakeWATS, queue: str, units: int, faults: list[str]) -> None:
+    """Wait until every fault is logged, every unit counted and nothing is left on the broker."""
+    wait_until(lambda: len(_fault_refs(wats)) >= len(faults), 60, what="every fault logged")
+    wait_until(lambda: _count(wats) >= units, 60, what="every unit counted")
+    wait_until(lambda: asyncio.run(_waiting(queue)) == 0, 60, what="nothing left on the broker")
 
 
 def _count(wats: FakeWATS) -> int:
@@ -231,28 +245,12 @@ def test_3000_units_full_traffic_over_three_listeners_in_order_exactly_once(
     units = 3000
     with FakeWATS(token=TOKEN) as wats:
         wats.add_asset(ASSET)
-        config = _config(names, wats)
-        env = clean_env(WATS_AUTH_TOKEN=TOKEN)
-        listeners = []
-        for n in ("a", "b", "c"):
-            (tmp_path / n).mkdir()
-            listeners.append(ListenerProcess(tmp_path / n, config, env=env).start())
-        try:
-            wait_until(
-                lambda: sum(p.metric("pywats_amqp_shards_owned") for p in listeners) == SHARDS,
-                30,
-                what="all shards owned",
-            )
+        with _three_listeners(tmp_path, names, wats) as listeners:
             messages, faults = _traffic(units, names[1][-6:])
             _publish_from_another_process(tmp_path, names[0], messages)
             wait_until(lambda: len(wats.reports) >= units, 600, what=f"all {units} reports")
-            wait_until(lambda: len(_fault_refs(wats)) >= len(faults), 60, what="every fault logged")
-            wait_until(lambda: _count(wats) >= units, 60, what="every unit counted")
-            wait_until(lambda: asyncio.run(_waiting(names[1])) == 0, 60, what="nothing left on the broker")
-        finally:
-            for p in listeners:
-                if p.proc is not None and p.proc.poll() is None:
-                    p.stop()
+            _settled(wats, names[1], units, faults)
+            assert all(p.metric("pywats_messages_received_total") > 0 for p in listeners), "spread over three"
         submissions = [
             r.json.get("id")
             for r in wats.requests
