@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import RABBITMQ_HOST, RABBITMQ_URL, require_rabbitmq_mqtt
+from brokers import (
+    MQTT_HOST,
+    MQTT_PORT,
+    RABBITMQ_HOST,
+    RABBITMQ_URL,
+    require_mosquitto,
+    require_rabbitmq_mqtt,
+)
 from listener_support import (
     UNITS_TESTED,
     ListenerProcess,
@@ -197,3 +204,32 @@ def test_three_sharded_listeners_on_amq_topic_fed_over_mqtt_keep_unit_order(
     assert len(wats.reports) == len(bodies)  # each report once
     order_kept(wats, index)
     assert asyncio.run(queue_depth(f"{queue}.dead-letter")) == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_plugin_runs_beside_mosquitto(site: tuple[int, str, str, str]) -> None:
+    """Enabling it at run time took its own port: 1883 still answers as Mosquitto (which reports its version
+    under `$SYS`; RabbitMQ has no `$SYS` topics)."""
+    import paho.mqtt.client as mqtt
+
+    require_mosquitto()
+    versions: dict[int, str] = {}
+    for port in (MQTT_PORT, site[0]):
+        got = threading.Event()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sys-{site[1]}-{port}")
+
+        def on_message(_c: Any, _u: Any, msg: Any, port: int = port, got: threading.Event = got) -> None:
+            versions[port] = msg.payload.decode()
+            got.set()
+
+        client.on_message = on_message
+        client.on_connect = lambda c, *_a: c.subscribe("$SYS/broker/version")
+        client.connect(MQTT_HOST, port)
+        client.loop_start()
+        try:
+            got.wait(3 if port == site[0] else 10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    assert versions.get(MQTT_PORT, "").startswith("mosquitto"), versions
+    assert site[0] not in versions, versions
