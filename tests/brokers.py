@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
+import time
 from typing import NoReturn
 
 import pytest
@@ -18,6 +21,16 @@ RABBITMQ_PORT = 5672
 RABBITMQ_URL = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
 MQTT_HOST = "127.0.0.1"
 MQTT_PORT = 1883
+#: RabbitMQ's MQTT plugin, beside Mosquitto (which holds 1883)
+RABBITMQ_MQTT_PORT = 1884
+
+#: Erlang run in the broker before enabling the plugin: load the app so its defaults are in place, then set
+#: the listener port persistently (a plain set_env before the load is overwritten by the app's default, 1883)
+RABBITMQ_MQTT_LISTENER = (
+    "application:load(rabbitmq_mqtt), "
+    f'application:set_env(rabbitmq_mqtt, tcp_listeners, [{{"127.0.0.1", {RABBITMQ_MQTT_PORT}}}],'
+    " [{persistent, true}])."
+)
 
 
 def in_ci() -> bool:
@@ -48,6 +61,53 @@ def require_rabbitmq() -> str:
 
 def require_mosquitto() -> None:
     require_port(MQTT_HOST, MQTT_PORT, "Mosquitto")
+
+
+def _port_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
+def enable_rabbitmq_mqtt() -> str | None:
+    """Start RabbitMQ's MQTT plugin on `RABBITMQ_MQTT_PORT` at run time (no broker restart); None when it
+    answers, else why not. The same recipe as in .ci/run: set the port, enable the plugin, then take it out of
+    the enabled-plugins file again, so a broker restart does not start it on the default port, 1883."""
+    ctl, plugins = shutil.which("rabbitmqctl"), shutil.which("rabbitmq-plugins")
+    if ctl is None or plugins is None:
+        return "rabbitmqctl/rabbitmq-plugins not found"
+    steps = [
+        [ctl, "eval", RABBITMQ_MQTT_LISTENER],
+        [plugins, "enable", "rabbitmq_mqtt"],
+        [plugins, "disable", "--offline", "rabbitmq_mqtt"],
+    ]
+    for step in steps:
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{' '.join(step[1:])}: {exc}"
+        if done.returncode != 0:
+            return f"{' '.join(step[1:])}: {(done.stderr or done.stdout).strip()[:300]}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if _port_answers(RABBITMQ_HOST, RABBITMQ_MQTT_PORT):
+            return None
+        time.sleep(0.5)
+    return f"the plugin is enabled but nothing answers on {RABBITMQ_MQTT_PORT}"
+
+
+def require_rabbitmq_mqtt() -> int:
+    """The port of RabbitMQ's MQTT plugin, enabled at run time if it does not answer yet."""
+    require_rabbitmq()
+    if not _port_answers(RABBITMQ_HOST, RABBITMQ_MQTT_PORT):
+        why = enable_rabbitmq_mqtt()
+        if why is not None:
+            skip_or_fail(
+                f"RabbitMQ's MQTT plugin not reachable at {RABBITMQ_HOST}:{RABBITMQ_MQTT_PORT} ({why})"
+            )
+    return RABBITMQ_MQTT_PORT
 
 
 class TcpProxy:

@@ -400,8 +400,8 @@ class CFXTransport(BaseTransport):
         """The exchange `name`, declared with type `kind` and `durable` (or, with `declare` off, found as
         it is). An existing exchange of another type or durability is a `ConfigurationError` naming the
         setting and both values; the broker would otherwise route (or keep) messages unlike configured."""
-        if name.startswith("amq."):  # the broker's own exchanges cannot be declared
-            return await channel.get_exchange(name, ensure=True)
+        if name.startswith("amq."):  # the broker's own (amq.topic: RabbitMQ's MQTT plugin): used as it is
+            return await _builtin_exchange(channel, name, kind)
         if declare:
             try:
                 return await channel.declare_exchange(name, kind, durable=durable)
@@ -679,6 +679,36 @@ class CFXTransport(BaseTransport):
 
 
 _INEQUIVALENT = re.compile(r"inequivalent arg '(\w+)'.*received '?([^' ]+)'? but current is '?([^' ]+)'?")
+
+
+#: the exchanges RabbitMQ makes in every virtual host, and their types; a name beginning with "amq." is
+#: reserved to the broker, so these are never declared, only checked
+_BUILTIN_EXCHANGES = {
+    "amq.direct": "direct",
+    "amq.fanout": "fanout",
+    "amq.headers": "headers",
+    "amq.match": "headers",
+    "amq.topic": "topic",
+    "amq.rabbitmq.trace": "topic",
+}
+
+
+async def _builtin_exchange(channel: AbstractChannel, name: str, kind: str) -> AbstractExchange:
+    """The broker's own exchange `name`, after checking that it exists and is of type `kind`."""
+    builtin = _BUILTIN_EXCHANGES.get(name)
+    if builtin is not None and builtin != kind:
+        raise ConfigurationError(
+            "amqp.exchange_type",
+            f"exchange {name!r} is the broker's own {builtin!r} exchange, but amqp.exchange_type is {kind!r}",
+        )
+    try:
+        return await channel.get_exchange(name, ensure=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        raise ConfigurationError(
+            "amqp.exchange",
+            f"exchange {name!r} does not exist, and names beginning with 'amq.' are the broker's own: it"
+            " cannot be declared (choose another name; RabbitMQ's MQTT plugin publishes to 'amq.topic')",
+        ) from None
 
 
 def _inequivalent_exchange(name: str, kind: str, durable: bool, exc: Exception) -> ConfigurationError:

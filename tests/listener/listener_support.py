@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,46 @@ def report_message_id(report: dict[str, Any]) -> str | None:
 def reported_message_ids(wats: Any) -> set[str]:
     """CFX UniqueIDs of the messages behind the reports a FakeWATS holds."""
     return {mid for r in wats.reports.values() if (mid := report_message_id(r))}
+
+
+def unit_messages(n: int, units: int, run_id: str) -> tuple[list[bytes], dict[str, tuple[str, int]]]:
+    """`n` UnitsTested bodies over `units` units, round robin; and message id -> (unit, sequence number)."""
+    bodies, index = [], {}
+    for i in range(n):
+        unit = f"UT-{run_id}-{i % units:03d}"
+        uid, body = units_tested(i, unit, run_id)
+        bodies.append(body)
+        index[uid] = (unit, i)
+    return bodies, index
+
+
+def order_kept(wats: Any, index: dict[str, tuple[str, int]]) -> None:
+    """Per unit, the first accepted submission of each report arrives in message order."""
+    seen: set[str] = set()
+    last: dict[str, int] = defaultdict(lambda: -1)
+    for rec in wats.requests:
+        if rec.method != "POST" or rec.path != "/api/Report/WSJF" or rec.status is None or rec.status >= 300:
+            continue
+        mid = report_message_id(rec.json or {})
+        if mid is None or mid in seen or mid not in index:
+            continue
+        seen.add(mid)
+        unit, seq = index[mid]
+        assert seq > last[unit], f"unit {unit}: message {seq} reached WATS after {last[unit]}"
+        last[unit] = seq
+
+
+async def queue_depth(name: str) -> int:
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    async with conn:
+        ch = await conn.channel()
+        q = await ch.declare_queue(name, passive=True)
+        return int(q.declaration_result.message_count or 0)
+
+
+def stop_all(listeners: list[ListenerProcess]) -> None:
+    for listener in listeners:
+        if listener.proc is not None and listener.proc.poll() is None:
+            listener.stop()

@@ -11,7 +11,6 @@ import contextlib
 import json
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,13 @@ from listener_support import (
     ListenerProcess,
     amqp_toml,
     clean_env,
+    order_kept,
     publish,
+    queue_depth,
     report_message_id,
     reported_message_ids,
+    stop_all,
+    unit_messages,
     units_tested,
     wait_until,
     wats_settings_toml,
@@ -103,32 +106,6 @@ def _start(tmp: Path, name: str, config: str) -> ListenerProcess:
     return ListenerProcess(directory, config, env=clean_env(WATS_AUTH_TOKEN=TOKEN)).start()
 
 
-def _messages(n: int, units: int, run_id: str) -> tuple[list[bytes], dict[str, tuple[str, int]]]:
-    bodies, index = [], {}
-    for i in range(n):
-        unit = f"UT-{run_id}-{i % units:03d}"
-        uid, body = units_tested(i, unit, run_id)
-        bodies.append(body)
-        index[uid] = (unit, i)
-    return bodies, index
-
-
-def _order_kept(wats: FakeWATS, index: dict[str, tuple[str, int]]) -> None:
-    """Per unit, the first accepted submission of each report arrives in message order."""
-    seen: set[str] = set()
-    last: dict[str, int] = defaultdict(lambda: -1)
-    for rec in wats.requests:
-        if rec.method != "POST" or rec.path != "/api/Report/WSJF" or rec.status is None or rec.status >= 300:
-            continue
-        mid = report_message_id(rec.json or {})
-        if mid is None or mid in seen or mid not in index:
-            continue
-        seen.add(mid)
-        unit, seq = index[mid]
-        assert seq > last[unit], f"unit {unit}: message {seq} reached WATS after {last[unit]}"
-        last[unit] = seq
-
-
 def _accepted_submissions(wats: FakeWATS) -> list[str]:
     return [
         mid
@@ -160,22 +137,6 @@ async def _owners(queue: str) -> set[int]:
     return owned
 
 
-async def _queue_depth(name: str) -> int:
-    import aio_pika
-
-    conn = await aio_pika.connect(RABBITMQ_URL)
-    async with conn:
-        ch = await conn.channel()
-        q = await ch.declare_queue(name, passive=True)
-        return int(q.declaration_result.message_count or 0)
-
-
-def _stop_all(listeners: list[ListenerProcess]) -> None:
-    for listener in listeners:
-        if listener.proc is not None and listener.proc.poll() is None:
-            listener.stop()
-
-
 @pytest.mark.timeout(150)
 def test_hot_standby_takes_over_after_kill_9_and_loses_nothing(
     tmp_path: Path, names: tuple[str, str, str], wats: FakeWATS
@@ -185,7 +146,7 @@ def test_hot_standby_takes_over_after_kill_9_and_loses_nothing(
     second = _start(tmp_path, "b", _standby(names, wats))
     listeners = [first, second]
     try:
-        bodies, index = _messages(600, 30, "standby")
+        bodies, index = unit_messages(600, 30, "standby")
         asyncio.run(publish(names[0], bodies))
         wait_until(lambda: len(reported_message_ids(wats)) >= 100, 60, interval=0.1, what="first reports")
         active = max(listeners, key=lambda p: p.metric("pywats_messages_received_total"))
@@ -201,9 +162,9 @@ def test_hot_standby_takes_over_after_kill_9_and_loses_nothing(
         assert time.monotonic() - killed_at < 10
         wait_until(lambda: len(reported_message_ids(wats)) >= 600, 60, what="all 600 reports")
     finally:
-        _stop_all(listeners)
+        stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    _order_kept(wats, index)
+    order_kept(wats, index)
     # a report may be submitted twice only when the kill fell between its WATS call and the ack
     submissions = _accepted_submissions(wats)
     assert len(submissions) - len(set(submissions)) <= 200  # at most the killed listener's prefetch
@@ -240,7 +201,7 @@ def _sharded_run(
             20,
             what="two shards per listener",
         )
-        bodies, index = _messages(messages, units, "shards")
+        bodies, index = unit_messages(messages, units, "shards")
         asyncio.run(publish(names[0], bodies))
         wait_until(
             lambda: len(reported_message_ids(wats)) >= messages // 5, 90, interval=0.1, what="first reports"
@@ -260,11 +221,11 @@ def _sharded_run(
         survivors = listeners[1:]
         assert all(p.metric("pywats_messages_received_total") > 0 for p in survivors)
     finally:
-        _stop_all(listeners)
+        stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    _order_kept(wats, index)
+    order_kept(wats, index)
     assert len(wats.reports) == messages
-    assert asyncio.run(_queue_depth(f"{queue}.dead-letter")) == 0
+    assert asyncio.run(queue_depth(f"{queue}.dead-letter")) == 0
 
 
 @pytest.mark.timeout(120)
@@ -337,7 +298,7 @@ def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
     listeners = [_start(tmp_path, n, _sharded(names, wats)) for n in ("a", "b", "c")]
     try:
         wait_until(lambda: asyncio.run(_owners(queue)) == set(range(SHARDS)), 20, what="all shards owned")
-        bodies, index = _messages(900, 90, "outage")
+        bodies, index = unit_messages(900, 90, "outage")
         asyncio.run(publish(names[0], bodies[:100]))
         wait_until(lambda: len(reported_message_ids(wats)) >= 100, 30, what="traffic before the outage")
         wats.inject("error", status=503, duration=60)
@@ -351,10 +312,10 @@ def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
         listeners[0].kill()  # its share is delivered by the others after the outage
         wait_until(lambda: len(reported_message_ids(wats)) >= 900, 150, what="all reports after recovery")
     finally:
-        _stop_all(listeners)
+        stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
-    _order_kept(wats, index)
-    assert asyncio.run(_queue_depth(f"{queue}.dead-letter")) == 0
+    order_kept(wats, index)
+    assert asyncio.run(queue_depth(f"{queue}.dead-letter")) == 0
 
 
 def test_permanent_failure_is_dead_lettered_on_the_broker_with_the_reason(
@@ -363,11 +324,11 @@ def test_permanent_failure_is_dead_lettered_on_the_broker_with_the_reason(
     listener = _start(tmp_path, "a", _standby(names, wats))
     try:
         wats.inject("error", status=400, count=1)
-        bodies, _index = _messages(3, 3, "permanent")
+        bodies, _index = unit_messages(3, 3, "permanent")
         asyncio.run(publish(names[0], bodies))
         wait_until(lambda: len(reported_message_ids(wats)) >= 2, 30, what="the two good reports")
         wait_until(
-            lambda: asyncio.run(_queue_depth(f"{names[1]}.dead-letter")) == 1, 30, what="one dead letter"
+            lambda: asyncio.run(queue_depth(f"{names[1]}.dead-letter")) == 1, 30, what="one dead letter"
         )
     finally:
         listener.stop()

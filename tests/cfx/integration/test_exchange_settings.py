@@ -3,6 +3,7 @@ and an existing exchange that differs stops the start-up naming the setting and 
 
 from __future__ import annotations
 
+import aio_pika
 import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from transport_doubles import RecordingContext
 
 from pywats_cfx.amqp import AMQPConfig, CFXTransport
+from pywats_cfx.amqp.outbound import build_envelope, encode_envelope
 from pywats_events import ConfigurationError
 from pywats_events.config import load_settings
 from pywats_events.transports import ConnectionState
@@ -92,6 +94,41 @@ async def test_a_passive_exchange_that_matches_is_used_as_it_is(
         await context.wait_for(lambda: len(context.events) == 1)
     finally:
         await transport.stop()
+
+
+async def test_the_brokers_own_topic_exchange_is_used_as_it_is(
+    admin: AbstractRobustConnection, names: dict[str, str]
+) -> None:
+    """amq.topic (where RabbitMQ's MQTT plugin publishes) cannot be declared: it is checked and bound to."""
+    routing_key = f"{names['queue']}.{UNITS_TESTED}"
+    config = make_config(names, exchange="amq.topic", routing_keys=[f"{names['queue']}.#"])
+    context = RecordingContext()
+    transport = CFXTransport(config, codec=JsonEnvelopeCodec())
+    await transport.start(context)
+    try:
+        envelope = build_envelope(UNITS_TESTED, {"TransactionId": "t-1"}, "h")
+        outgoing = encode_envelope(envelope, compress=False)
+        channel = await admin.channel()
+        target = await channel.get_exchange("amq.topic", ensure=False)
+        await target.publish(aio_pika.Message(**outgoing.message_kwargs()), routing_key=routing_key)
+        await channel.close()
+        await context.wait_for(lambda: len(context.events) == 1)
+    finally:
+        await transport.stop()
+
+
+async def test_a_builtin_exchange_of_another_type_or_a_missing_one_stops_the_start_up(
+    names: dict[str, str],
+) -> None:
+    wrong_type = CFXTransport(make_config(names, exchange="amq.direct"), codec=JsonEnvelopeCodec())
+    with pytest.raises(ConfigurationError) as err:
+        await wrong_type.start(RecordingContext())
+    assert err.value.setting == "amqp.exchange_type"
+    assert "'direct'" in str(err.value) and "'topic'" in str(err.value)
+    missing = CFXTransport(make_config(names, exchange="amq.not-there"), codec=JsonEnvelopeCodec())
+    with pytest.raises(ConfigurationError) as err:
+        await missing.start(RecordingContext())
+    assert err.value.setting == "amqp.exchange" and "cannot be declared" in str(err.value)
 
 
 def test_consistent_hash_as_plant_exchange_points_to_the_shards_setting() -> None:
