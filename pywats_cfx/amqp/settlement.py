@@ -124,6 +124,11 @@ class BrokerSettlement:
         self._follow: dict[str, str] = {}
         #: queue → the delay queue follow mode parks new keys in
         self._follow_delay: dict[str, float] = {}
+        #: queue → deliveries so far (messages and markers, numbered in the order the broker sent them)
+        self._arrivals: dict[str, int] = {}
+        #: queue → the number of the delivery that brought follow mode's marker back: the deliveries
+        #: before it still follow, even those whose turn comes after the marker was seen
+        self._follow_end: dict[str, int] = {}
         self.retried = 0
         self.dead_lettered = 0
 
@@ -144,6 +149,17 @@ class BrokerSettlement:
         self._unchecked.add(queue)
         self._follow.pop(queue, None)
         self._follow_delay.pop(queue, None)
+        self._follow_end.pop(queue, None)
+
+    def _arrival(self, queue: str) -> int:
+        """The number of this delivery on `queue`. Taken before the first await of its task: tasks start
+        in the order the broker delivered, so the numbers keep that order whatever each one waits for."""
+        n = self._arrivals[queue] = self._arrivals.get(queue, 0) + 1
+        return n
+
+    def _following(self, queue: str, arrival: int) -> bool:
+        end = self._follow_end.get(queue)
+        return queue in self._follow and (end is None or arrival < end)
 
     async def handle(
         self,
@@ -155,6 +171,7 @@ class BrokerSettlement:
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
         (the broker copy could not be published: hand the original back)."""
+        arrival = self._arrival(queue)
         await self._check_follow(queue, channel, bool(message.redelivered))
         key = events[0].ordering_key()
         previous = self._tails.get(key)
@@ -163,7 +180,7 @@ class BrokerSettlement:
         try:
             if previous is not None:
                 await previous
-            return await self._settle(context, message, events, key, queue, channel)
+            return await self._settle(context, message, events, key, queue, channel, arrival)
         finally:
             mine.set_result(None)
             if self._tails.get(key) is mine:
@@ -205,25 +222,29 @@ class BrokerSettlement:
         token = uuid.uuid4().hex
         delays = self.names.amqp.retry_delays
         headers: dict[str, Any] = {HEADER_FOLLOW: token, HEADER_QUEUE: queue, HEADER_RETURN: queue}
+        delay = max(delays) if through_delay else min(delays)
+        # before the marker is sent: it may be back before the publish returns
+        self._follow[queue] = token
+        self._follow_delay[queue] = delay
+        self._follow_end.pop(queue, None)
         if through_delay:
-            delay = max(delays)
             marker = aio_pika.Message(
                 b"", headers=headers, expiration=delay, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
             )
             await channel.default_exchange.publish(marker, routing_key=self.names.delay_queue(delay))
         else:
-            delay = min(delays)
             marker = aio_pika.Message(b"", headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
             await channel.default_exchange.publish(marker, routing_key=queue)
-        self._follow[queue] = token
-        self._follow_delay[queue] = delay
 
     async def marker(self, message: AbstractIncomingMessage, queue: str) -> None:
-        """A follow-mode marker came back (see `claimed`): everything parked before it came back too."""
-        if _text((message.headers or {}).get(HEADER_FOLLOW)) == self._follow.get(queue):
-            del self._follow[queue]
-            self._follow_delay.pop(queue, None)
-            log.info("%s: what waited in the delay queues has come back; follow mode ends", queue)
+        """A follow-mode marker came back (see `claimed`): everything parked before it came back too.
+        Follow mode ends for the deliveries after it; those before it (some may not have had their turn
+        yet) still follow."""
+        arrival = self._arrival(queue)
+        token = _text((message.headers or {}).get(HEADER_FOLLOW))
+        if token == self._follow.get(queue) and queue not in self._follow_end:
+            self._follow_end[queue] = arrival
+            log.info("%s: what was parked before the takeover has come back; follow mode ends", queue)
         await message.ack()
 
     async def _settle(
@@ -234,12 +255,13 @@ class BrokerSettlement:
         key: str,
         queue: str,
         channel: AbstractChannel,
+        arrival: int,
     ) -> str:
         headers = dict(message.headers or {})
         attempt = int(str(headers.get(HEADER_ATTEMPT) or 0))
         returned = bool(headers.get(HEADER_DELAYED))
         park = _text(headers.get(HEADER_PARK))
-        following = queue in self._follow
+        following = self._following(queue, arrival)
         lane = self._lanes.get(key)
         known = lane.index(park) if lane is not None and returned and park else None
         inherited = False

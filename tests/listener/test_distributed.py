@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,30 +230,44 @@ def _sharded_run(
 
 
 @pytest.mark.timeout(120)
-def test_takeover_puts_a_parked_copy_before_later_messages_of_its_unit(
+def test_takeover_puts_parked_copies_before_later_messages_of_their_units(
     tmp_path: Path, names: tuple[str, str, str], wats: FakeWATS
 ) -> None:
-    """The previous owner parked message 0 of a unit in a delay queue and died holding messages 1 and 2.
+    """The previous owner parked message 0 of 40 units in a delay queue and died holding their messages
+    1 and 2.
 
-    The broker hands 1 and 2 back at the head of the queue, while the copy of 0 came back to its tail: the
-    next owner must still submit 0, 1, 2 in that order."""
+    The broker hands the 80 back at the head of the queue, while the copies of the 0s came back to its
+    tail: the next owner must still submit 0, 1, 2 for every unit (all of it fits its prefetch, so the
+    follow-mode marker behind them arrives while most are still waiting for their turn)."""
     exchange, queue, _dlx = names
     first = _start(tmp_path, "a", _standby(names, wats))  # declares the topology
     first.stop()
-    made = [units_tested(i, "UT-takeover", "takeover") for i in range(3)]
-    (uid0, body0), (uid1, body1), (uid2, body2) = made
-    asyncio.run(_leave_a_dead_owners_queue(exchange, queue, [body1, body2], body0))
+    made = {
+        (u, i): units_tested(u * 3 + i, f"UT-takeover-{u:02d}", "takeover")
+        for u in range(40)
+        for i in range(3)
+    }
+    held = [made[u, i][1] for i in (1, 2) for u in range(40)]
+    asyncio.run(_leave_a_dead_owners_queue(exchange, queue, held, [made[u, 0][1] for u in range(40)]))
     second = _start(tmp_path, "b", _standby(names, wats))
     try:
-        wait_until(lambda: {uid0, uid1, uid2} <= reported_message_ids(wats), 60, what="the three reports")
+        wait_until(lambda: len(reported_message_ids(wats)) >= 120, 60, what="the 120 reports")
     finally:
         second.stop()
-    assert [m for m in _accepted_submissions(wats) if m in (uid0, uid1, uid2)] == [uid0, uid1, uid2]
+    order = {uid: key for key, (uid, _body) in made.items()}
+    seen: dict[int, list[int]] = defaultdict(list)
+    for uid in _accepted_submissions(wats):
+        unit, i = order[uid]
+        if i not in seen[unit]:
+            seen[unit].append(i)
+    assert {u: seen[u] for u in range(40) if seen[u] != [0, 1, 2]} == {}
 
 
-async def _leave_a_dead_owners_queue(exchange: str, queue: str, held: list[bytes], parked: bytes) -> None:
+async def _leave_a_dead_owners_queue(
+    exchange: str, queue: str, held: list[bytes], parked: list[bytes]
+) -> None:
     """`held` delivered to a consumer that goes away without settling them (so they come back first,
-    redelivered), then a copy of `parked` back from a delay queue, as a previous owner left it."""
+    redelivered), then copies of `parked` back from a delay queue, as a previous owner left them."""
     import aio_pika
 
     from pywats_cfx.amqp.topology import (
@@ -276,17 +291,19 @@ async def _leave_a_dead_owners_queue(exchange: str, queue: str, held: list[bytes
             await asyncio.wait_for(taken.get(), 10)
         await holder.close()  # the owner dies: they go back to the head of the queue
         ch = await conn.channel(publisher_confirms=True)
-        headers: dict[str, Any] = {
-            HEADER_ATTEMPT: 1,
-            HEADER_DELAYED: True,
-            HEADER_PARK: uuid.uuid4().hex,
-            HEADER_SEQ: time.time_ns() - 10_000_000_000,
-            HEADER_QUEUE: queue,
-            HEADER_RETURN: queue,
-            HEADER_ROUTING_KEY: f"line1.{UNITS_TESTED}",
-        }
-        message = aio_pika.Message(parked, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-        await ch.default_exchange.publish(message, routing_key=queue)
+        first_parked = time.time_ns() - 10_000_000_000
+        for n, body in enumerate(parked):
+            headers: dict[str, Any] = {
+                HEADER_ATTEMPT: 1,
+                HEADER_DELAYED: True,
+                HEADER_PARK: uuid.uuid4().hex,
+                HEADER_SEQ: first_parked + n,
+                HEADER_QUEUE: queue,
+                HEADER_RETURN: queue,
+                HEADER_ROUTING_KEY: f"line1.{UNITS_TESTED}",
+            }
+            message = aio_pika.Message(body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            await ch.default_exchange.publish(message, routing_key=queue)
 
 
 @pytest.mark.slow
