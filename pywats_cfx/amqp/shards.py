@@ -235,6 +235,10 @@ class ShardRunner:
         shard = names.shard(index)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            if self._owned.get(index) is not owned:
+                # delivered before the release but started after it: left unsettled, so it goes back to
+                # the shard with the channel, for the next owner (handling it here would overlap with them)
+                return
             task = asyncio.current_task()
             if task is not None:
                 owned.tasks.add(task)
@@ -244,9 +248,9 @@ class ShardRunner:
                 if task is not None:
                     owned.tasks.discard(task)
 
-        owned.consumer_tag = await queue.consume(on_message)
-        self._owned[index] = owned
+        self._owned[index] = owned  # before consuming: a delivery may start before consume() returns
         self.owned.add(index)
+        owned.consumer_tag = await queue.consume(on_message)
         log.info("shard %s: claimed (%d owned)", shard, len(self._owned))
         return True
 
