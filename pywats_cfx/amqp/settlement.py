@@ -171,13 +171,15 @@ class BrokerSettlement:
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
         (the broker copy could not be published: hand the original back)."""
+        # the delivery's number and its place behind the previous message of its key are taken before
+        # the first await: tasks start in delivery order, but resume from awaits in any order
         arrival = self._arrival(queue)
-        await self._check_follow(queue, channel, bool(message.redelivered))
         key = events[0].ordering_key()
         previous = self._tails.get(key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tails[key] = mine
         try:
+            await self._check_follow(queue, channel, bool(message.redelivered))
             if previous is not None:
                 await previous
             return await self._settle(context, message, events, key, queue, channel, arrival)
