@@ -527,21 +527,7 @@ class CFXTransport(BaseTransport):
         if self._is_own_announcement(headers):
             await self._settle(message, "ack")
             return
-        body = message.body
-        try:
-            result = tracing.decode(self.codec, body, headers, topic, transport=self.name)
-        except Exception as exc:  # the contract says never, but a bug must not cost the message
-            result = DecodeResult(
-                quarantined=[
-                    QuarantineRecord(
-                        raw=body,
-                        reason=f"codec raised {type(exc).__name__}: {exc}",
-                        headers=headers,
-                        source=self.name,
-                        topic=topic,
-                    )
-                ]
-            )
+        result = self._decode(message.body, headers, topic)
         context = self._context
         assert context is not None
         if result.events:
