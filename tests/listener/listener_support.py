@@ -16,11 +16,12 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import RABBITMQ_URL
+from brokers import RABBITMQ_URL, require_rabbitmq
 
 
 def cli_path() -> str:
@@ -115,18 +116,42 @@ async def publish(exchange: str, bodies: list[bytes], routing_key: str = f"line1
             )
 
 
-async def delete_topology(exchange: str, queue: str, dlx: str) -> None:
+async def delete_topology(exchange: str | None, queue: str, dlx: str, *, shards: int | None = None) -> None:
+    """Delete what a listener declared for `queue` (`exchange` None: the broker's own, e.g. amq.topic,
+    stays). With `shards` (distributed mode), also its presence queue, shard queues, delay queues and
+    their exchanges. Each name on a channel of its own: a failed delete closes the channel."""
     import aio_pika
 
+    queues = [queue, f"{queue}.dead-letter"]
+    exchanges = [name for name in (exchange, dlx) if name]
+    if shards is not None:
+        queues += [f"{queue}.listeners"]
+        queues += [f"{queue}.shard-{i:03d}" for i in range(shards)]
+        queues += [f"{queue}.retry-{d}s" for d in ("1", "2", "5", "30", "120")]
+        exchanges += [f"{queue}.shards", f"{queue}.retry-return"]
     conn = await aio_pika.connect(RABBITMQ_URL)
     async with conn:
-        ch = await conn.channel()
-        for q in (queue, f"{queue}.dead-letter"):
+        for name in queues:
+            ch = await conn.channel()
             with contextlib.suppress(Exception):
-                await ch.queue_delete(q)
-        for ex in (exchange, dlx):
+                await ch.queue_delete(name)
+        for name in exchanges:
+            ch = await conn.channel()
             with contextlib.suppress(Exception):
-                await ch.exchange_delete(ex)
+                await ch.exchange_delete(name)
+
+
+@contextlib.contextmanager
+def distributed_names(shards: int) -> Iterator[tuple[str, str, str]]:
+    """(exchange, queue, dead-letter exchange) of this test's own, and everything a distributed listener
+    declares for them deleted afterwards."""
+    require_rabbitmq()
+    uid = uuid.uuid4().hex[:10]
+    found = (f"test-cfx-{uid}", f"test-q-{uid}", f"test-dlx-{uid}")
+    try:
+        yield found
+    finally:
+        asyncio.run(delete_topology(*found, shards=shards))
 
 
 def wats_settings_toml() -> str:

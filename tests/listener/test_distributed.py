@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import RABBITMQ_URL, require_rabbitmq
+from brokers import RABBITMQ_URL
 from listener_support import (
     UNITS_TESTED,
     ListenerProcess,
     amqp_toml,
     clean_env,
+    distributed_names,
     order_kept,
     publish,
     queue_depth,
@@ -51,29 +52,8 @@ def wats() -> Iterator[FakeWATS]:
 
 @pytest.fixture
 def names() -> Iterator[tuple[str, str, str]]:
-    require_rabbitmq()
-    uid = uuid.uuid4().hex[:10]
-    found = (f"test-cfx-{uid}", f"test-q-{uid}", f"test-dlx-{uid}")
-    yield found
-    asyncio.run(_delete(*found))
-
-
-async def _delete(exchange: str, queue: str, dlx: str) -> None:
-    import aio_pika
-
-    conn = await aio_pika.connect(RABBITMQ_URL)
-    async with conn:
-        queues = [queue, f"{queue}.dead-letter", f"{queue}.listeners"]
-        queues += [f"{queue}.shard-{i:03d}" for i in range(SHARDS)]
-        queues += [f"{queue}.retry-{d}s" for d in ("1", "2", "5", "30", "120")]
-        for name in queues:
-            ch = await conn.channel()
-            with contextlib.suppress(Exception):
-                await ch.queue_delete(name)
-        for name in (exchange, dlx, f"{queue}.shards", f"{queue}.retry-return"):
-            ch = await conn.channel()
-            with contextlib.suppress(Exception):
-                await ch.exchange_delete(name)
+    with distributed_names(SHARDS) as found:
+        yield found
 
 
 def _config(names: tuple[str, str, str], wats: FakeWATS, **amqp: Any) -> str:

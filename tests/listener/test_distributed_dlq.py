@@ -8,19 +8,18 @@ rest after asking.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import RABBITMQ_URL, require_rabbitmq
+from brokers import RABBITMQ_URL
 from listener_support import (
     ListenerProcess,
     amqp_toml,
     clean_env,
+    distributed_names,
     publish,
     reported_message_ids,
     run_cli,
@@ -39,28 +38,8 @@ SHARDS = 2
 
 @pytest.fixture
 def names() -> Iterator[tuple[str, str, str]]:
-    require_rabbitmq()
-    uid = uuid.uuid4().hex[:10]
-    found = (f"test-cfx-{uid}", f"test-q-{uid}", f"test-dlx-{uid}")
-    yield found
-    asyncio.run(_delete(*found))
-
-
-async def _delete(exchange: str, queue: str, dlx: str) -> None:
-    import aio_pika
-
-    conn = await aio_pika.connect(RABBITMQ_URL)
-    async with conn:
-        queues = [queue, f"{queue}.dead-letter", f"{queue}.listeners", f"{queue}.retry-1s"]
-        queues += [f"{queue}.shard-{i:03d}" for i in range(SHARDS)]
-        for name in queues:
-            ch = await conn.channel()
-            with contextlib.suppress(Exception):
-                await ch.queue_delete(name)
-        for name in (exchange, dlx, f"{queue}.shards", f"{queue}.retry-return"):
-            ch = await conn.channel()
-            with contextlib.suppress(Exception):
-                await ch.exchange_delete(name)
+    with distributed_names(SHARDS) as found:
+        yield found
 
 
 async def _depth(name: str) -> int:

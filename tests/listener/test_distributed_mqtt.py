@@ -8,7 +8,6 @@ each unit's order. The broker's own exchange is used as it is: never declared, n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 import time
@@ -31,6 +30,7 @@ from listener_support import (
     ListenerProcess,
     amqp_toml,
     clean_env,
+    delete_topology,
     order_kept,
     queue_depth,
     reported_message_ids,
@@ -64,26 +64,7 @@ def site() -> Iterator[tuple[int, str, str, str]]:
     uid = uuid.uuid4().hex[:10]
     found = (port, f"line1-{uid}", f"test-mqtt-q-{uid}", f"test-mqtt-dlx-{uid}")
     yield found
-    asyncio.run(_delete(found[2], found[3]))
-
-
-async def _delete(queue: str, dlx: str) -> None:
-    """Everything the listeners declared; amq.topic is the broker's and stays."""
-    import aio_pika
-
-    conn = await aio_pika.connect(RABBITMQ_URL)
-    async with conn:
-        queues = [queue, f"{queue}.dead-letter", f"{queue}.listeners"]
-        queues += [f"{queue}.shard-{i:03d}" for i in range(SHARDS)]
-        queues += [f"{queue}.retry-{d}s" for d in ("1", "2")]
-        for name in queues:
-            ch = await conn.channel()
-            with contextlib.suppress(Exception):
-                await ch.queue_delete(name)
-        for name in (dlx, f"{queue}.shards", f"{queue}.retry-return"):
-            ch = await conn.channel()
-            with contextlib.suppress(Exception):
-                await ch.exchange_delete(name)
+    asyncio.run(delete_topology(None, found[2], found[3], shards=SHARDS))
 
 
 def _sharded(line: str, queue: str, dlx: str, wats: FakeWATS) -> str:
