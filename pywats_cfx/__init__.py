@@ -1,9 +1,10 @@
 """IPC-CFX adapter for pywats-events: decode CFX traffic into domain events.
 
-`CFXCodec` turns broker bytes into `Event`s (or quarantine records); `pywats_cfx.models` has typed
-pydantic models of the CFX messages; `pywats_cfx.samples` bundles realistic example messages; the explorer
-(``python -m pywats_cfx.explorer``) shows what a message becomes. `CFXTransport` consumes CFX traffic from
-RabbitMQ; `pywats_cfx.amqp` also holds its statistics and the envelope builders for publishing.
+`CFXCodec` turns broker bytes into `Event`s (or quarantine records); `pywats_cfx.schema` is the one typed
+description of the CFX messages (msgspec structs), which `pywats_cfx.models` reads from dicts of any shape;
+`pywats_cfx.samples` bundles realistic example messages; the explorer (``python -m pywats_cfx.explorer``)
+shows what a message becomes. `CFXTransport` consumes CFX traffic from RabbitMQ; `pywats_cfx.amqp` also
+holds its statistics and the envelope builders for publishing.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from pywats_events import DecodeResult, Event
 from pywats_events.transports import QuarantineRecord
 
 from . import _json
-from . import models as _models  # noqa: F401 - registers the models' field spellings with the parser
 from ._message_name import message_name_problem
 from ._values import is_naive_datetime, parse_datetime, parse_str, type_name
 from ._wire import DecodeLimits, WireError, unwrap

@@ -18,7 +18,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 from msgspec import UNSET, UnsetType, field
 
+from ._names import register_names
+
 __all__ = [
+    "MEASUREMENT_KINDS",
     "BooleanMeasurement",
     "ComponentDesignator",
     "Defect",
@@ -43,9 +46,11 @@ __all__ = [
     "NumericMeasurement",
     "NumericValue",
     "Operator",
+    "OtherMeasurement",
     "PerformanceImpact",
     "Stage",
     "StationStateChanged",
+    "SubclassedFault",
     "Symptom",
     "Test",
     "TestCondition",
@@ -167,7 +172,19 @@ class TextMeasurement(Measurement, tag="CFX.Structures.TextMeasurement, CFX"):
     expected_value: str | None = None
 
 
+class OtherMeasurement(Measurement):
+    """A measurement of a kind the SDK does not define (a vendor subclass, or no ``$type`` and no telling
+    property). Never decoded from the wire: the strict decode refuses it and the lenient path
+    (`pywats_cfx.mapping`) builds it, keeping the properties the base Measurement does not name."""
+
+    #: the ``$type`` without its assembly, None when the sender gave none
+    type_name: str | None = None
+    properties: dict[str, Any] = {}
+
+
 AnyMeasurement = NumericMeasurement | BooleanMeasurement | TextMeasurement
+#: the measurement kinds the SDK defines, told apart by ``$type``
+MEASUREMENT_KINDS: tuple[type[Measurement], ...] = (NumericMeasurement, BooleanMeasurement, TextMeasurement)
 
 
 class Symptom(_CFX):
@@ -497,6 +514,14 @@ class FaultCleared(_CFX):
 FaultAcknowledged = FaultCleared
 
 
+class SubclassedFault(Fault):
+    """A Fault subclass (``SMTPlacementFault``, a vendor's own) with properties the base Fault does not
+    name. Never decoded from the wire: the strict decode refuses it and the lenient path
+    (`pywats_cfx.mapping`) builds it; those properties travel in the event's ``details`` as sent."""
+
+    other_properties: dict[str, Any] = {}
+
+
 class StationStateChanged(_CFX):
     type: str | None = field(default=None, name="$type")
     #: a SEMI E10/E58 code as a number or text, or the state's name
@@ -508,3 +533,15 @@ class StationStateChanged(_CFX):
 
 #: Heartbeat, EndpointConnected, EndpointShuttingDown: the event carries the body as sent, so it stays a dict
 EndpointBody = dict[str, Any]
+
+
+def _wire_names() -> set[str]:
+    names: set[str] = set()
+    for value in list(globals().values()):
+        if isinstance(value, type) and issubclass(value, msgspec.Struct):
+            names.update(f.encode_name for f in msgspec.structs.fields(value))
+    return names
+
+
+# the parser's table of canonical spellings follows the structs, so the two cannot drift
+register_names(_wire_names())

@@ -18,6 +18,7 @@ from rich.text import Text
 from pywats_events import Event
 from pywats_events.plugins import PREVIEWS
 
+from ..models import to_wire
 from .conformance import ConformanceReport, Finding, MessageConformance
 from .live import LiveLine
 from .report import ExplorerReport, MessageReport, PreviewReport, SampleInfo
@@ -104,7 +105,8 @@ def _message_json(m: MessageReport) -> dict[str, Any]:
 def _model_json(m: MessageReport) -> dict[str, Any]:
     if m.model is None:
         return {"error": m.model_error}
-    return m.model.model_dump(mode="json", exclude_none=True)
+    wire: dict[str, Any] = to_wire(m.model)
+    return wire
 
 
 def _event_json(event: Event) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pywats_events import Event
 from pywats_events.plugins import preview_factories
@@ -20,9 +21,10 @@ from pywats_events.previews import Preview, PreviewOutcome
 
 from .._wire import WireError, unwrap
 from ..codec import CFXCodec
-from ..models import Envelope, parse_envelope
+from ..models import parse_envelope
 from ..received import CFXEnvelope
 from ..samples import SAMPLE_DESCRIPTIONS, UnknownSampleError, list_samples, load_sample
+from ..schema import Envelope
 
 __all__ = [
     "ExplorerError",
@@ -58,8 +60,9 @@ class MessageReport:
     """One envelope of the input: its typed model and the domain events it maps to."""
 
     envelope: CFXEnvelope
-    #: the envelope parsed into its message's pydantic model; None when that failed (see `model_error`)
-    model: Envelope | None
+    #: the envelope read into its message's struct (`pywats_cfx.schema`); None when that failed (see
+    #: `model_error`)
+    model: Envelope[Any] | None
     model_error: str | None
     events: tuple[Event, ...]
 
@@ -224,7 +227,7 @@ def bundled_samples() -> list[SampleInfo]:
 
 def _message_report(envelope: CFXEnvelope, events: Sequence[Event]) -> MessageReport:
     try:
-        model: Envelope | None = parse_envelope(envelope)
+        model: Envelope[Any] | None = parse_envelope(envelope)
         error = None
     except Exception as exc:  # the typed view is informative only; events are what counts
         model, error = None, f"{type(exc).__name__}: {exc}"

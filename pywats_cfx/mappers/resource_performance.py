@@ -11,7 +11,7 @@ from pywats_events import Event, EventType
 from .._json import canonicalize_tree
 from .._states import asset_state, state_name
 from .._values import parse_resource_state, parse_timespan, type_name
-from ..schema import FAULT_DETAILS, Fault, FaultCleared, FaultOccurred, StationStateChanged
+from ..schema import FAULT_DETAILS, Fault, FaultCleared, FaultOccurred, StationStateChanged, SubclassedFault
 from ._context import MessageContext
 from ._fields import iso_date
 from .production import NothingToMap
@@ -28,6 +28,8 @@ def fault_payload(ctx: MessageContext, f: Fault) -> dict[str, Any]:
         value = getattr(f, attr)
         if value is not UNSET:
             details[wire_name] = canonicalize_tree(value)
+    if isinstance(f, SubclassedFault):
+        details.update(f.other_properties)
     return {
         **ctx.facts,
         "transaction_id": f.transaction_id or ctx.txn,

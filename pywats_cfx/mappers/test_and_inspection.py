@@ -23,14 +23,17 @@ from ..schema import (
     InspectedPanel,
     InspectedUnit,
     Inspection,
+    Measurement,
     NumericMeasurement,
     NumericValue,
     Operator,
+    OtherMeasurement,
     Stage,
     Symptom,
     Test,
     TestCondition,
     TestedUnit,
+    TextMeasurement,
     UnitsInspected,
     UnitsTested,
 )
@@ -64,7 +67,9 @@ def stage_name(s: Stage | str | None) -> str | None:
     return s or None
 
 
-def _measurements(ms: list[AnyMeasurement] | None, dates: DateMemo) -> list[dict[str, Any]]:
+def _measurements(
+    ms: list[AnyMeasurement] | list[Measurement] | None, dates: DateMemo
+) -> list[dict[str, Any]]:
     """The measurements' event fields, built in one loop (a step can hold hundreds of measurements)."""
     out: list[dict[str, Any]] = []
     if not ms:
@@ -100,31 +105,37 @@ def _measurements(ms: list[AnyMeasurement] | None, dates: DateMemo) -> list[dict
             continue
         value: bool | str | None
         expected: bool | str | None
+        full_type: str | None = m.TYPE_NAME
+        short = None
         if isinstance(m, BooleanMeasurement):
             kind, value, expected = "boolean", m.value, m.expected_value
-        else:
+        elif isinstance(m, TextMeasurement):
             kind, value, expected = "text", m.value or None, m.expected_value or None
-        full_type = m.TYPE_NAME
-        append(
-            {
-                "name": m.measurement_name or crds or uid or f"{full_type.rsplit('.', 1)[-1]}_{i + 1}",
-                "kind": kind,
-                "value": value,
-                "units": None,
-                "expected_value": expected,
-                "expected_units": None,
-                "low_limit": None,
-                "low_limit_units": None,
-                "high_limit": None,
-                "high_limit_units": None,
-                "result": _RESULTS.get(res) or step_result(res),
-                "sequence": m.sequence,
-                "timestamp": dates[m.time_recorded][0],
-                "component_designators": [] if crds is None else split_designators(crds),
-                "measurement_id": uid,
-                "source_type": full_type,
-            }
-        )
+        else:  # a kind the SDK does not define (the lenient path only): its properties as sent
+            kind, value, expected = "other", None, None
+            full_type = m.type_name if isinstance(m, OtherMeasurement) else None
+            short = full_type.rsplit(".", 1)[-1] if full_type else "Measurement"
+        entry: dict[str, Any] = {
+            "name": m.measurement_name or crds or uid or f"{short or m.TYPE_NAME.rsplit('.', 1)[-1]}_{i + 1}",
+            "kind": kind,
+            "value": value,
+            "units": None,
+            "expected_value": expected,
+            "expected_units": None,
+            "low_limit": None,
+            "low_limit_units": None,
+            "high_limit": None,
+            "high_limit_units": None,
+            "result": _RESULTS.get(res) or step_result(res),
+            "sequence": m.sequence,
+            "timestamp": dates[m.time_recorded][0],
+            "component_designators": [] if crds is None else split_designators(crds),
+            "measurement_id": uid,
+            "source_type": full_type,
+        }
+        if isinstance(m, OtherMeasurement) and m.properties:
+            entry["attributes"] = m.properties
+        append(entry)
     return out
 
 

@@ -1,80 +1,122 @@
-"""Typed pydantic models of CFX messages (field names as in the standard, keys case-insensitive).
+"""The CFX messages as typed structs, read leniently from a dict of any shape.
 
-The ingest hot path does not build these (see `pywats_cfx.mapping`); they are for code that wants typed
-access to a message, for the explorer and for producing CFX. `parse_message(name, body)` picks the model
-by message name and falls back to `GenericCFXMessage` for everything else.
+There is one typed description of CFX, `pywats_cfx.schema`: the codec decodes SDK-shaped bytes straight into
+its structs, the lenient path reads everything else into the same structs (`pywats_cfx.mapping.read_body`),
+the explorer shows them and the generated definitions list their properties. This module is the way in for
+code that wants typed access to a message it holds as a dict:
+
+- `parse_message(name, body)`: the message's struct (`MESSAGE_TYPES`), or the body with its keys in
+  canonical spelling for a message that has none;
+- `parse_envelope(envelope)`: the envelope around it;
+- `to_wire(value)`: a struct back in CFX JSON shape (wire names, nulls left out, vendor properties kept).
+
+Attributes are the CFX property names in snake case (``TestedUnits`` → ``tested_units``); values keep their
+wire form (dates and enums as text). Reading never raises for odd values (a placeholder in a number field
+reads as null); a value of the wrong shape raises `pywats_cfx.MappingError` naming the property.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, SerializeAsAny
+import msgspec
+from msgspec import UNSET
 
+from .. import schema
+from .._json import canonical, canonicalize_tree
+from .._values import parse_str
+from ..mappers import MAPPERS
+from ..mapping import read_body
 from ..received import CFXEnvelope
-from . import messages as _messages
-from ._base import CFXDateTime, CFXModel, Str
-from .messages import *  # noqa: F403 - re-export the messages
-from .messages import CFXMessage, GenericCFXMessage
-from .messages import __all__ as _messages_all
-from .structures import *  # noqa: F403 - re-export the structures
-from .structures import __all__ as _structures_all
-
-#: every message with a dedicated model, by its full CFX name
-MESSAGE_MODELS: dict[str, type[CFXMessage]] = {
-    cls.MESSAGE_NAME: cls for cls in (getattr(_messages, name) for name in _messages_all) if cls.MESSAGE_NAME
-}
-_BY_LOWER = {k.lower(): v for k, v in MESSAGE_MODELS.items()}
-
-
-class Envelope(CFXModel):
-    """A full CFX envelope with its body parsed into the message's model."""
-
-    MessageName: str
-    Version: Str = None
-    TimeStamp: CFXDateTime = None
-    UniqueID: Str = None
-    Source: Str = None
-    Target: Str = None
-    RequestID: Str = None
-    MessageBody: SerializeAsAny[CFXMessage] = Field(default_factory=GenericCFXMessage)
-
-
-def model_for(message_name: str) -> type[CFXMessage]:
-    """The model class for a message name (case-insensitive), `GenericCFXMessage` when none."""
-    return _BY_LOWER.get(message_name.lower(), GenericCFXMessage)
-
-
-def parse_message(message_name: str, body: dict[str, Any]) -> CFXMessage:
-    """The message body as its model. Raises pydantic.ValidationError only for structural garbage."""
-    return model_for(message_name).model_validate(body)
-
-
-def parse_envelope(envelope: CFXEnvelope | dict[str, Any]) -> Envelope:
-    """A decoded `CFXEnvelope` (from the codec) or a raw envelope dict, as a typed `Envelope`."""
-    if isinstance(envelope, CFXEnvelope):
-        return Envelope(
-            MessageName=envelope.message_name,
-            Version=envelope.version,
-            TimeStamp=envelope.timestamp,
-            UniqueID=envelope.unique_id,
-            Source=envelope.source,
-            Target=envelope.target,
-            RequestID=envelope.request_id,
-            MessageBody=parse_message(envelope.message_name, envelope.body),
-        )
-    name = str(envelope.get("MessageName") or "")
-    body = envelope.get("MessageBody") or {}
-    data = {**envelope, "MessageBody": parse_message(name, body if isinstance(body, dict) else {})}
-    return Envelope.model_validate(data)
-
+from ..schema import *  # noqa: F403 - re-export the typed description
+from ..schema import __all__ as _schema_all
 
 __all__ = [
-    "MESSAGE_MODELS",
-    "Envelope",
+    "MESSAGE_TYPES",
     "model_for",
     "parse_envelope",
     "parse_message",
-    *_messages_all,
-    *_structures_all,
+    "to_wire",
+    *_schema_all,
 ]
+
+#: every message with a struct of its own, by its full CFX name
+MESSAGE_TYPES: dict[str, type[msgspec.Struct]] = {
+    name: m.body_type
+    for name, m in MAPPERS.items()
+    if isinstance(m.body_type, type) and issubclass(m.body_type, msgspec.Struct)
+}
+_BY_LOWER = {k.lower(): v for k, v in MESSAGE_TYPES.items()}
+
+
+def model_for(message_name: str) -> type[msgspec.Struct] | None:
+    """The struct of a message name (any case); None when the message has none (its body stays a dict)."""
+    return _BY_LOWER.get(message_name.lower())
+
+
+def parse_message(message_name: str, body: dict[str, Any]) -> Any:
+    """The MessageBody as its struct, or as a dict with canonical keys when the message has no struct."""
+    cls = model_for(message_name)
+    return read_body(body, cls) if cls is not None else canonicalize_tree(dict(body))
+
+
+def parse_envelope(envelope: CFXEnvelope | dict[str, Any]) -> schema.Envelope[Any]:
+    """A decoded `CFXEnvelope` (from the codec) or a raw envelope dict (keys in any case), with its body
+    read by `parse_message`. Dates stay text, as in the structs."""
+    if isinstance(envelope, CFXEnvelope):
+        return schema.Envelope(
+            message_name=envelope.message_name,
+            message_body=parse_message(envelope.message_name, envelope.body),
+            unique_id=envelope.unique_id,
+            time_stamp=envelope.timestamp.isoformat() if envelope.timestamp is not None else None,
+            version=envelope.version,
+            source=envelope.source,
+            target=envelope.target,
+            request_id=envelope.request_id,
+        )
+    doc = canonical(envelope)
+    name = parse_str(doc.get("MessageName")) or ""
+    body = doc.get("MessageBody")
+    return schema.Envelope(
+        message_name=name,
+        message_body=parse_message(name, body if isinstance(body, dict) else {}),
+        unique_id=parse_str(doc.get("UniqueID")),
+        time_stamp=parse_str(doc.get("TimeStamp")),
+        version=parse_str(doc.get("Version")),
+        source=parse_str(doc.get("Source")),
+        target=parse_str(doc.get("Target")),
+        request_id=parse_str(doc.get("RequestID")),
+    )
+
+
+def to_wire(value: Any) -> Any:
+    """A struct (or a list / dict holding structs) in CFX JSON shape: wire names, ``$type`` where the SDK
+    writes one, nulls left out; the properties a vendor subclass adds are put back beside the others."""
+    if isinstance(value, msgspec.Struct):
+        out: dict[str, Any] = {}
+        config = value.__struct_config__
+        if isinstance(value, schema.OtherMeasurement):
+            if value.type_name:
+                out["$type"] = value.type_name
+        elif config.tag_field is not None and isinstance(config.tag, str):
+            out[config.tag_field] = config.tag
+        for f in msgspec.structs.fields(value):
+            if f.name in _LENIENT_ONLY:
+                continue
+            v = getattr(value, f.name)
+            if v is not None and v is not UNSET:
+                out[f.encode_name] = to_wire(v)
+        if isinstance(value, schema.OtherMeasurement):
+            out.update(value.properties)
+        elif isinstance(value, schema.SubclassedFault):
+            out.update(value.other_properties)
+        return out
+    if isinstance(value, list):
+        return [to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    return value
+
+
+#: fields of the lenient path's own structs that are no CFX properties
+_LENIENT_ONLY = frozenset(("type_name", "properties", "other_properties"))
