@@ -22,6 +22,7 @@ from pywats_events.transports import BaseTransport
 from ._values import parse_datetime
 from .amqp.config import AmqpSettings
 from .codec import CFXCodec
+from .definitions import typed_description
 from .mappers import MAPPED_MESSAGES
 
 __all__ = ["AMQP_SECTION", "amqp_transport", "broker_dead_letters", "bundled_samples", "codec"]
@@ -52,6 +53,8 @@ def codec(**options: Any) -> CFXCodec:
 #: the CFX messages the codec maps → the event type each becomes (read by `python -m pywats_events.docgen`;
 #: anything else valid becomes ``passthrough``)
 codec.message_types = {name: t.value for name, t in MAPPED_MESSAGES.items()}  # type: ignore[attr-defined]
+#: what the codec reads from each message and structure, from its typed description (called by docgen)
+codec.input_types = typed_description  # type: ignore[attr-defined]
 
 
 def bundled_samples() -> list[tuple[str, bytes]]:

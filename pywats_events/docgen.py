@@ -312,6 +312,7 @@ def mapping_page(distributions: Sequence[str] = (DISTRIBUTION,)) -> str:
                 f"| `{message}` | `{event_type}` | {f'`{model.__name__}`' if model else '—'} | {takers} |"
             )
         lines += ["", "Any other valid message becomes a `passthrough` event carrying its body."]
+        lines += _input_types_section(codec_name, factory)
         lines += _samples_section(codec_name, factory, previews)
     lines += ["", "## Payload models", "", "| event types | model | fields |", "|---|---|---|"]
     by_model: dict[type[BaseModel], list[str]] = {}
@@ -321,6 +322,28 @@ def mapping_page(distributions: Sequence[str] = (DISTRIBUTION,)) -> str:
         names = ", ".join(f"`{t}`" for t in event_types)
         lines.append(f"| {names} | `{model.__name__}` | {_payload_fields(model)} |")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _input_types_section(codec_name: str, factory: Any) -> list[str]:
+    """The codec's typed description: what it reads from each message and structure."""
+    describe = getattr(factory, "input_types", None)
+    types: dict[str, list[tuple[str, str]]] = describe() if callable(describe) else {}
+    if not types:
+        return []
+    lines = [
+        "",
+        f"### What codec `{codec_name}` reads",
+        "",
+        "Each message and structure with the properties the codec reads and their types, from its typed",
+        "description. Keys are matched in any case; a value it cannot read as its type reads as null.",
+        "",
+        "| message or structure | properties |",
+        "|---|---|",
+    ]
+    for name, fields in types.items():
+        described = ", ".join(f"`{field}` ({kind})" for field, kind in fields)
+        lines.append(f"| `{name}` | {described} |")
+    return lines
 
 
 def _samples_section(codec_name: str, factory: Any, previews: dict[str, Any]) -> list[str]:

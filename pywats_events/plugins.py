@@ -5,7 +5,9 @@ Groups and what an entry point must name:
 ``pywats_events.codecs``
     A `Codec` class or factory; called with the options of ``[plugins.<name>]`` as keyword arguments.
     A factory may declare ``factory.message_types``: the input message names it maps → the event type
-    (value) each becomes, for the generated mapping reference (`pywats_events.docgen`).
+    (value) each becomes, for the generated mapping reference (`pywats_events.docgen`), and
+    ``factory.input_types``: a function returning, for each message and structure it reads, its
+    properties as (name, type in words) pairs.
 ``pywats_events.transports``
     ``factory(ctx: PluginContext) -> BaseTransport | list[BaseTransport] | None``. A `BaseTransport`
     subclass also works: it is called with the options of ``[plugins.<name>]`` (plus ``codec=`` if

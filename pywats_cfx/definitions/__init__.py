@@ -17,7 +17,14 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-__all__ = ["CFX_VERSIONS", "CFXDefinitions", "FieldDefinition", "TypeDefinition", "cfx_definitions"]
+__all__ = [
+    "CFX_VERSIONS",
+    "CFXDefinitions",
+    "FieldDefinition",
+    "TypeDefinition",
+    "cfx_definitions",
+    "typed_description",
+]
 
 #: the published versions of the standard (an envelope's ``Version``)
 CFX_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "2.0", "2.1")
@@ -158,3 +165,43 @@ def _csharp(t: mi.Type, structures: dict[str, TypeDefinition]) -> str | None:
         name = t.cls.__name__
         return name if name in structures else None
     return None
+
+
+def typed_description() -> dict[str, list[tuple[str, str]]]:
+    """What the codec reads, from its typed description (`pywats_cfx.schema`): each mapped message (full
+    CFX name) and then each structure those hold (short name), with its properties (wire name, type)."""
+    from ..mappers import MAPPERS
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    structures: list[type[msgspec.Struct]] = []
+    for name, mapper in sorted(MAPPERS.items()):
+        if isinstance(mapper.body_type, type) and issubclass(mapper.body_type, msgspec.Struct):
+            out[name] = _typed_fields(mapper.body_type, structures)
+        else:
+            out[name] = [("*", "the body, as sent")]
+    done: set[type[msgspec.Struct]] = set()
+    while structures:
+        struct = structures.pop(0)
+        if struct not in done:
+            done.add(struct)
+            out[struct.__name__] = _typed_fields(struct, structures)
+    return out
+
+
+def _typed_fields(struct: type[msgspec.Struct], found: list[type[msgspec.Struct]]) -> list[tuple[str, str]]:
+    info = mi.type_info(struct)
+    assert isinstance(info, mi.StructType)
+    return [(f.encode_name, _type_text(f.type, found)) for f in info.fields]
+
+
+def _type_text(t: mi.Type, found: list[type[msgspec.Struct]]) -> str:
+    """A msgspec type in words (``list of Test``, ``number``); structures met are appended to `found`."""
+    if isinstance(t, mi.UnionType):
+        return " or ".join(_type_text(k, found) for k in t.types if not isinstance(k, mi.NoneType))
+    if isinstance(t, mi.ListType):
+        return f"list of {_type_text(t.item_type, found)}"
+    if isinstance(t, mi.StructType):
+        found.append(t.cls)
+        return t.cls.__name__
+    words = {mi.StrType: "text", mi.IntType: "integer", mi.FloatType: "number", mi.BoolType: "true/false"}
+    return words.get(type(t), "as sent")

@@ -216,3 +216,29 @@ def test_flattened_numeric_values_decode_like_the_original(path: Path, rnd: rand
     assert _typed(raw) is None
     assert expected is not None
     assert _facts(CODEC.decode(raw).events) == _facts(expected)
+
+
+def _measurements(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o, _ in _objects(doc) if "$type" in o and str(o["$type"]).endswith("Measurement, CFX")]
+
+
+def _kind_shows(m: dict[str, Any]) -> bool:
+    """Whether a measurement's kind can be told without its ``$type``."""
+    return m.get("MeasuredValue") is not None or type(m.get("Value")) in (bool, str)
+
+
+_WITH_ANY_MEASUREMENT = [p for p in _TYPED_SAMPLES if any(_kind_shows(m) for m in _measurements(_load(p)))]
+
+
+@SETTINGS
+@given(st.sampled_from(_WITH_ANY_MEASUREMENT), st.randoms(use_true_random=False))
+def test_measurements_without_type_decode_like_the_original(path: Path, rnd: random.Random) -> None:
+    doc = _load(path)
+    expected = _typed(orjson.dumps(doc))
+    telling = [m for m in _measurements(doc) if _kind_shows(m)]
+    for m in rnd.sample(telling, min(len(telling), 5)):
+        del m["$type"]  # the kind follows from the properties present
+    raw = orjson.dumps(doc)
+    assert _typed(raw) is None
+    assert expected is not None
+    assert _facts(CODEC.decode(raw).events) == _facts(expected)

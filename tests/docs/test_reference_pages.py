@@ -44,6 +44,11 @@ def test_pages_cover_every_mapped_message_and_setting() -> None:
     mapping = (REFERENCE / "mapping.md").read_text(encoding="utf-8")
     for message, event_type in MAPPED_MESSAGES.items():
         assert f"| `{message}` | `{event_type.value}` |" in mapping
+        assert f"\n| `{message}` | `" in mapping.split("### What codec `cfx` reads", 1)[1]
+    # the typed description, structures included
+    assert "`TestedUnits` (list of TestedUnit)" in mapping
+    assert "`Measurements` (list of NumericMeasurement or BooleanMeasurement or TextMeasurement)" in mapping
+    assert "\n| `NumericValue` | `Value` (number), `ValueUnits` (text)" in mapping
     configuration = (REFERENCE / "configuration.md").read_text(encoding="utf-8")
     assert "PYWATS_EVENTS_AMQP_URL`<br>`--amqp`" in configuration
     for name in WatsHandlersConfig.model_fields:
