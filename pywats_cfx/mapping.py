@@ -51,10 +51,6 @@ _Read = Callable[[Any], Any]
 # --------------------------------------------------------------------------- scalars
 
 
-def _str(v: Any) -> str | None:
-    return parse_str(v)
-
-
 def _bool(v: Any) -> bool | None:
     return v if type(v) is bool else None
 
@@ -109,26 +105,30 @@ class _StructReader:
     """Reads a dict into one struct type: keys matched in any case (the canonical spelling wins a clash),
     each value read by its field's type, properties the struct does not name set aside."""
 
-    __slots__ = ("cls", "fields", "lower", "name")
+    __slots__ = ("cls", "fields", "known", "lower")
 
-    def __init__(self, cls: type[msgspec.Struct], name: str) -> None:
+    def __init__(self, cls: type[msgspec.Struct]) -> None:
         self.cls = cls
-        self.name = name
         self.fields: dict[str, tuple[str, _Read]] = {}
         self.lower: dict[str, str] = {}
+        self.known: frozenset[str] = frozenset()
 
     def setup(self) -> None:
         info = mi.type_info(self.cls)
         assert isinstance(info, mi.StructType)
         for f in info.fields:
-            if f.encode_name == "$type" and f.name != "type":
-                continue
             self.fields[f.encode_name] = (f.name, _reader(f.type, f.encode_name))
         self.lower = {k.lower(): k for k in self.fields}
+        #: the wire names as the SDK spells them, and the tag that chose the struct (``$type``)
+        self.known = frozenset(self.fields) | ({info.tag_field} if info.tag_field else set())
 
     def __call__(self, v: Any) -> Any:
         if not isinstance(v, dict):
-            raise MappingError(f"{self.name} must be an object, got {type(v).__name__}")
+            raise MappingError(f"{self.cls.__name__} must be an object, got {type(v).__name__}")
+        try:  # an object as the SDK writes it: read by msgspec, exactly as the typed path reads it
+            return msgspec.convert(v, self.cls)
+        except msgspec.ValidationError:
+            pass  # repaired field by field; the objects inside try the exact reading again
         values, unknown = self.read_fields(v)
         if unknown and self.cls is schema.Fault:
             return schema.SubclassedFault(**values, other_properties=unknown)
@@ -138,6 +138,12 @@ class _StructReader:
         values: dict[str, Any] = {}
         unknown: dict[str, Any] = {}
         fields, lower = self.fields, self.lower
+        if self.known.issuperset(v):  # every key spelled as the SDK spells it: one lookup each
+            for key, value in v.items():
+                entry = fields.get(key)
+                if entry is not None:
+                    values[entry[0]] = entry[1](value)
+            return values, unknown
         for key, value in v.items():
             wire = key if key in fields else lower.get(key.lower()) if isinstance(key, str) else None
             if wire is None:
@@ -212,11 +218,19 @@ def _measurement(v: Any) -> schema.Measurement:
     with its properties (`schema.OtherMeasurement`)."""
     if not isinstance(v, dict):
         raise MappingError(f"Measurement must be an object, got {type(v).__name__}")
-    keys = {k.lower(): k for k in v if isinstance(k, str)}
-    full = type_name(v[keys["$type"]]) if "$type" in keys else None
+    try:
+        return msgspec.convert(v, schema.AnyMeasurement)
+    except msgspec.ValidationError:
+        pass
+    if "$type" in v:
+        full = type_name(v["$type"])
+    else:
+        keys = {k.lower(): k for k in v if isinstance(k, str)}
+        full = type_name(v[keys["$type"]]) if "$type" in keys else None
     short = full.rsplit(".", 1)[-1] if full else None
     cls = _MEASUREMENTS.get(short) if short else None
     if short is None:
+        keys = {k.lower(): k for k in v if isinstance(k, str)}
         value = v[keys["value"]] if "value" in keys else None
         if "measuredvalue" in keys and v[keys["measuredvalue"]] is not None:
             cls = schema.NumericMeasurement
@@ -254,7 +268,7 @@ _STRUCTS: dict[type, _StructReader] = {}
 def _struct(cls: type[msgspec.Struct]) -> _StructReader:
     reader = _STRUCTS.get(cls)
     if reader is None:
-        reader = _STRUCTS[cls] = _StructReader(cls, cls.__name__)
+        reader = _STRUCTS[cls] = _StructReader(cls)
         reader.setup()
     return reader
 
@@ -277,7 +291,7 @@ def _reader(t: mi.Type, name: str) -> _Read:
             return _number_or_text
         return _scalar_union(tuple(scalars[type(k)] for k in kinds))
     if isinstance(t, mi.StrType):
-        return _str
+        return parse_str
     if isinstance(t, mi.IntType):
         return parse_int
     if isinstance(t, mi.FloatType):
@@ -289,8 +303,7 @@ def _reader(t: mi.Type, name: str) -> _Read:
     if isinstance(t, mi.ListType):
         return _list_of(_reader(t.item_type, name), name)
     if isinstance(t, mi.StructType):
-        reader = _struct(t.cls)
-        return reader if t.cls is schema.Fault and name == "Fault" else _optional_struct(reader)
+        return _optional_struct(_struct(t.cls))
     return _any
 
 

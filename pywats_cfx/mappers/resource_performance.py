@@ -48,7 +48,7 @@ def fault_payload(ctx: MessageContext, f: Fault) -> dict[str, Any]:
 
 def map_fault_occurred(ctx: MessageContext, b: FaultOccurred) -> list[Event]:
     if b.fault is None:
-        raise NothingToMap("Fault must be an object, got NoneType")
+        raise NothingToMap("Fault is missing or not an object")
     return [ctx.event(EventType.ASSET_FAULT, fault_payload(ctx, b.fault), 0, None)]
 
 
