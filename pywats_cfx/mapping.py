@@ -34,6 +34,7 @@ from ._json import canonical, canonicalize_tree
 from ._values import parse_float, parse_int, parse_str, type_name
 from .mappers import MAPPED_MESSAGES, MAPPERS, NothingToMap, event_type_for
 from .mappers._context import NS, MessageContext, event_id
+from .mappers._fields import num_or_raw
 from .received import CFXEnvelope
 
 __all__ = ["MAPPED_MESSAGES", "NS", "MappingError", "event_id", "event_type_for", "map_envelope", "read_body"]
@@ -61,16 +62,6 @@ def _any(v: Any) -> Any:
 
 def _dict(v: Any) -> dict[str, Any] | None:
     return canonicalize_tree(v) if isinstance(v, dict) else None
-
-
-def _number_or_text(v: Any) -> float | bool | str | None:
-    """A number as float; a flag or non-numeric text as sent (an ExpectedValue need not be numeric)."""
-    if isinstance(v, bool):
-        return v
-    f = parse_float(v)
-    if f is not None:
-        return f
-    return v if isinstance(v, str) else None
 
 
 def _scalar_union(kinds: tuple[type, ...]) -> _Read:
@@ -288,7 +279,7 @@ def _reader(t: mi.Type, name: str) -> _Read:
             return _designators
         scalars = {mi.StrType: str, mi.IntType: int, mi.FloatType: float, mi.BoolType: bool}
         if set(map(type, kinds)) == {mi.FloatType, mi.BoolType, mi.StrType}:
-            return _number_or_text
+            return num_or_raw
         return _scalar_union(tuple(scalars[type(k)] for k in kinds))
     if isinstance(t, mi.StrType):
         return parse_str
