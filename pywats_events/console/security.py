@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._exceptions import ConfigurationError
+from .._net import is_loopback
 from ..config import Settings
 
 __all__ = ["CSRF_COOKIE", "CSRF_HEADER", "SESSION_COOKIE", "ConsoleGuard", "console_token", "is_loopback"]
@@ -22,16 +22,6 @@ __all__ = ["CSRF_COOKIE", "CSRF_HEADER", "SESSION_COOKIE", "ConsoleGuard", "cons
 SESSION_COOKIE = "pywats_console_session"
 CSRF_COOKIE = "pywats_console_csrf"
 CSRF_HEADER = "x-console-csrf"
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine reaches (``localhost`` counts)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def console_token(settings: Settings) -> str | None:

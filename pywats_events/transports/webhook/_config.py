@@ -6,13 +6,14 @@ the configuration itself, and held as `SecretStr` so they never reach a log or a
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from ..._net import is_loopback
 
 __all__ = ["HookSettings", "WebhookSettings", "is_loopback", "load_secret"]
 
@@ -83,16 +84,6 @@ class WebhookSettings(BaseModel):
             if not _HOOK_NAME.match(name):
                 raise ValueError(f"hook name {name!r}: use letters, digits, '_', '-' and '.' only")
         return v
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_secret(hook: HookSettings) -> SecretStr | None:
