@@ -12,7 +12,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -239,6 +239,28 @@ class AMQPConfig(BaseModel):
             return self.connection_parameters(environ).display_url
         except ConfigurationError:
             return "<invalid amqp url>"
+
+    def connect_options(
+        self,
+        connection_name: str,
+        environ: Mapping[str, str] | None = None,
+        params: ConnectionParameters | None = None,
+    ) -> dict[str, Any]:
+        """Keyword arguments of `aio_pika.connect` / `connect_robust` for every connection the adapter opens:
+        address, credentials, TLS, timeouts and the name the broker's management UI shows."""
+        params = params or self.connection_parameters(environ)
+        return {
+            "host": params.host,
+            "port": params.port,
+            "login": params.login,
+            "password": params.password,
+            "virtualhost": params.virtualhost,
+            "ssl": params.ssl,
+            "ssl_context": self.ssl_context(environ),
+            "timeout": self.connect_timeout,
+            "client_properties": {"product": "pywats-events", "connection_name": connection_name},
+            "heartbeat": self.heartbeat,
+        }
 
     def ssl_context(self, environ: Mapping[str, str] | None = None) -> _ssl.SSLContext | None:
         """A client TLS context with the configured CA and client certificate, or None without TLS."""

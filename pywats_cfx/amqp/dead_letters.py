@@ -152,19 +152,8 @@ class AmqpDeadLetters:
 
     async def _connect(self) -> AbstractConnection:
         amqp = self.amqp
-        params = amqp.connection_parameters()
         try:
-            return await aio_pika.connect(
-                host=params.host,
-                port=params.port,
-                login=params.login,
-                password=params.password,
-                virtualhost=params.virtualhost,
-                ssl=params.ssl,
-                ssl_context=amqp.ssl_context(),
-                timeout=amqp.connect_timeout,
-                client_properties={"product": "pywats-events", "connection_name": "pywats-events dlq"},
-            )
+            return await aio_pika.connect(**amqp.connect_options("pywats-events dlq"))
         except Exception as exc:
             raise ConfigurationError("amqp.url", f"cannot reach {amqp.redacted_url()}: {exc}") from None
 

@@ -258,41 +258,20 @@ class CFXTransport(BaseTransport):
 
     async def _connect(self, params: ConnectionParameters) -> AbstractRobustConnection:
         amqp = self.config.amqp
-        client_properties: dict[str, Any] = {"product": "pywats-events"}
-        client_properties["connection_name"] = amqp.connection_name or f"pywats-events {amqp.queue}"
         return await aio_pika.connect_robust(
-            host=params.host,
-            port=params.port,
-            login=params.login,
-            password=params.password,
-            virtualhost=params.virtualhost,
-            ssl=params.ssl,
-            ssl_context=amqp.ssl_context(self._environ),
-            timeout=amqp.connect_timeout,
-            client_properties=client_properties,
-            heartbeat=amqp.heartbeat,
+            **amqp.connect_options(self._connection_name, self._environ, params),
             reconnect_interval=amqp.reconnect_interval,
         )
 
     async def _plain_connection(self) -> aio_pika.abc.AbstractConnection:
         """A connection that is not re-established behind our back: shard ownership must end with it."""
+        options = self.config.amqp.connect_options(f"{self._connection_name} (shards)", self._environ)
+        return await aio_pika.connect(**options)
+
+    @property
+    def _connection_name(self) -> str:
         amqp = self.config.amqp
-        params = amqp.connection_parameters(self._environ)
-        return await aio_pika.connect(
-            host=params.host,
-            port=params.port,
-            login=params.login,
-            password=params.password,
-            virtualhost=params.virtualhost,
-            ssl=params.ssl,
-            ssl_context=amqp.ssl_context(self._environ),
-            timeout=amqp.connect_timeout,
-            client_properties={
-                "product": "pywats-events",
-                "connection_name": (amqp.connection_name or f"pywats-events {amqp.queue}") + " (shards)",
-            },
-            heartbeat=amqp.heartbeat,
-        )
+        return amqp.connection_name or f"pywats-events {amqp.queue}"
 
     async def _start_distributed(self, connection: AbstractRobustConnection) -> None:
         """Declare (or check) the distributed topology, then consume: one queue (hot standby) or the
