@@ -32,13 +32,40 @@ _DT_RE = re.compile(
 _FAST_ISO = sys.version_info >= (3, 11)
 
 
+#: Microsoft's JSON date (Newtonsoft's `DateFormatHandling.MicrosoftDateFormat`): milliseconds since the
+#: Unix epoch (UTC), and the sender's offset to show it in, e.g. ``/Date(1335205592410+0200)/``
+_MS_DATE_RE = re.compile(r"^\s*\\?/Date\((-?\d{1,15})([+-]\d{4})?\)\\?/\s*$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _ms_date(value: str) -> datetime | None:
+    m = _MS_DATE_RE.match(value)
+    if m is None:
+        return None
+    millis, offset = m.groups()
+    try:
+        dt = _EPOCH + timedelta(milliseconds=int(millis))
+    except OverflowError:
+        return None
+    if offset:
+        sign = -1 if offset[0] == "-" else 1
+        minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+        if minutes >= 24 * 60:
+            return None
+        dt = dt.astimezone(timezone(sign * timedelta(minutes=minutes)))
+    return dt
+
+
 def parse_datetime(value: Any) -> datetime | None:
     """A timezone-aware datetime, or None. Naive times (no offset on the wire) are taken as UTC: the
-    sender's zone is unknowable and UTC keeps ordering stable; callers flag it via `is_naive_datetime`."""
+    sender's zone is unknowable and UTC keeps ordering stable; callers flag it via `is_naive_datetime`.
+    Besides ISO 8601 as Newtonsoft writes it, Microsoft's JSON form (``/Date(1335205592410)/``) is read."""
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
-    if not isinstance(value, str) or len(value) < 16:
+    if not isinstance(value, str):
         return None
+    if len(value) < 16 or value.lstrip("\\ ").startswith("/Date("):
+        return _ms_date(value)
     if _FAST_ISO and len(value) <= 35:
         try:
             dt = datetime.fromisoformat(value)

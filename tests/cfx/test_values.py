@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -88,3 +89,38 @@ def test_state_names_keep_semi_detail() -> None:
 )
 def test_parse_float(value: object, out: float | None) -> None:
     assert parse_float(value) == out
+
+
+def test_microsoft_json_dates() -> None:
+    """Newtonsoft's `MicrosoftDateFormat`: milliseconds since the epoch, and the offset to show it in."""
+    utc = datetime(2012, 4, 23, 18, 26, 32, 410000, tzinfo=timezone.utc)
+    assert parse_datetime("/Date(1335205592410)/") == utc
+    with_offset = parse_datetime("\\/Date(1335205592410+0200)\\/")
+    assert with_offset == utc and with_offset is not None and with_offset.utcoffset() == timedelta(hours=2)
+    assert not is_naive_datetime("/Date(1335205592410)/")
+    assert parse_datetime("/Date(1335205592410+2500)/") is None
+    assert parse_datetime("/Date(soon)/") is None
+
+
+def test_a_message_dated_the_microsoft_way_reads_like_one_dated_in_iso() -> None:
+    from pywats_cfx import CFXCodec
+    from pywats_cfx.samples import load_sample_dict
+
+    iso = load_sample_dict("units_tested_fct")
+    iso["TimeStamp"] = "2012-04-23T20:26:32.41+02:00"
+    test = iso["MessageBody"]["TestedUnits"][0]["Tests"][0]
+    test["TestStartTime"], test["TestEndTime"] = "2012-04-23T18:26:32.41Z", "2012-04-23T18:26:33Z"
+    ms = json.loads(json.dumps(iso))
+    ms["TimeStamp"] = "/Date(1335205592410+0200)/"
+    ms_test = ms["MessageBody"]["TestedUnits"][0]["Tests"][0]
+    ms_test["TestStartTime"], ms_test["TestEndTime"] = "/Date(1335205592410)/", "/Date(1335205593000)/"
+    codec = CFXCodec()
+    a, b = codec.decode(json.dumps(iso).encode()).events, codec.decode(json.dumps(ms).encode()).events
+    assert a and b and a[0].metadata.timestamp == b[0].metadata.timestamp
+    times = [(e.payload["tests"][0]["start"], e.payload["tests"][0]["end"]) for e in (a[0], b[0])]
+    assert [tuple(parse_datetime(t) for t in pair) for pair in times] == [
+        (
+            datetime(2012, 4, 23, 18, 26, 32, 410000, tzinfo=timezone.utc),
+            datetime(2012, 4, 23, 18, 26, 33, tzinfo=timezone.utc),
+        )
+    ] * 2
