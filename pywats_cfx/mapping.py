@@ -39,8 +39,6 @@ from .received import CFXEnvelope
 
 __all__ = ["MAPPED_MESSAGES", "NS", "MappingError", "event_id", "event_type_for", "map_envelope", "read_body"]
 
-_NS = NS
-
 
 class MappingError(ValueError):
     """A message of a mapped type whose structure cannot be mapped (e.g. `TestedUnits` is not a list)."""
@@ -213,15 +211,11 @@ def _measurement(v: Any) -> schema.Measurement:
         return msgspec.convert(v, schema.AnyMeasurement)
     except msgspec.ValidationError:
         pass
-    if "$type" in v:
-        full = type_name(v["$type"])
-    else:
-        keys = {k.lower(): k for k in v if isinstance(k, str)}
-        full = type_name(v[keys["$type"]]) if "$type" in keys else None
+    keys = {k.lower(): k for k in v if isinstance(k, str)}
+    full = type_name(v[keys["$type"]]) if "$type" in keys else None
     short = full.rsplit(".", 1)[-1] if full else None
     cls = _MEASUREMENTS.get(short) if short else None
     if short is None:
-        keys = {k.lower(): k for k in v if isinstance(k, str)}
         value = v[keys["value"]] if "value" in keys else None
         if "measuredvalue" in keys and v[keys["measuredvalue"]] is not None:
             cls = schema.NumericMeasurement
@@ -275,7 +269,7 @@ def _reader(t: mi.Type, name: str) -> _Read:
             return _measurement
         if len(structs) == 1 and all(isinstance(k, mi.StrType | mi.StructType) for k in kinds):
             return _struct_or_text(_struct(structs[0].cls))
-        if any(isinstance(k, mi.ListType) for k in kinds):
+        if any(isinstance(k, mi.ListType) for k in kinds):  # ComponentsOfInterest, the one such union
             return _designators
         scalars = {mi.StrType: str, mi.IntType: int, mi.FloatType: float, mi.BoolType: bool}
         if set(map(type, kinds)) == {mi.FloatType, mi.BoolType, mi.StrType}:

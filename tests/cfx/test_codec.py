@@ -290,9 +290,9 @@ def test_decode_never_raises_on_odd_arguments(codec: CFXCodec, body: object) -> 
 def test_event_id_is_a_standard_uuid5() -> None:
     import uuid
 
-    from pywats_cfx.mapping import _NS, event_id
+    from pywats_cfx.mapping import NS, event_id
 
-    assert event_id("m-1", "CFX.Heartbeat", 3) == str(uuid.uuid5(_NS, "m-1/CFX.Heartbeat/3"))
+    assert event_id("m-1", "CFX.Heartbeat", 3) == str(uuid.uuid5(NS, "m-1/CFX.Heartbeat/3"))
 
 
 def test_payload_dates_are_aware_iso_with_at_most_6_fraction_digits(codec: CFXCodec) -> None:
