@@ -100,14 +100,18 @@ class JournalFeeder:
             self._release()
             raise
         if ticket == self._released_ticket and self._tasks and not self.cache and self._room_for(len(seqs)):
-            # every feeder is caught up and there is room: straight into the lanes (same order, no cache)
+            # every feeder is caught up and there is room: straight into the lanes (same order, no cache).
+            # A feeder that was reading the journal while this append waited may have fed these entries
+            # already (they are in the journal before `append` returns): those it has, it keeps.
             self._released_ticket += 1
             parts_of, hand = self._parts_of, self._hand
+            first_group = self._groups[0]
             for seq, event in zip(seqs, events, strict=True):
                 parts = parts_of(event)
                 for group, subs in parts:
-                    hand(group, event, subs, seq)
-                if not parts:
+                    if group.fed_seq < seq:
+                        hand(group, event, subs, seq)
+                if not parts and first_group.fed_seq < seq:
                     self.complete_later(seq)
             last = seqs[-1]
             for g in self._groups:

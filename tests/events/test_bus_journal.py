@@ -199,3 +199,38 @@ async def test_sqlite_journal_many_producers_each_event_once_in_order(tmp_path):
     report = await bus.stop()
     assert report.clean and report.journal_pending == 0
     assert seen == {f"U{p}": list(range(60)) for p in range(12)}
+
+
+class _ReadWhileAppending(MemoryJournal):
+    """Holds the feeder's first read back until an append has stored its entries, and that append's return
+    until the read has come back with them: a commit the feeder sees before its writer hears of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored = asyncio.Event()
+        self.read_done = asyncio.Event()
+
+    async def append(self, events):  # type: ignore[no-untyped-def]
+        seqs = await super().append(events)
+        self.stored.set()
+        await self.read_done.wait()
+        return seqs
+
+    async def read_pending(self, after_seq, limit):  # type: ignore[no-untyped-def]
+        if not self.read_done.is_set():
+            await self.stored.wait()
+            entries = await super().read_pending(after_seq, limit)
+            self.read_done.set()
+            return entries
+        return await super().read_pending(after_seq, limit)
+
+
+async def test_an_entry_the_feeder_read_before_its_append_returned_is_handled_once():
+    journal = _ReadWhileAppending()
+    rec = Rec("once")
+    bus = AsyncEventBus(journal=journal, max_in_flight=8)
+    bus.subscribe(rec)
+    async with bus:
+        await bus.context.submit([make_event(i=0), make_event(i=1)])
+        await wait_until(lambda: journal.completed == {1, 2})
+    assert rec.seen == [0, 1]
