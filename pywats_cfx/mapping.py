@@ -293,7 +293,8 @@ def _reader(t: mi.Type, name: str) -> _Read:
 
 
 def read_body(body: dict[str, Any], body_type: Any) -> Any:
-    """A MessageBody dict of any key spelling and value shape as `body_type` (a struct, or a dict body).
+    """A MessageBody dict of any key spelling and value shape as `body_type`: a struct, or anything else
+    (a dict body, or None for a message without a struct) for the body with its keys in canonical spelling.
     Raises `MappingError` naming the first property whose shape cannot be read."""
     if isinstance(body_type, type) and issubclass(body_type, msgspec.Struct):
         return _struct(body_type)(body)

@@ -23,7 +23,7 @@ import msgspec
 from msgspec import UNSET
 
 from .. import schema
-from .._json import canonical, canonicalize_tree
+from .._json import canonical
 from .._values import parse_str
 from ..mappers import MAPPERS
 from ..mapping import read_body
@@ -56,8 +56,7 @@ def model_for(message_name: str) -> type[msgspec.Struct] | None:
 
 def parse_message(message_name: str, body: dict[str, Any]) -> Any:
     """The MessageBody as its struct, or as a dict with canonical keys when the message has no struct."""
-    cls = model_for(message_name)
-    return read_body(body, cls) if cls is not None else canonicalize_tree(dict(body))
+    return read_body(body, model_for(message_name))
 
 
 def parse_envelope(envelope: CFXEnvelope | dict[str, Any]) -> schema.Envelope[Any]:
@@ -94,29 +93,27 @@ def to_wire(value: Any) -> Any:
     writes one, nulls left out; the properties a vendor subclass adds are put back beside the others."""
     if isinstance(value, msgspec.Struct):
         out: dict[str, Any] = {}
-        config = value.__struct_config__
+        # the lenient path's own structs: the properties of the CFX type they stand for, then the others
+        wire_type: type[msgspec.Struct] = type(value)
+        others: dict[str, Any] = {}
         if isinstance(value, schema.OtherMeasurement):
+            wire_type, others = schema.Measurement, value.properties
             if value.type_name:
                 out["$type"] = value.type_name
-        elif config.tag_field is not None and isinstance(config.tag, str):
-            out[config.tag_field] = config.tag
-        for f in msgspec.structs.fields(value):
-            if f.name in _LENIENT_ONLY:
-                continue
+        elif isinstance(value, schema.SubclassedFault):
+            wire_type, others = schema.Fault, value.other_properties
+        else:
+            config = value.__struct_config__
+            if config.tag_field is not None and isinstance(config.tag, str):
+                out[config.tag_field] = config.tag
+        for f in msgspec.structs.fields(wire_type):
             v = getattr(value, f.name)
             if v is not None and v is not UNSET:
                 out[f.encode_name] = to_wire(v)
-        if isinstance(value, schema.OtherMeasurement):
-            out.update(value.properties)
-        elif isinstance(value, schema.SubclassedFault):
-            out.update(value.other_properties)
+        out.update(others)
         return out
     if isinstance(value, list):
         return [to_wire(v) for v in value]
     if isinstance(value, dict):
         return {k: to_wire(v) for k, v in value.items()}
     return value
-
-
-#: fields of the lenient path's own structs that are no CFX properties
-_LENIENT_ONLY = frozenset(("type_name", "properties", "other_properties"))
