@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from json_log_support import json_lines
+from json_log_support import json_log as capture_json_log
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from tracing_support import PARENT, PARENT_SPAN_ID, TRACE_ID, ids, memory_spans, parent_id
@@ -27,7 +29,6 @@ from pywats_events import (
     PermanentError,
     tracing,
 )
-from pywats_events.logging_setup import DeliveryContextFilter, JsonFormatter
 from pywats_events.policies import RetryPolicy
 
 pytestmark = [pytest.mark.timeout(30)]
@@ -44,23 +45,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """JSON lines of every logger, through the filter `configure_logging` installs."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(DeliveryContextFilter())
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with capture_json_log() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-
-
-def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
 
 
 def _traced(n: int) -> Event:
@@ -108,7 +94,7 @@ async def test_each_handler_delivery_is_a_span_in_the_events_trace_and_its_log_l
         assert span.attributes is not None and span.attributes["pywats.event_id"] == traced.id
     span_of = {s.attributes["pywats.handler"]: ids(s)[1] for s in handled if s.attributes}
 
-    lines = [line for line in _lines(json_log) if line["logger"] == "handlers.traced_plugin"]
+    lines = [line for line in json_lines(json_log) if line["logger"] == "handlers.traced_plugin"]
     assert len(lines) == 4
     for line in lines:
         if line["event_id"] == traced.id:  # the sync handler's line too (its worker thread has the context)
@@ -139,7 +125,7 @@ async def test_with_the_switch_off_nothing_is_traced_and_everything_runs(
     event = _traced(4)
     assert len(await _run(event)) == 2
     assert spans.get_finished_spans() == ()
-    lines = [line for line in _lines(json_log) if line.get("event_id") == event.id]
+    lines = [line for line in json_lines(json_log) if line.get("event_id") == event.id]
     assert lines and all("trace_id" not in line for line in lines)
     with tracing.client_span("WATS x") as span:
         headers: dict[str, str] = {}

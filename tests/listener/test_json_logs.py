@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from json_log_support import json_lines
+from json_log_support import json_log as capture_json_log
 
 from pywats_events import (
     AsyncEventBus,
@@ -21,28 +21,13 @@ from pywats_events import (
     PermanentError,
     TransientError,
 )
-from pywats_events.logging_setup import DeliveryContextFilter, JsonFormatter
 from pywats_events.policies import RetryPolicy
 
 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("pywats_events")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with capture_json_log("pywats_events", delivery_context=False) as stream:
         yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-
-
-def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
 
 
 def _event(n: int) -> Event:
@@ -84,7 +69,7 @@ async def test_bus_log_lines_carry_event_and_correlation_ids(json_log: io.String
         bad, good = _event(1), _event(2)
         await bus.publish(bad)
         await bus.publish(good)
-    lines = _lines(json_log)
+    lines = json_lines(json_log)
     about_bad = [line for line in lines if line.get("event_id") == bad.id]
     messages = " | ".join(line["message"] for line in about_bad)
     assert any("retrying" in line["message"] for line in about_bad), messages
@@ -113,7 +98,7 @@ async def test_deferral_log_line_carries_the_ids(json_log: io.StringIO) -> None:
     async with bus:
         ev = _event(3)
         await bus.publish(ev)
-    deferred = [line for line in _lines(json_log) if "deferred" in line["message"]]
+    deferred = [line for line in json_lines(json_log) if "deferred" in line["message"]]
     assert deferred, "a transient failure past the retries is deferred, not dead-lettered"
     assert all(line["event_id"] == ev.id and line["correlation_id"] == "txn-3" for line in deferred)
     assert calls == 3
@@ -122,19 +107,8 @@ async def test_deferral_log_line_carries_the_ids(json_log: io.StringIO) -> None:
 @pytest.fixture
 def root_json_log() -> Iterator[io.StringIO]:
     """JSON lines of every logger, through the filter `configure_logging` installs."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(DeliveryContextFilter())
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with capture_json_log() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
 
 
 _plugin_log = logging.getLogger("handlers.test_plugin")
@@ -174,7 +148,7 @@ async def test_handler_and_sender_log_lines_carry_the_event_ids(root_json_log: i
         for ev in events:
             await bus.publish(ev)
     _plugin_log.info("outside any handler call")
-    lines = _lines(root_json_log)
+    lines = json_lines(root_json_log)
     by_id = {ev.id: ev for ev in events}
     for logger, handler_name, text in (
         ("handlers.test_plugin", "_Chatty", "posting report"),
