@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from brokers import require_rabbitmq
-from listener_support import Cli, delete_topology
+from listener_support import LISTENER_TOKEN, Cli, delete_topology
+
+from handlers.wats.fake import FakeWATS
 
 
 @pytest.fixture
@@ -28,3 +30,10 @@ def topology(rabbit: str) -> Iterator[tuple[str, str, str]]:
     names = (f"test-cfx-{uid}", f"test-q-{uid}", f"test-dlx-{uid}")
     yield names
     asyncio.run(delete_topology(*names))
+
+
+@pytest.fixture
+def wats() -> Iterator[FakeWATS]:
+    """A FakeWATS over HTTP that takes `LISTENER_TOKEN`."""
+    with FakeWATS(token=LISTENER_TOKEN) as fake:
+        yield fake

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from brokers import RABBITMQ_URL, require_rabbitmq
 
+from handlers.wats.fake import FakeWATS
+
 
 def cli_path() -> str:
     exe = Path(sys.executable).with_name("pywats-events")
@@ -69,6 +71,8 @@ class Cli:
 # ------------------------------------------------------------------ acceptance helpers
 
 UNITS_TESTED = "CFX.Production.TestAndInspection.UnitsTested"
+#: the WATS token the listener tests give their listeners and the `wats` fixture's FakeWATS
+LISTENER_TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
 
 
 def free_port() -> int:
@@ -152,6 +156,22 @@ def distributed_names(shards: int) -> Iterator[tuple[str, str, str]]:
         yield found
     finally:
         asyncio.run(delete_topology(*found, shards=shards))
+
+
+def wats_toml(url: str, **listener: Any) -> str:
+    """The `[wats]` table for a FakeWATS at `url` (its rate limit out of the way) and the `[listener]` table:
+    a 15 s drain unless `listener` says otherwise, and the other keys of `listener`."""
+    keys = {"drain_timeout": 15, **listener}
+    return "\n".join(
+        [
+            "[wats]",
+            f'url = "{url}"',
+            "rate_limit_per_minute = 600000",
+            "timeout = 5",
+            "[listener]",
+            *(f"{k} = {json.dumps(v)}" for k, v in keys.items()),
+        ]
+    )
 
 
 def wats_settings_toml() -> str:

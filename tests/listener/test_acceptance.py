@@ -11,83 +11,42 @@ import json
 import signal
 import subprocess
 import time
-from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from listener_support import (
+    LISTENER_TOKEN,
     UNITS_TESTED,
     ListenerProcess,
     amqp_toml,
     clean_env,
+    order_kept,
     publish,
-    report_message_id,
     reported_message_ids,
-    units_tested,
+    unit_messages,
     wait_until,
     wats_settings_toml,
+    wats_toml,
 )
 
 from handlers.wats.fake import FakeWATS
 
 pytestmark = [pytest.mark.broker]
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
-
-
-@pytest.fixture
-def wats() -> Iterator[FakeWATS]:
-    with FakeWATS(token=TOKEN) as fake:
-        yield fake
-
 
 def _config(topology: tuple[str, str, str], wats: FakeWATS, **listener: Any) -> str:
     exchange, queue, dlx = topology
     lines = [
         amqp_toml(exchange, queue, dlx),
-        "[wats]",
-        f'url = "{wats.url}"',
-        "rate_limit_per_minute = 600000",
-        "timeout = 5",
-        "[listener]",
-        "drain_timeout = 15",
-        *(f"{k} = {json.dumps(v)}" for k, v in listener.items()),
+        wats_toml(wats.url, **listener),
         wats_settings_toml(),
     ]
     return "\n".join(lines)
 
 
 def _env() -> dict[str, str]:
-    return clean_env(WATS_AUTH_TOKEN=TOKEN)
-
-
-def _messages(n: int, units: int, run_id: str) -> tuple[list[bytes], dict[str, tuple[str, int]]]:
-    """n UnitsTested messages over `units` units; also message id → (unit, seq)."""
-    bodies, index = [], {}
-    for i in range(n):
-        unit = f"UT-{run_id}-{i % units:03d}"
-        uid, body = units_tested(i, unit, run_id)
-        bodies.append(body)
-        index[uid] = (unit, i)
-    return bodies, index
-
-
-def _order_kept(wats: FakeWATS, index: dict[str, tuple[str, int]]) -> None:
-    """Per unit, the first accepted submission of each report arrives in message order."""
-    seen: set[str] = set()
-    last: dict[str, int] = defaultdict(lambda: -1)
-    for rec in wats.requests:
-        if rec.method != "POST" or rec.path != "/api/Report/WSJF" or rec.status is None or rec.status >= 300:
-            continue
-        mid = report_message_id(rec.json or {})
-        if mid is None or mid in seen or mid not in index:
-            continue
-        seen.add(mid)
-        unit, seq = index[mid]
-        assert seq > last[unit], f"unit {unit}: message {seq} reached WATS after {last[unit]}"
-        last[unit] = seq
+    return clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)
 
 
 def _dead_letters(tmp: Path) -> int:
@@ -117,7 +76,7 @@ def test_poison_input_is_quarantined_and_good_traffic_flows(
 ) -> None:
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
     try:
-        good, index = _messages(60, 6, "poison")
+        good, index = unit_messages(60, 6, "poison")
         bad_names = [
             json.dumps({"MessageName": name, "UniqueID": f"n-{i}", "MessageBody": {}}).encode()
             for i, name in enumerate(["Not a CFX name", 42, "", "CFX..Broken"])
@@ -184,7 +143,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
 ) -> None:
     wats.latency = 0.01  # slow WATS down so the kill lands mid-stream
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
-    bodies, index = _messages(2000, 40, "kill9")
+    bodies, index = unit_messages(2000, 40, "kill9")
     asyncio.run(publish(topology[0], bodies))
     wait_until(lambda: len(reported_message_ids(wats)) >= 200, 60, interval=0.1, what="first reports")
     listener.kill()
@@ -211,7 +170,7 @@ def test_wats_outage_of_60s_loses_and_dead_letters_nothing(
 ) -> None:
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
     try:
-        bodies, index = _messages(2000, 50, "outage")
+        bodies, index = unit_messages(2000, 50, "outage")
         asyncio.run(publish(topology[0], bodies[:200]))
         wait_until(
             lambda: len(reported_message_ids(wats)) >= 100, 30, interval=0.1, what="traffic before the outage"
@@ -230,7 +189,7 @@ def test_wats_outage_of_60s_loses_and_dead_letters_nothing(
     finally:
         assert listener.stop() == 0
     assert reported_message_ids(wats) == set(index)
-    _order_kept(wats, index)
+    order_kept(wats, index)
     assert _dead_letters(tmp_path) == 0
 
 
@@ -240,7 +199,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, topology: tuple[str, str, str
     wats.latency = 0.01
     listener = ListenerProcess(tmp_path, _config(topology, wats), env=_env()).start()
     try:
-        bodies, index = _messages(2000, 40, "restart")
+        bodies, index = unit_messages(2000, 40, "restart")
         asyncio.run(publish(topology[0], bodies))
         wait_until(
             lambda: len(reported_message_ids(wats)) >= 300,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from brokers import RABBITMQ_URL
 from listener_support import (
+    LISTENER_TOKEN,
     UNITS_TESTED,
     ListenerProcess,
     amqp_toml,
@@ -34,20 +35,14 @@ from listener_support import (
     units_tested,
     wait_until,
     wats_settings_toml,
+    wats_toml,
 )
 
 from handlers.wats.fake import FakeWATS
 
 pytestmark = [pytest.mark.broker]
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
 SHARDS = 6
-
-
-@pytest.fixture
-def wats() -> Iterator[FakeWATS]:
-    with FakeWATS(token=TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -61,13 +56,7 @@ def _config(names: tuple[str, str, str], wats: FakeWATS, **amqp: Any) -> str:
     return "\n".join(
         [
             amqp_toml(exchange, queue, dlx, retry_delays=[1, 2], **amqp),
-            "[wats]",
-            f'url = "{wats.url}"',
-            "rate_limit_per_minute = 600000",
-            "timeout = 5",
-            "[listener]",
-            "drain_timeout = 15",
-            "distributed = true",
+            wats_toml(wats.url, distributed=True),
             wats_settings_toml(),
         ]
     )
@@ -84,7 +73,7 @@ def _sharded(names: tuple[str, str, str], wats: FakeWATS) -> str:
 def _start(tmp: Path, name: str, config: str) -> ListenerProcess:
     directory = tmp / name
     directory.mkdir()
-    return ListenerProcess(directory, config, env=clean_env(WATS_AUTH_TOKEN=TOKEN)).start()
+    return ListenerProcess(directory, config, env=clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)).start()
 
 
 def _accepted_submissions(wats: FakeWATS) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from brokers import RABBITMQ_URL
 from listener_support import (
+    LISTENER_TOKEN,
     ListenerProcess,
     amqp_toml,
     clean_env,
@@ -32,7 +33,6 @@ from handlers.wats.fake import FakeWATS
 
 pytestmark = [pytest.mark.broker]
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
 SHARDS = 2
 
 
@@ -74,12 +74,12 @@ def test_dlq_lists_shows_replays_and_purges_the_brokers_dead_letters(
             wats_settings_toml(),
         ]
     )
-    with FakeWATS(token=TOKEN) as wats:
+    with FakeWATS(token=LISTENER_TOKEN) as wats:
         config = config.replace("{url}", wats.url)
         cfg = tmp_path / "listener.toml"
         cfg.write_text(config)
         (tmp_path / "listener").mkdir()
-        env = clean_env(WATS_AUTH_TOKEN=TOKEN)
+        env = clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)
         listener = ListenerProcess(tmp_path / "listener", config, env=env).start()
         try:
             wats.inject("error", status=400, count=2)  # refused for good: two dead letters

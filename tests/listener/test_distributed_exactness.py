@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 from brokers import RABBITMQ_URL
 from listener_support import (
+    LISTENER_TOKEN,
     ListenerProcess,
     amqp_toml,
     clean_env,
     distributed_names,
     wait_until,
+    wats_toml,
 )
 
 from handlers.wats.fake import FakeWATS
@@ -32,7 +34,6 @@ from pywats_cfx.samples import load_sample
 
 pytestmark = [pytest.mark.broker]
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
 SHARDS = 6
 STATION = "Acme.FCT5000.FCT-L1-02"
 ASSET = "FX-7"
@@ -101,13 +102,7 @@ def _config(names: tuple[str, str, str], wats: FakeWATS) -> str:
     return "\n".join(
         [
             amqp_toml(exchange, queue, dlx, retry_delays=[1, 2], shards=SHARDS, shard_rebalance_interval=0.5),
-            "[wats]",
-            f'url = "{wats.url}"',
-            "rate_limit_per_minute = 600000",
-            "timeout = 5",
-            "[listener]",
-            "drain_timeout = 15",
-            "distributed = true",
+            wats_toml(wats.url, distributed=True),
             "[handlers.wats]",
             'location = "Test line"',
             'default_part_number = "MB-4471"',
@@ -139,7 +134,7 @@ def test_kill_9_mid_stream_repeats_no_asset_log_line_and_loses_nothing(
     tmp_path: Path, names: tuple[str, str, str]
 ) -> None:
     units = 240
-    with FakeWATS(token=TOKEN) as wats:
+    with FakeWATS(token=LISTENER_TOKEN) as wats:
         wats.latency = 0.005
         wats.add_asset(ASSET)
         with _three_listeners(tmp_path, names, wats) as listeners:
@@ -163,7 +158,7 @@ def _three_listeners(
 ) -> Iterator[list[ListenerProcess]]:
     """Three sharded listener processes, every shard owned; stopped (those still running) on the way out."""
     config = _config(names, wats)
-    env = clean_env(WATS_AUTH_TOKEN=TOKEN)
+    env = clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)
     listeners = []
     for n in ("a", "b", "c"):
         (tmp_path / n).mkdir()
@@ -218,7 +213,7 @@ def test_3000_units_full_traffic_over_three_listeners_in_order_exactly_once(
     published by another process, over three listeners: each unit's requests in order, each report once,
     the asset counted once per unit, each fault logged once."""
     units = 3000
-    with FakeWATS(token=TOKEN) as wats:
+    with FakeWATS(token=LISTENER_TOKEN) as wats:
         wats.add_asset(ASSET)
         with _three_listeners(tmp_path, names, wats) as listeners:
             messages, faults = _traffic(units, names[1][-6:])

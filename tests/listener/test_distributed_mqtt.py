@@ -26,6 +26,7 @@ from brokers import (
     require_rabbitmq_mqtt,
 )
 from listener_support import (
+    LISTENER_TOKEN,
     UNITS_TESTED,
     ListenerProcess,
     amqp_toml,
@@ -38,6 +39,7 @@ from listener_support import (
     unit_messages,
     wait_until,
     wats_settings_toml,
+    wats_toml,
 )
 
 from handlers.wats.fake import FakeWATS
@@ -45,15 +47,8 @@ from pywats_cfx.codec import CFXCodec
 
 pytestmark = [pytest.mark.broker]
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
 SHARDS = 6
 EXCHANGE = "amq.topic"
-
-
-@pytest.fixture
-def wats() -> Iterator[FakeWATS]:
-    with FakeWATS(token=TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -79,13 +74,7 @@ def _sharded(line: str, queue: str, dlx: str, wats: FakeWATS) -> str:
                 shard_rebalance_interval=0.5,
                 routing_keys=[f"{line}.#"],
             ),
-            "[wats]",
-            f'url = "{wats.url}"',
-            "rate_limit_per_minute = 600000",
-            "timeout = 5",
-            "[listener]",
-            "drain_timeout = 15",
-            "distributed = true",
+            wats_toml(wats.url, distributed=True),
             wats_settings_toml(),
         ]
     )
@@ -94,7 +83,7 @@ def _sharded(line: str, queue: str, dlx: str, wats: FakeWATS) -> str:
 def _start(tmp: Path, name: str, config: str) -> ListenerProcess:
     directory = tmp / name
     directory.mkdir()
-    return ListenerProcess(directory, config, env=clean_env(WATS_AUTH_TOKEN=TOKEN)).start()
+    return ListenerProcess(directory, config, env=clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)).start()
 
 
 def _mqtt_publish(port: int, topic: str, bodies: list[bytes], client_id: str) -> None:

@@ -26,6 +26,7 @@ from listener_support import (
     run_cli,
     wait_until,
     wats_settings_toml,
+    wats_toml,
 )
 from mosquitto_instance import MosquittoInstance, recommended_config
 from mqtt_publisher_process import message_uuid, read_acked, start_publisher
@@ -207,12 +208,7 @@ def _listener_config(broker: MosquittoInstance, wats_url: str) -> str:
             'client_id = "pywats-listener-test"',
             "[[mqtt.subscriptions]]",
             'topic = "line1/cfx/#"',
-            "[wats]",
-            f'url = "{wats_url}"',
-            "rate_limit_per_minute = 600000",
-            "timeout = 5",
-            "[listener]",
-            "drain_timeout = 15",
+            wats_toml(wats_url),
             wats_settings_toml(),
         ]
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 from brokers import RABBITMQ_URL
-from listener_support import UNITS_TESTED, amqp_toml, units_tested, wats_settings_toml
+from listener_support import LISTENER_TOKEN, UNITS_TESTED, amqp_toml, units_tested, wats_settings_toml
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tracing_support import PARENT, PARENT_SPAN_ID, TRACE_ID, ids, memory_spans, parent_id
 
@@ -26,8 +26,6 @@ from pywats_events.listener import Listener
 
 pytestmark = [pytest.mark.broker]
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
-
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
@@ -35,16 +33,10 @@ def spans() -> Iterator[InMemorySpanExporter]:
         yield exporter
 
 
-@pytest.fixture
-def wats() -> Iterator[FakeWATS]:
-    with FakeWATS(token=TOKEN) as fake:
-        yield fake
-
-
 def _listener(tmp_path: Path, topology: tuple[str, str, str], wats: FakeWATS) -> Listener:
     cfg = tmp_path / "listener.toml"
     token = tmp_path / "token"
-    token.write_text(TOKEN)
+    token.write_text(LISTENER_TOKEN)
     cfg.write_text(
         "\n".join(
             [

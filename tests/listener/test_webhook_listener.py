@@ -12,13 +12,13 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from listener_support import (
+    LISTENER_TOKEN,
     UNITS_TESTED,
     ListenerProcess,
     clean_env,
@@ -28,6 +28,7 @@ from listener_support import (
     units_tested,
     wait_until,
     wats_settings_toml,
+    wats_toml,
 )
 
 from handlers.wats.fake import FakeWATS
@@ -35,14 +36,7 @@ from pywats_events.transports.webhook import sign
 
 pytestmark = pytest.mark.timeout(120)
 
-TOKEN = FakeWATS.make_token("listener", "s3cret-pw")
 HOOK_SECRET = "hook-secret-for-tests"
-
-
-@pytest.fixture
-def wats() -> Iterator[FakeWATS]:
-    with FakeWATS(token=TOKEN) as fake:
-        yield fake
 
 
 def start_listener(
@@ -57,15 +51,12 @@ def start_listener(
         "[webhook.hooks.line1]",
         'codec = "cfx"',
         f'secret_file = "{(tmp_path / "hook.secret").as_posix()}"',
-        "[wats]",
-        f'url = "{wats.url}"',
-        "rate_limit_per_minute = 600000",
-        "timeout = 5",
-        "[listener]",
-        "drain_timeout = 15",
+        wats_toml(wats.url),
         wats_settings_toml(),
     ]
-    listener = ListenerProcess(tmp_path, "\n".join(lines), env=clean_env(WATS_AUTH_TOKEN=TOKEN)).start()
+    listener = ListenerProcess(
+        tmp_path, "\n".join(lines), env=clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)
+    ).start()
     return listener, f"http://127.0.0.1:{port}/hooks/line1"
 
 
@@ -238,7 +229,7 @@ def test_the_line_simulator_drives_the_pipeline_over_http(tmp_path: Path, wats: 
     port = free_port()
     config = (root / "samples" / "config" / "line-simulator.toml").read_text("utf-8")
     config += f'\n[webhook]\nport = {port}\n[webhook.hooks.line1]\nsecret_env = "LINE1_HOOK_SECRET"\n'
-    env = clean_env(WATS_AUTH_TOKEN=TOKEN, LINE1_HOOK_SECRET=HOOK_SECRET)
+    env = clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN, LINE1_HOOK_SECRET=HOOK_SECRET)
     listener = ListenerProcess(tmp_path, config, "--wats-url", wats.url, env=env).start()
     try:
         simulator = subprocess.run(
