@@ -48,11 +48,13 @@ from pywats_events.payloads import (
     TestResultEvent,
 )
 from pywats_events.policies import ErrorPolicy
+from pywats_events.single_writer import SingleWriters, Submit, WorkItem
 
 from ._exceptions import WatsPermanentError
 from .config import WatsHandlersConfig
 from .count_ledger import CountLedger
 from .resolution import Resolver
+from .usage_writer import WRITER_NAME, UsageCountWriter, total_count
 from .wats import request_builders
 from .wats.sender import WatsOutcomeUnknownError
 from .wats.sink import RequestSink
@@ -89,15 +91,6 @@ def _with_ref(text: str, ref: str) -> str:
     """`text` cut to fit the comment limit, followed by a tag that identifies the source message."""
     tag = f" [ref {ref}]"
     return text[: max(0, _COMMENT_LIMIT - len(tag))] + tag
-
-
-def _total_count(body: Any) -> int | None:
-    if isinstance(body, list):
-        body = body[0] if body else None
-    value = body.get("totalCount", body.get("TotalCount")) if isinstance(body, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
 
 
 def _fault_text(f: AssetFaultEvent) -> str:
@@ -138,6 +131,14 @@ class AssetHandler(WatsHandler):
         #: log comments whose POST answer was lost, by (asset serial, comment)
         self._uncertain_messages: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._count_locks: dict[str, asyncio.Lock] = {}
+        #: distributed mode: counts go to the single writer (`use_single_writer`)
+        self._submit_usage: Submit | None = None
+
+    def use_single_writer(self, writers: SingleWriters) -> None:
+        """Distributed mode: hand usage counts to one writer across all listeners (`handlers.usage_writer`)
+        instead of incrementing here, where several listeners would count one asset at once."""
+        if self.config.asset.count_usage and self.resolver.can_read:
+            self._submit_usage = writers.declare(WRITER_NAME, UsageCountWriter(self.send))
 
     @property
     def event_types(self) -> Iterable[EventType | str]:
@@ -234,9 +235,13 @@ class AssetHandler(WatsHandler):
             log.debug("no WATS asset for %s; usage not counted", station)
             return
         key = report_id(message_id_of(event, r), r.unit_serial, r.unit_position)
+        serial = self.resolver.asset_serial(station)
+        if self._submit_usage is not None:
+            item = WorkItem(key, {"serial": serial, "increment": 1}, event.metadata.attempt > 0)
+            await self._submit_usage(item)
+            return
         if self.ledger.is_counted(key):
             return
-        serial = self.resolver.asset_serial(station)
         if self.resolver.can_read:
             await self._verified_increment(key, serial, 1)
         else:  # an outbox without a server: stored for later; a lost answer there stays permanent
@@ -284,4 +289,4 @@ class AssetHandler(WatsHandler):
             self.ledger.close()
 
     async def _read_total(self, serial: str) -> int | None:
-        return _total_count((await self.send(request_builders.get_asset(serial))).json)
+        return total_count((await self.send(request_builders.get_asset(serial))).json)

@@ -16,6 +16,7 @@ from pywats_events import ConfigurationError
 from pywats_events.logging_setup import register_secret
 from pywats_events.plugins import PluginContext
 
+from .asset import AssetHandler
 from .config import WatsHandlersConfig
 from .factory import create_handlers
 from .metrics import MeteredSink, RequestMeter
@@ -150,7 +151,12 @@ def wats_handlers(ctx: PluginContext) -> list[Any]:
     sink = wats_sink(ctx)
     meter = RequestMeter(ctx.registry)
     ctx.summary.append(meter.summary_rows)
-    return list(create_handlers(config, MeteredSink(sink, meter)))
+    made = list(create_handlers(config, MeteredSink(sink, meter)))
+    if ctx.single_writers is not None:  # distributed mode: what one listener at a time must do
+        for handler in made:
+            if isinstance(handler, AssetHandler):
+                handler.use_single_writer(ctx.single_writers)
+    return made
 
 
 def _default_event_types() -> tuple[str, ...]:

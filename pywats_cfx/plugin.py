@@ -142,7 +142,7 @@ _NOT_AMQP_OPTIONS = frozenset({"cfx_handle", "drain_timeout"})
 
 def _distributed_metrics(ctx: PluginContext, transport: Any) -> None:
     """Gauges of distributed mode on the listener's /metrics: shards owned, messages retried on the
-    broker and dead-lettered there (monotonic since start)."""
+    broker and dead-lettered there, single-writer items done here (monotonic since start)."""
     from prometheus_client import Gauge
 
     def owned() -> int:
@@ -165,3 +165,18 @@ def _distributed_metrics(ctx: PluginContext, transport: Any) -> None:
         "Messages dead-lettered on the broker after a permanent handler failure.",
         registry=ctx.registry,
     ).set_function(lambda: settled("dead_lettered"))
+
+    def written(what: str) -> int:
+        writers = transport.writers
+        return int(getattr(writers, what)) if writers is not None else 0
+
+    Gauge(
+        "pywats_amqp_single_writer_items",
+        "Single-writer work items (asset usage counts) this listener did as the writer.",
+        registry=ctx.registry,
+    ).set_function(lambda: written("served"))
+    Gauge(
+        "pywats_amqp_single_writer_takeovers",
+        "Times this listener became a single writer and read its ledger.",
+        registry=ctx.registry,
+    ).set_function(lambda: written("takeovers"))

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .console import ConsolePanel
     from .previews import Preview
+    from .single_writer import SingleWriters
     from .transports import BaseTransport
 
 __all__ = [
@@ -190,6 +191,9 @@ class PluginContext:
     on_bus: list[Callable[[AsyncEventBus], None]] = field(default_factory=list)
     #: pages of the operator console (e.g. the outbox of the WATS handlers), see `pywats_events.console`
     console_panels: list[ConsolePanel] = field(default_factory=list)
+    #: distributed mode: where a handler declares work that one listener at a time must do (see
+    #: `pywats_events.single_writer`); None when the listener runs alone
+    single_writers: SingleWriters | None = None
 
     def parse_options(self, model: type[_M]) -> _M:
         """`options` validated by a pydantic `model`; a bad or (with ``extra="forbid"``) unknown option is

@@ -164,7 +164,8 @@ class AmqpDeadLetters:
         an error); a queue that no longer exists (fewer shards now) is replaced by the plant's way in."""
         headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
         copy = plain_message(message.body, message, headers)
-        target = entry.queue if entry.queue in self._known_queues() else None
+        known = entry.queue in self._known_queues() or entry.queue.startswith(self.names.writer_queue(""))
+        target = entry.queue if known else None
         if target is not None:
             await channel.default_exchange.publish(copy, routing_key=target, mandatory=True)
         elif self.names.sharded and not self.names.has_intake:

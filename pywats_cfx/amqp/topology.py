@@ -6,6 +6,8 @@ For a configured queue ``Q`` on the plant's topic exchange ``E``::
     E (topic) --bindings--> Q (intake) --re-publish, key = unit--> Q.shards (x-consistent-hash)
     E (topic) ==exchange-to-exchange, key = routing key==========> Q.shards      (shard_key = "endpoint")
     Q.shards --weight 1--> Q.shard-000 ... Q.shard-<K-1> (quorum, single-active-consumer each)
+    single writers (asset usage counts): Q.writer-<name> (quorum, single-active-consumer) and its ledger
+            Q.writer-<name>.ledger (quorum, the newest records)
 
     retry:  handler failed transiently -> Q.retry-<d>s (per-message TTL d) --dead-letter-->
             Q.retry-return (headers, pywats-return-to = the queue it came from) --> back to that queue
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "HEADER_RETURN",
     "HEADER_ROUTING_KEY",
     "HEADER_SEQ",
+    "WRITER_LEDGER_LIMIT",
     "DistributedTopology",
     "declare_distributed",
 ]
@@ -72,6 +75,10 @@ HEADER_FOLLOW = "x-pywats-follow"
 HEADER_SEQ = "x-pywats-seq"
 #: the routing key the message had on the plant's exchange (re-published messages carry the unit instead)
 HEADER_ROUTING_KEY = "x-pywats-routing-key"
+
+
+#: ledger records a single writer's ledger queue keeps (the oldest go first)
+WRITER_LEDGER_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,13 @@ class DistributedTopology:
     def has_intake(self) -> bool:
         """A re-publishing stage reads `queue` and puts each message on the hash exchange by unit."""
         return self.sharded and self.amqp.shard_key == "unit"
+
+    def writer_queue(self, name: str) -> str:
+        """The work queue of single writer `name` (see `writers`)."""
+        return f"{self.queue}.writer-{name}"
+
+    def writer_ledger(self, name: str) -> str:
+        return f"{self.writer_queue(name)}.ledger"
 
     def delay_queue(self, seconds: float) -> str:
         return f"{self.queue}.retry-{seconds:g}s"
@@ -175,8 +189,11 @@ class _Declarer:
         self.channel = await self.connection.channel(publisher_confirms=False)
 
 
-async def declare_distributed(connection: AbstractConnection, names: DistributedTopology) -> None:
-    """Declare (or, without permission, check) the whole distributed topology; idempotent."""
+async def declare_distributed(
+    connection: AbstractConnection, names: DistributedTopology, writers: Sequence[str] = ()
+) -> None:
+    """Declare (or, without permission, check) the whole distributed topology, with the queues of the
+    single `writers` the handlers declared; idempotent."""
     amqp = names.amqp
     d = _Declarer(connection, await connection.channel(publisher_confirms=False))
 
@@ -261,6 +278,17 @@ async def declare_distributed(connection: AbstractConnection, names: Distributed
 
             await d.run(f"binding {plant!r} -> exchange {names.hash_exchange!r} ({pattern})", bind_e2e)
 
+    for writer in writers:
+        await declared_queue(
+            f"single-writer queue (quorum, single-active-consumer) of {writer!r}",
+            names.writer_queue(writer),
+            {"x-queue-type": "quorum", "x-single-active-consumer": True},
+        )
+        await declared_queue(
+            f"single-writer ledger of {writer!r}",
+            names.writer_ledger(writer),
+            {"x-queue-type": "quorum", "x-max-length": WRITER_LEDGER_LIMIT, "x-overflow": "drop-head"},
+        )
     await d.run(
         f"retry exchange {names.return_exchange!r} (headers)",
         lambda ch: exchange(ch, names.return_exchange, "headers"),
@@ -271,7 +299,7 @@ async def declare_distributed(connection: AbstractConnection, names: Distributed
             names.delay_queue(seconds),
             {"x-dead-letter-exchange": names.return_exchange},
         )
-    for target in names.consumed:
+    for target in [*names.consumed, *(names.writer_queue(w) for w in writers)]:
 
         async def bind_return(ch: AbstractChannel, target: str = target) -> Any:
             q = await ch.declare_queue(target, passive=True)

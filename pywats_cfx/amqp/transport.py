@@ -51,6 +51,7 @@ from .topology import (
     DistributedTopology,
     declare_distributed,
 )
+from .writers import WriterService
 
 __all__ = ["CFXTransport", "TransportStats"]
 
@@ -141,6 +142,8 @@ class CFXTransport(BaseTransport):
         #: distributed mode: settles messages after the handlers; the shard runner when sharded
         self._settlement: BrokerSettlement | None = None
         self.shards: ShardRunner | None = None
+        #: distributed mode: the single writers the handlers declared, served on a connection of their own
+        self.writers: WriterService | None = None
         self._stopping = False
         self._started = False
         self.stats = TransportStats()
@@ -241,6 +244,9 @@ class CFXTransport(BaseTransport):
                     "%d deliveries still in flight at stop; the broker will redeliver them", len(pending)
                 )
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self.writers is not None:  # after the deliveries: their handlers may still submit work
+            await self.writers.stop()
+            self.writers = None
         if self.config.endpoint.announce and self._connection is not None and not self._connection.is_closed:
             await self._publish_cfx(
                 "CFX.EndpointShuttingDown", {"CFXHandle": self.config.endpoint.cfx_handle}
@@ -268,6 +274,11 @@ class CFXTransport(BaseTransport):
         options = self.config.amqp.connect_options(f"{self._connection_name} (shards)", self._environ)
         return await aio_pika.connect(**options)
 
+    async def _writer_connection(self) -> aio_pika.abc.AbstractConnection:
+        """Single writers too: a writer's turn must end with its connection, never be resumed silently."""
+        options = self.config.amqp.connect_options(f"{self._connection_name} (writers)", self._environ)
+        return await aio_pika.connect(**options)
+
     @property
     def _connection_name(self) -> str:
         amqp = self.config.amqp
@@ -292,7 +303,12 @@ class CFXTransport(BaseTransport):
             kind=amqp.exchange_type,
             durable=amqp.durable,
         )
-        await declare_distributed(connection, names)
+        writers = getattr(self._context, "single_writers", None)
+        declared = list(writers.writers) if writers is not None else []
+        await declare_distributed(connection, names, declared)
+        if writers is not None and declared:
+            self.writers = WriterService(names, writers, self._writer_connection)
+            await self.writers.start()
         settlement = self._settlement = BrokerSettlement(names)
         if names.sharded:
             self.shards = ShardRunner(

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..journal import SqliteJournal
 from ..metrics import MetricsObserver
 from ..quarantine import SqliteQuarantine
+from ..single_writer import SingleWriters
 from ..transports import BaseTransport
 from .instrumentation import MeteredCodec
 from .settlement import Settlements, settling_handlers
@@ -52,6 +53,8 @@ class ListenerParts:
     settlements: Settlements | None = None
     #: the plugins' pages of the operator console (see `PluginContext.console_panels`)
     console_panels: list[Any] = field(default_factory=list)
+    #: distributed mode: the single writers the handlers declared, for a transport to serve
+    single_writers: SingleWriters | None = None
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """The plugins' summary rows now; a plugin whose rows fail is logged and left out."""
@@ -87,6 +90,7 @@ def build_parts(
     handler_objs: list[Any] = []
     on_bus: list[Any] = []
     panels: list[Any] = []
+    writers = SingleWriters() if s.listener.distributed else None
     for hname in s.listener.handlers:
         ctx = plugins.PluginContext(
             name=hname,
@@ -94,6 +98,7 @@ def build_parts(
             options=dict(s.handlers.get(hname, {})),
             codec=codec,
             registry=metrics.registry,
+            single_writers=writers,
         )
         try:
             handler_objs.extend(plugins.make_handlers(hname, ctx))
@@ -158,6 +163,7 @@ def build_parts(
         destinations,
         settlements,
         panels,
+        writers,
     )
 
 

@@ -24,12 +24,14 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, SecretStr
 
 from .._event import Event
+from .._exceptions import ConfigurationError
 from .._handlers import resolve_event_types
 from ..config import Settings
 from ..health import HealthServer
 from ..logging_setup import redact, register_secret
 from ..metrics import ListenerStats, MetricsObserver
 from ..quarantine import SqliteQuarantine
+from ..single_writer import SingleWriters
 from ..systemd import SystemdNotifier
 from ..tracing import enabled as tracing_enabled
 from ..transports import BaseTransport, ConnectionState, QuarantineRecord
@@ -57,6 +59,7 @@ class ListenerContext:
         store: SqliteQuarantine,
         metrics: MetricsObserver,
         settlements: Settlements | None = None,
+        single_writers: SingleWriters | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -64,6 +67,8 @@ class ListenerContext:
         self.states: dict[str, ConnectionState] = {}
         #: set in distributed mode: transports that can settle after the handlers use `submit_settled`
         self.settlements = settlements
+        #: set in distributed mode: the single writers the handlers declared, for a transport to serve
+        self.single_writers = single_writers
 
     async def submit(self, events: Sequence[Event]) -> None:
         await self.bus.context.submit(events)
@@ -289,7 +294,9 @@ class Listener:
     async def run(self) -> RunSummary:
         t0 = time.monotonic()
         parts = await self.build()
-        self.context = ListenerContext(parts.bus, parts.quarantine, self.metrics, parts.settlements)
+        self.context = ListenerContext(
+            parts.bus, parts.quarantine, self.metrics, parts.settlements, parts.single_writers
+        )
         installed = self._install_signals()
         report: Any = None
         drained = False
@@ -318,6 +325,7 @@ class Listener:
             gc_before = _tune_gc_for_ingest()
             for t in self.transports:
                 await t.start(self.context)
+            _check_writers_served(parts.single_writers)
             self.stats.last_input = time.monotonic()
             self.write_status()
             await self._watch()
@@ -464,3 +472,13 @@ def _register_url_password(url: str) -> None:
         return
     register_secret(password)
     register_secret(unquote(password))
+
+
+def _check_writers_served(writers: SingleWriters | None) -> None:
+    """Handlers that declared single-writer work need a transport that keeps it on a broker."""
+    if writers is not None and writers.writers and not writers.bound:
+        raise ConfigurationError(
+            "listener.distributed",
+            f"the handlers declared single-writer work ({', '.join(sorted(writers.writers))}) and no"
+            " transport keeps it on a broker: distributed mode needs the amqp input",
+        )

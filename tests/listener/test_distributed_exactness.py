@@ -130,9 +130,12 @@ def _fault_refs(wats: FakeWATS) -> Counter[str]:
 
 
 @pytest.mark.timeout(240)
-def test_kill_9_mid_stream_repeats_no_asset_log_line_and_loses_nothing(
+def test_kill_9_mid_stream_repeats_no_asset_log_line_or_usage_count_and_loses_nothing(
     tmp_path: Path, names: tuple[str, str, str]
 ) -> None:
+    """The listener killed is the one counting usage (the single writer), and it owns shards too: units it
+    submitted but had not acknowledged come again from another process, and the next writer must tell
+    from the ledger on the broker what the dead one counted, including the increment it was sending."""
     units = 240
     with FakeWATS(token=LISTENER_TOKEN) as wats:
         wats.latency = 0.005
@@ -141,15 +144,27 @@ def test_kill_9_mid_stream_repeats_no_asset_log_line_and_loses_nothing(
             messages, faults = _traffic(units, names[1][-6:])
             asyncio.run(_publish(names[0], messages))
             wait_until(lambda: len(wats.reports) >= units // 4, 90, interval=0.1, what="first reports")
-            victim = max(listeners, key=lambda p: p.metric("pywats_amqp_shards_owned"))
-            victim.kill()
+            writer = _writer(listeners)
+            assert writer.metric("pywats_amqp_shards_owned") > 0
+            writer.kill()
             assert len(wats.reports) < units, "the kill must land mid-stream"
             wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
             _settled(wats, names[1], units, faults)
+            survivors = [p for p in listeners if p is not writer]
+            assert sum(p.metric("pywats_amqp_single_writer_takeovers") for p in survivors) >= 1
         refs = _fault_refs(wats)
         assert set(refs) == set(faults)
         assert [ref for ref, n in refs.items() if n > 1] == [], "an asset log line was written twice"
-        assert _count(wats) >= units, "a usage count was lost"
+        assert _count(wats) == units, "each unit counted exactly once"
+
+
+def _writer(listeners: list[ListenerProcess]) -> ListenerProcess:
+    """The listener doing the usage counts now (the broker gives the writer queue to one at a time)."""
+    wait_until(
+        lambda: any(p.metric("pywats_amqp_single_writer_items") > 0 for p in listeners), 60, what="a writer"
+    )
+    (writer,) = [p for p in listeners if p.metric("pywats_amqp_single_writer_items") > 0]
+    return writer
 
 
 @contextlib.contextmanager
@@ -198,6 +213,7 @@ async def _waiting(queue: str) -> int:
         for name in [f"{queue}.shard-{i:03d}" for i in range(SHARDS)] + [
             f"{queue}.retry-1s",
             f"{queue}.retry-2s",
+            f"{queue}.writer-asset-usage",
         ]:
             q = await (await conn.channel()).declare_queue(name, passive=True)
             total += int(q.declaration_result.message_count or 0)
