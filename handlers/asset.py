@@ -29,6 +29,9 @@ deferred by the bus) and the next attempt checks WATS before sending again:
   Increments made by this handler are serialised per asset and accounted for exactly. A server that
   reports no `totalCount` gets the increment unverified; only if its answer is then lost is the event
   dead-lettered ("check the asset's count"), as that is not an outage and a blind resend could double.
+* In distributed mode (`use_single_writer`) several listeners handle one station's units at once, so
+  none increments: each unit goes to the single writer of `handlers.usage_writer`, which one listener at a
+  time serves with its ledger on the broker.
 """
 
 from __future__ import annotations

@@ -229,8 +229,14 @@ class WriterService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # the channel or connection went away mid-batch: the broker returns what was not settled
+                # reading the ledger or settling failed (the channel may be gone): hand the batch back
+                # after a pause, and read the ledger again before the next one
                 log.exception("single writer %s: batch of %d not settled", served.name, len(batch))
+                served.ledger = None
+                await asyncio.sleep(_RECONNECT_DELAY)
+                for message in batch:
+                    with contextlib.suppress(Exception):
+                        await message.nack(requeue=True)
 
     async def _serve_batch(
         self, served: _Served, channel: AbstractChannel, batch: list[AbstractIncomingMessage]
