@@ -166,6 +166,12 @@ def _distributed_metrics(ctx: PluginContext, transport: Any) -> None:
         registry=ctx.registry,
     ).set_function(lambda: settled("dead_lettered"))
 
+    Gauge(
+        "pywats_amqp_intake_republished",
+        "Intake messages this listener re-published by unit (as the intake's active consumer).",
+        registry=ctx.registry,
+    ).set_function(lambda: transport.shards.republished if transport.shards is not None else 0)
+
     def written(what: str) -> int:
         writers = transport.writers
         return int(getattr(writers, what)) if writers is not None else 0

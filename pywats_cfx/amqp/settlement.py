@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -168,9 +168,11 @@ class BrokerSettlement:
         events: Sequence[Event],
         queue: str,
         channel: AbstractChannel,
+        before_settling: Awaitable[None] | None = None,
     ) -> str:
         """Settle `message` (delivered from `queue`); returns "ack", "retry", "dead-letter" or "requeue"
-        (the broker copy could not be published: hand the original back)."""
+        (the broker copy could not be published: hand the original back). `before_settling` (a ledger
+        record the message caused) must succeed before the message is acknowledged in any way."""
         # the delivery's number and its place behind the previous message of its key are taken before
         # the first await: tasks start in delivery order, but resume from awaits in any order
         arrival = self._arrival(queue)
@@ -182,7 +184,7 @@ class BrokerSettlement:
             await self._check_follow(queue, channel, bool(message.redelivered))
             if previous is not None:
                 await previous
-            return await self._settle(context, message, events, key, queue, channel, arrival)
+            return await self._settle(context, message, events, key, queue, channel, arrival, before_settling)
         finally:
             mine.set_result(None)
             if self._tails.get(key) is mine:
@@ -258,7 +260,14 @@ class BrokerSettlement:
         queue: str,
         channel: AbstractChannel,
         arrival: int,
+        before_settling: Awaitable[None] | None = None,
     ) -> str:
+        if before_settling is not None:
+            try:
+                await before_settling
+            except Exception as exc:
+                log.warning("delivery %s: its ledger record was not confirmed (%s)", message.message_id, exc)
+                return "requeue"
         headers = dict(message.headers or {})
         attempt = int(str(headers.get(HEADER_ATTEMPT) or 0))
         returned = bool(headers.get(HEADER_DELAYED))

@@ -28,6 +28,10 @@ import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from .topology import HEADER_REDELIVERED, HEADER_ROUTING_KEY, DistributedTopology, plain_message
+from .work_units import WorkUnitsLedger
+
+#: where the intake puts a message: (hash key, headers to add, work-transaction record to keep or None)
+Route = tuple[str, dict[str, Any], dict[str, Any] | None]
 
 __all__ = ["ShardRunner"]
 
@@ -55,15 +59,18 @@ class ShardRunner:
         names: DistributedTopology,
         connect: Callable[[], Awaitable[AbstractConnection]],
         deliver: Callable[[AbstractIncomingMessage, str, AbstractChannel], Awaitable[None]],
-        hash_key: Callable[[AbstractIncomingMessage], str],
+        route: Callable[[AbstractIncomingMessage], Route],
         *,
         drain_timeout: float,
         on_claim: Callable[[str], None] | None = None,
+        work: WorkUnitsLedger | None = None,
     ) -> None:
         self.names = names
         self._connect = connect
         self._deliver = deliver
-        self._hash_key = hash_key
+        self._route = route
+        #: the units of work transactions, kept by the intake (see `work_units`)
+        self._work = work
         self._drain_timeout = drain_timeout
         #: told the name of each shard queue this listener claims, before it consumes it
         self._on_claim = on_claim
@@ -80,6 +87,8 @@ class ShardRunner:
         self._error: BaseException | None = None
         #: shard indexes this listener owns now (for tests, logs and the run summary)
         self.owned: set[int] = set()
+        #: intake messages this listener re-published (it was the intake's active consumer)
+        self.republished = 0
 
     async def start(self) -> None:
         """Connect and start the ownership loop; returns once the first look at the shards was made."""
@@ -143,7 +152,9 @@ class ShardRunner:
             intake = await intake_channel.declare_queue(names.queue, passive=True)
             tag = await intake.consume(self._intake.put)
             self._intake_tag = (intake, tag)
-            self._republisher = asyncio.create_task(self._republish(channel), name="amqp-republish")
+            if self._work is not None:
+                self._work.reset()  # read again when this connection's consumer becomes the intake
+            self._republisher = asyncio.create_task(self._republish(conn, channel), name="amqp-republish")
 
     async def _close(self, conn: AbstractConnection, *, graceful: bool) -> None:
         if graceful:
@@ -162,9 +173,11 @@ class ShardRunner:
 
     # -- re-publishing stage ---------------------------------------------------------------------------
 
-    async def _republish(self, channel: AbstractChannel) -> None:
-        """Intake → consistent-hash exchange keyed by unit, in delivery order; ack after the confirms."""
+    async def _republish(self, conn: AbstractConnection, channel: AbstractChannel) -> None:
+        """Intake → consistent-hash exchange keyed by unit, in delivery order; ack after the confirms
+        (of the copies and of the work-transaction records they caused)."""
         exchange = await channel.get_exchange(self.names.hash_exchange, ensure=False)
+        work = self._work
         while not channel.is_closed:
             try:
                 first = await asyncio.wait_for(self._intake.get(), 0.5)
@@ -174,17 +187,18 @@ class ShardRunner:
             while len(batch) < _REPUBLISH_BATCH and not self._intake.empty():
                 batch.append(self._intake.get_nowait())
             try:
-                sends = [
-                    asyncio.ensure_future(
-                        exchange.publish(
-                            plain_message(m.body, m, _republished_headers(m)),
-                            routing_key=self._hash_key(m),
-                        )
-                    )
-                    for m in batch
-                ]
+                if work is not None and not work.loaded:  # this listener just became the intake
+                    await work.load(conn)
+                sends: list[asyncio.Future[Any]] = []
+                for m in batch:
+                    key, extra, record = self._route(m)
+                    copy = plain_message(m.body, m, {**_republished_headers(m), **extra})
+                    sends.append(asyncio.ensure_future(exchange.publish(copy, routing_key=key)))
+                    if record is not None and work is not None:
+                        sends.append(work.append_soon(channel, record))
                 await asyncio.gather(*sends)
                 await batch[-1].ack(multiple=True)
+                self.republished += len(batch)
             except Exception as exc:  # unacked: the broker hands them to the next active intake consumer
                 log.warning("re-publishing %d message(s) failed: %s", len(batch), type(exc).__name__)
                 return

@@ -8,6 +8,7 @@ For a configured queue ``Q`` on the plant's topic exchange ``E``::
     Q.shards --weight 1--> Q.shard-000 ... Q.shard-<K-1> (quorum, single-active-consumer each)
     single writers (asset usage counts): Q.writer-<name> (quorum, single-active-consumer) and its ledger
             Q.writer-<name>.ledger (quorum, the newest records)
+    work transactions' units (for WorkCompleted naming none): the ledger Q.work-transactions
 
     retry:  handler failed transiently -> Q.retry-<d>s (per-message TTL d) --dead-letter-->
             Q.retry-return (headers, pywats-return-to = the queue it came from) --> back to that queue
@@ -34,6 +35,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pywats_events import ConfigurationError
 
 from .config import AMQPConfig
+from .ledger import ledger_arguments
 
 __all__ = [
     "HEADER_ATTEMPT",
@@ -46,7 +48,6 @@ __all__ = [
     "HEADER_RETURN",
     "HEADER_ROUTING_KEY",
     "HEADER_SEQ",
-    "WRITER_LEDGER_LIMIT",
     "DistributedTopology",
     "declare_distributed",
 ]
@@ -75,10 +76,6 @@ HEADER_FOLLOW = "x-pywats-follow"
 HEADER_SEQ = "x-pywats-seq"
 #: the routing key the message had on the plant's exchange (re-published messages carry the unit instead)
 HEADER_ROUTING_KEY = "x-pywats-routing-key"
-
-
-#: ledger records a single writer's ledger queue keeps (the oldest go first)
-WRITER_LEDGER_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -126,6 +123,17 @@ class DistributedTopology:
     def has_intake(self) -> bool:
         """A re-publishing stage reads `queue` and puts each message on the hash exchange by unit."""
         return self.sharded and self.amqp.shard_key == "unit"
+
+    @property
+    def work_ledger(self) -> str:
+        """The ledger of work transactions' units (see `work_units`)."""
+        return f"{self.queue}.work-transactions"
+
+    @property
+    def keeps_work_units(self) -> bool:
+        """One stage sees every message in order (the intake, or the hot-standby queue's consumer) and
+        keeps the units of work transactions for unit-less WorkCompleted messages."""
+        return self.has_intake or not self.sharded
 
     def writer_queue(self, name: str) -> str:
         """The work queue of single writer `name` (see `writers`)."""
@@ -278,6 +286,8 @@ async def declare_distributed(
 
             await d.run(f"binding {plant!r} -> exchange {names.hash_exchange!r} ({pattern})", bind_e2e)
 
+    if names.keeps_work_units:
+        await declared_queue("work-transactions ledger", names.work_ledger, ledger_arguments())
     for writer in writers:
         await declared_queue(
             f"single-writer queue (quorum, single-active-consumer) of {writer!r}",
@@ -287,7 +297,7 @@ async def declare_distributed(
         await declared_queue(
             f"single-writer ledger of {writer!r}",
             names.writer_ledger(writer),
-            {"x-queue-type": "quorum", "x-max-length": WRITER_LEDGER_LIMIT, "x-overflow": "drop-head"},
+            ledger_arguments(),
         )
     await d.run(
         f"retry exchange {names.return_exchange!r} (headers)",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -42,7 +43,7 @@ from pywats_events.transports import BaseTransport, ConnectionState, QuarantineR
 from .config import CFXConfig, ConnectionParameters
 from .outbound import build_envelope, encode_envelope
 from .settlement import BrokerSettlement
-from .shards import ShardRunner
+from .shards import Route, ShardRunner
 from .topology import (
     HEADER_ATTEMPT,
     HEADER_FOLLOW,
@@ -51,6 +52,7 @@ from .topology import (
     DistributedTopology,
     declare_distributed,
 )
+from .work_units import HEADER_WORK_UNITS, WorkUnitsLedger, parse_header, with_work_units
 from .writers import WriterService
 
 __all__ = ["CFXTransport", "TransportStats"]
@@ -144,6 +146,8 @@ class CFXTransport(BaseTransport):
         self.shards: ShardRunner | None = None
         #: distributed mode: the single writers the handlers declared, served on a connection of their own
         self.writers: WriterService | None = None
+        #: distributed mode: the units of work transactions (intake or hot standby; see `work_units`)
+        self._work: WorkUnitsLedger | None = None
         self._stopping = False
         self._started = False
         self.stats = TransportStats()
@@ -310,14 +314,16 @@ class CFXTransport(BaseTransport):
             self.writers = WriterService(names, writers, self._writer_connection)
             await self.writers.start()
         settlement = self._settlement = BrokerSettlement(names)
+        self._work = WorkUnitsLedger(names.work_ledger) if names.keeps_work_units else None
         if names.sharded:
             self.shards = ShardRunner(
                 names,
                 self._plain_connection,
                 self._on_distributed,
-                self._hash_key,
+                self._route,
                 drain_timeout=self.config.drain_timeout,
                 on_claim=settlement.claimed,
+                work=self._work,
             )
             await self.shards.start()
             return
@@ -332,15 +338,23 @@ class CFXTransport(BaseTransport):
 
         self._consumer_tag = await queue.consume(on_message)
 
-    def _hash_key(self, message: AbstractIncomingMessage) -> str:
-        """The shard key of an intake message: its unit (ordering key), else its routing key."""
+    def _route(self, message: AbstractIncomingMessage) -> Route:
+        """Where the intake puts a message: its unit (ordering key), else its routing key; a WorkCompleted
+        naming no unit goes with its transaction's first unit and carries the units (`work_units`)."""
         try:
             result = self.codec.decode(message.body, delivery_headers(message), message.routing_key)
         except Exception:
-            return message.routing_key or ""
-        if result.events:
-            return result.events[0].ordering_key()
-        return message.routing_key or ""
+            return message.routing_key or "", {}, None
+        if not result.events:
+            return message.routing_key or "", {}, None
+        work = self._work
+        if work is not None:
+            completed = work.units.completed(result.events)
+            if completed:
+                first = next(iter(completed.values()))[0][0]
+                return str(first), {HEADER_WORK_UNITS: json.dumps(completed)}, None
+            return result.events[0].ordering_key(), {}, work.units.started(result.events)
+        return result.events[0].ordering_key(), {}, None
 
     async def _declare_and_consume(self, connection: AbstractRobustConnection) -> None:
         """Declared on a robust channel, so aio-pika replays all of it after a reconnect."""
@@ -433,6 +447,8 @@ class CFXTransport(BaseTransport):
         if self._stopping:
             return
         log.info("%s: reconnected, consumer re-attached", self.config.amqp.redacted_url(self._environ))
+        if self._work is not None and self.shards is None:
+            self._work.reset()  # another standby may have been active meanwhile: read the ledger again
         self._set_state(ConnectionState.CONNECTED, "reconnected")
 
     # -- consuming ------------------------------------------------------------------------------------
@@ -476,13 +492,27 @@ class CFXTransport(BaseTransport):
             if headers.get(HEADER_FOLLOW):  # a follow-mode marker, no CFX message
                 await self._settlement.marker(message, queue)
                 return
+            work = self._work if self.shards is None else None  # hot standby: this listener keeps them
+            if work is not None and not work.loaded:
+                assert self._connection is not None
+                await work.load(self._connection)  # deliveries arriving meanwhile wait, in order
             result = self._decode(message.body, headers, topic)
             if not result.events:
                 await self._quarantine_and_reject(message, result, topic)
                 return
+            recorded: asyncio.Future[None] | None = None
+            if work is not None:
+                record = work.units.started(result.events)
+                if record is not None:
+                    recorded = work.append_soon(channel, record)
+                units = work.units.completed(result.events)
+            else:
+                units = parse_header(headers.get(HEADER_WORK_UNITS))
+            if units:  # a WorkCompleted naming no unit: read as if it named its WorkStarted's units
+                result = self._with_work_units(message.body, headers, topic, units) or result
             context: Any = self._context
             events = _marked_repeats(result.events, message)
-            outcome = await self._settlement.handle(context, message, events, queue, channel)
+            outcome = await self._settlement.handle(context, message, events, queue, channel, recorded)
             if outcome == "requeue":
                 await asyncio.sleep(_REQUEUE_BACKOFF)
                 await self._settle(message, "requeue")
@@ -498,6 +528,16 @@ class CFXTransport(BaseTransport):
         finally:
             if task is not None:
                 self._inflight.discard(task)
+
+    def _with_work_units(
+        self, body: bytes, headers: dict[str, Any], topic: str | None, units: dict[str, Any]
+    ) -> DecodeResult | None:
+        filled = with_work_units(body, headers, units)
+        if filled is None:
+            return None
+        plain = {k: v for k, v in headers.items() if k != "content-encoding"}
+        result = self._decode(filled, plain, topic)
+        return result if result.events else None
 
     def _decode(self, body: bytes, headers: dict[str, Any], topic: str | None) -> DecodeResult:
         try:

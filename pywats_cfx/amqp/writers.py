@@ -6,10 +6,8 @@ For a writer named ``N`` and the configured queue ``Q``:
   the broker delivers to one at a time and moves to the next when that one's connection is gone.
   A submission is published with publisher confirms, so it is on the broker before the submitting
   handler returns (and before the message that caused it is acknowledged).
-* ``Q.writer-N.ledger`` (quorum, the newest `WRITER_LEDGER_LIMIT` records) holds the writer's ledger. The
-  listener that receives the first work reads all of it, holding it unacknowledged on a channel of its
-  own and closing that channel, which returns every record to the queue; records are ordered by the
-  ``seq`` each carries.
+* ``Q.writer-N.ledger`` (a ledger queue, `pywats_cfx.amqp.ledger`) holds the writer's ledger. The
+  listener that receives the first work reads all of it before it serves.
 * Work the writer failed transiently goes through the delay queues of distributed mode and returns to
   ``Q.writer-N`` (no process holds it meanwhile); a permanent failure is dead-lettered with its reason,
   like a message the handlers failed, and `pywats-events dlq replay` returns it to ``Q.writer-N``.
@@ -35,6 +33,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from pywats_events import TransientError
 from pywats_events.single_writer import SingleWriters, WorkItem, Writer
 
+from .ledger import LedgerAppender, read_ledger
 from .topology import (
     HEADER_ATTEMPT,
     HEADER_DELAYED,
@@ -59,20 +58,12 @@ _RECONNECT_DELAY = 2.0
 class _BrokerLedger:
     """`WriterLedger` on the writer's ledger queue."""
 
-    def __init__(self, channel: AbstractChannel, queue: str, seq: int) -> None:
+    def __init__(self, channel: AbstractChannel, appender: LedgerAppender) -> None:
         self._channel = channel
-        self._queue = queue
-        self.seq = seq
+        self._appender = appender
 
     async def append(self, record: Mapping[str, Any]) -> None:
-        self.seq += 1
-        body = json.dumps({**record, "seq": self.seq}, separators=(",", ":")).encode()
-        await self._channel.default_exchange.publish(
-            aio_pika.Message(
-                body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-            ),
-            routing_key=self._queue,
-        )
+        await self._appender.append(self._channel, record)
 
 
 class _Served:
@@ -242,10 +233,10 @@ class WriterService:
         self, served: _Served, channel: AbstractChannel, batch: list[AbstractIncomingMessage]
     ) -> None:
         if served.ledger is None:
-            records = await self._read_ledger(served.ledger_queue)
+            assert self._conn is not None
+            records = await read_ledger(self._conn, served.ledger_queue)
             await served.writer.take_over(records)
-            seq = max((int(r.get("seq", 0)) for r in records), default=0)
-            served.ledger = _BrokerLedger(channel, served.ledger_queue, seq)
+            served.ledger = _BrokerLedger(channel, LedgerAppender(served.ledger_queue, records))
             self.takeovers += 1
             log.info(
                 "single writer %s: this listener writes now (%d ledger records read)",
@@ -285,27 +276,6 @@ class WriterService:
                 await self._retry(served, channel, message, error)
             else:
                 await self._dead_letter(served, channel, message, str(error), type(error).__name__)
-
-    async def _read_ledger(self, queue_name: str) -> list[dict[str, Any]]:
-        """Every record, held on a channel that is then closed (which returns them all), oldest first."""
-        assert self._conn is not None
-        channel = await self._conn.channel(publisher_confirms=False)
-        records: list[dict[str, Any]] = []
-        try:
-            queue = await channel.declare_queue(queue_name, passive=True)
-            while True:
-                message = await queue.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                with contextlib.suppress(ValueError):
-                    record = json.loads(message.body)
-                    if isinstance(record, dict):
-                        records.append(record)
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
-        records.sort(key=lambda r: int(r.get("seq", 0)) if str(r.get("seq", "")).isdigit() else 0)
-        return records
 
     async def _retry(
         self,

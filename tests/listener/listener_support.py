@@ -133,6 +133,7 @@ async def delete_topology(exchange: str | None, queue: str, dlx: str, *, shards:
         queues += [f"{queue}.shard-{i:03d}" for i in range(shards)]
         queues += [f"{queue}.retry-{d}s" for d in ("1", "2", "5", "30", "120")]
         queues += [f"{queue}.writer-asset-usage", f"{queue}.writer-asset-usage.ledger"]
+        queues += [f"{queue}.work-transactions"]
         exchanges += [f"{queue}.shards", f"{queue}.retry-return"]
     conn = await aio_pika.connect(RABBITMQ_URL)
     async with conn:

@@ -52,8 +52,11 @@ def _envelope(sample: str, unique: str) -> dict[str, Any]:
     return env
 
 
-def _traffic(units: int, run: str) -> tuple[list[tuple[str, bytes]], list[str]]:
-    """(routing key, body) in publishing order, and the UniqueIDs of the fault messages."""
+def _traffic(
+    units: int, run: str, *, unitless_completed: bool = False
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """(routing key, body) in publishing order, and the UniqueIDs of the fault messages. With
+    `unitless_completed` each WorkCompleted names nothing but its TransactionID (as CFX allows)."""
     out: list[tuple[str, bytes]] = []
     faults: list[str] = []
     for i in range(units):
@@ -75,6 +78,9 @@ def _traffic(units: int, run: str) -> tuple[list[tuple[str, bytes]], list[str]]:
         body["TransactionID"], body["PrimaryIdentifier"], body["UnitCount"] = txn, serial, 1
         body["Units"] = body["Units"][:1]
         body["Units"][0]["UnitIdentifier"] = serial
+        if unitless_completed:
+            for name in ("PrimaryIdentifier", "HermesIdentifier", "Units"):
+                body.pop(name, None)
         for env in (started, tested, completed):
             out.append((f"line1.{env['MessageName']}", json.dumps(env).encode()))
         if i % 3 == 0:
@@ -97,11 +103,16 @@ async def _publish(exchange: str, messages: list[tuple[str, bytes]]) -> None:
             await ex.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), key)
 
 
-def _config(names: tuple[str, str, str], wats: FakeWATS) -> str:
+def _config(names: tuple[str, str, str], wats: FakeWATS, *, shards: int = SHARDS) -> str:
     exchange, queue, dlx = names
+    topology: dict[str, Any] = (
+        {"shards": shards, "shard_rebalance_interval": 0.5}
+        if shards
+        else {"queue_type": "quorum", "single_active_consumer": True}
+    )
     return "\n".join(
         [
-            amqp_toml(exchange, queue, dlx, retry_delays=[1, 2], shards=SHARDS, shard_rebalance_interval=0.5),
+            amqp_toml(exchange, queue, dlx, retry_delays=[1, 2], **topology),
             wats_toml(wats.url, distributed=True),
             "[handlers.wats]",
             'location = "Test line"',
@@ -112,6 +123,9 @@ def _config(names: tuple[str, str, str], wats: FakeWATS) -> str:
             "lookup_processes = false",
             "enable_assets = true",
             "enable_production = true",
+            "[handlers.wats.phases]",
+            "completed = 16",
+            "transaction_wait = 1",
             "[handlers.wats.asset]",
             "count_usage = true",
             "[handlers.wats.assets]",
@@ -287,3 +301,101 @@ def _unit_requests_in_order(wats: FakeWATS, units: int) -> None:
     assert len(reported) == units
     late = [sn for sn, at in reported.items() if sn not in started or started[sn] > at]
     assert late == [], f"{len(late)} unit(s) reported before their WorkStarted reached WATS, e.g. {late[:3]}"
+
+
+def _completed_everywhere(wats: FakeWATS, run: str, units: int) -> None:
+    """Every unit went to phase 2 (its WorkStarted, maybe twice after a kill) and then to 16 (its unit-less
+    WorkCompleted)."""
+    phases: dict[str, list[int]] = {}
+    for change in wats.unit_history:
+        if "phase" in change:
+            phases.setdefault(change["serialNumber"], []).append(change["phase"])
+    wrong = {sn: got for i in range(units) if (got := phases.get(sn := f"SN-{run}-{i:04d}", [])) != [2, 16]}
+    assert wrong == {}, f"{len(wrong)} unit(s) not started then completed, e.g. {list(wrong.items())[:3]}"
+
+
+@pytest.mark.timeout(240)
+def test_unitless_work_completed_finds_its_units_after_the_intake_listener_was_killed(
+    tmp_path: Path, names: tuple[str, str, str]
+) -> None:
+    """WorkCompleted naming only its TransactionID, three sharded listeners: the intake remembers each
+    transaction's units and routes the WorkCompleted behind its WorkStarted with the units attached, so it
+    does not matter which listener handled the WorkStarted. The intake's listener is killed mid-stream;
+    the next one reads the transactions from the ledger on the broker."""
+    units = 150
+    run = names[1][-6:]
+    with FakeWATS(token=LISTENER_TOKEN) as wats:
+        wats.latency = 0.005
+        wats.add_asset(ASSET)
+        with _three_listeners(tmp_path, names, wats) as listeners:
+            messages, faults = _traffic(units, run, unitless_completed=True)
+            # the first half's units are started and tested, then the intake's listener dies; the next
+            # intake routes their WorkCompleted messages knowing the units only from the ledger
+            half = {f"SN-{run}-{i:04d}".encode() for i in range(units // 2)}
+            first = [m for m in messages if any(sn in m[1] for sn in half) and "WorkCompleted" not in m[0]]
+            rest = [m for m in messages if m not in first]
+            asyncio.run(_publish(names[0], first))
+            wait_until(
+                lambda: sum(p.metric("pywats_amqp_intake_republished") for p in listeners) >= len(first),
+                60,
+                what="the first part re-published",
+            )
+            (intake,) = [p for p in listeners if p.metric("pywats_amqp_intake_republished") > 0]
+            intake.kill()
+            asyncio.run(_publish(names[0], rest))
+            wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
+            _settled(wats, names[1], units, faults)
+        _completed_everywhere(wats, run, units)
+        assert asyncio.run(_dead_letters(names[1])) == 0
+
+
+@pytest.mark.timeout(240)
+def test_unitless_work_completed_after_a_hot_standby_takeover(
+    tmp_path: Path, names: tuple[str, str, str]
+) -> None:
+    """Hot standby: the active listener handles WorkStarted messages and is killed; their unit-less
+    WorkCompleted messages reach the standby, which knows the units from the ledger on the broker."""
+    units = 60
+    run = names[1][-6:]
+    with FakeWATS(token=LISTENER_TOKEN) as wats:
+        wats.add_asset(ASSET)
+        env = clean_env(WATS_AUTH_TOKEN=LISTENER_TOKEN)
+        config = _config(names, wats, shards=0)
+        listeners = []
+        for n in ("a", "b"):
+            (tmp_path / n).mkdir()
+            listeners.append(ListenerProcess(tmp_path / n, config, env=env).start())
+        try:
+            messages, _faults = _traffic(units, run, unitless_completed=True)
+            started = [m for m in messages if m[0].endswith("WorkStarted")]
+            rest = [m for m in messages if not m[0].endswith("WorkStarted")]
+            asyncio.run(_publish(names[0], started))
+            wait_until(
+                lambda: len({c["serialNumber"] for c in wats.unit_history if c.get("phase") == 2}) == units,
+                60,
+                what="every WorkStarted handled",
+            )
+            (active,) = [p for p in listeners if p.metric("pywats_messages_received_total") > 0]
+            active.kill()
+            asyncio.run(_publish(names[0], rest))
+            wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
+            wait_until(lambda: asyncio.run(_queue_depth(names[1])) == 0, 60, what="the queue drained")
+        finally:
+            for p in listeners:
+                if p.proc is not None and p.proc.poll() is None:
+                    p.stop()
+        _completed_everywhere(wats, run, units)
+        assert asyncio.run(_dead_letters(names[1])) == 0
+
+
+async def _queue_depth(name: str) -> int:
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    async with conn:
+        q = await (await conn.channel()).declare_queue(name, passive=True)
+        return int(q.declaration_result.message_count or 0)
+
+
+async def _dead_letters(queue: str) -> int:
+    return await _queue_depth(f"{queue}.dead-letter")
