@@ -22,6 +22,7 @@ from handlers.usage_writer import WRITER_NAME, UsageCountWriter
 from handlers.wats.fake import FakeWATS
 from handlers.wats.sender import HttpSender
 from pywats_cfx.amqp.config import AMQPConfig
+from pywats_cfx.amqp.dead_letters import AmqpDeadLetters
 from pywats_cfx.amqp.topology import DistributedTopology, declare_distributed
 from pywats_cfx.amqp.writers import WriterService
 from pywats_events import TransientError
@@ -77,6 +78,7 @@ class Listener:
             return await aio_pika.connect(url)
 
         self.service = WriterService(names, self.writers, connect)
+        self.service_queue = names.writer_queue(WRITER_NAME)
 
     async def take_over(self, records: Sequence[Mapping[str, Any]]) -> None:
         await self.inner.take_over(records)
@@ -155,6 +157,26 @@ async def test_an_outage_sends_the_work_back_to_the_broker_instead_of_holding_it
             wats.clear_faults()
             await wait_for(lambda: a.service.served == 5, "the items back and counted")
             assert wats.assets[ASSET]["totalCount"] == 5
+        finally:
+            await a.close()
+
+
+async def test_an_item_that_cannot_succeed_is_a_dead_letter_that_dlq_replay_returns_to_the_writer(
+    names: DistributedTopology,
+) -> None:
+    with FakeWATS(token=TOKEN) as wats:
+        wats.add_asset(ASSET)
+        a = Listener(names, wats)
+        dead_letters = AmqpDeadLetters(names.amqp)
+        try:
+            await a.service.start()
+            await a.submit(WorkItem("unit-x", {"increment": 1}))  # names no asset
+            await wait_for(lambda: a.service.dead_lettered == 1, "the dead letter")
+            (entry,) = await dead_letters.browse()
+            assert (entry.id, entry.handlers, entry.queue) == ("unit-x", "writer-asset-usage", a.service_queue)
+            assert "not a usage count" in entry.reason
+            assert await dead_letters.replay(["unit-x"]) == 1
+            await wait_for(lambda: a.service.dead_lettered == 2, "the replayed item back at the writer")
         finally:
             await a.close()
 
