@@ -10,6 +10,7 @@ name only, exactly as it finds a third-party plugin; nothing in the core imports
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -142,47 +143,48 @@ _NOT_AMQP_OPTIONS = frozenset({"cfx_handle", "drain_timeout"})
 
 def _distributed_metrics(ctx: PluginContext, transport: Any) -> None:
     """Gauges of distributed mode on the listener's /metrics: shards owned, messages retried on the
-    broker and dead-lettered there, single-writer items done here (monotonic since start)."""
+    broker and dead-lettered there, intake messages re-published and single-writer items done here
+    (monotonic since start)."""
     from prometheus_client import Gauge
 
-    def owned() -> int:
-        return len(transport.shards.owned) if transport.shards is not None else 0
+    def part(name: str, what: str) -> Callable[[], int]:
+        def read() -> int:
+            found = getattr(transport, name)
+            return int(getattr(found, what)) if found is not None else 0
 
-    def settled(what: str) -> int:
-        settlement = transport._settlement
-        return int(getattr(settlement, what)) if settlement is not None else 0
+        return read
 
-    Gauge("pywats_amqp_shards_owned", "Shard queues this listener owns.", registry=ctx.registry).set_function(
-        owned
-    )
-    Gauge(
-        "pywats_amqp_retried_messages",
-        "Messages handed to a broker delay queue (retry, or held behind an earlier one of their unit).",
-        registry=ctx.registry,
-    ).set_function(lambda: settled("retried"))
-    Gauge(
-        "pywats_amqp_dead_lettered_messages",
-        "Messages dead-lettered on the broker after a permanent handler failure.",
-        registry=ctx.registry,
-    ).set_function(lambda: settled("dead_lettered"))
-
-    Gauge(
-        "pywats_amqp_intake_republished",
-        "Intake messages this listener re-published by unit (as the intake's active consumer).",
-        registry=ctx.registry,
-    ).set_function(lambda: transport.shards.republished if transport.shards is not None else 0)
-
-    def written(what: str) -> int:
-        writers = transport.writers
-        return int(getattr(writers, what)) if writers is not None else 0
-
-    Gauge(
-        "pywats_amqp_single_writer_items",
-        "Single-writer work items (asset usage counts) this listener did as the writer.",
-        registry=ctx.registry,
-    ).set_function(lambda: written("served"))
-    Gauge(
-        "pywats_amqp_single_writer_takeovers",
-        "Times this listener became a single writer and read its ledger.",
-        registry=ctx.registry,
-    ).set_function(lambda: written("takeovers"))
+    gauges = [
+        (
+            "pywats_amqp_shards_owned",
+            "Shard queues this listener owns.",
+            lambda: len(transport.shards.owned) if transport.shards is not None else 0,
+        ),
+        (
+            "pywats_amqp_retried_messages",
+            "Messages handed to a broker delay queue (retry, or held behind an earlier one of their unit).",
+            part("_settlement", "retried"),
+        ),
+        (
+            "pywats_amqp_dead_lettered_messages",
+            "Messages dead-lettered on the broker after a permanent handler failure.",
+            part("_settlement", "dead_lettered"),
+        ),
+        (
+            "pywats_amqp_intake_republished",
+            "Intake messages this listener re-published by unit (as the intake's active consumer).",
+            part("shards", "republished"),
+        ),
+        (
+            "pywats_amqp_single_writer_items",
+            "Single-writer work items (asset usage counts) this listener did as the writer.",
+            part("writers", "served"),
+        ),
+        (
+            "pywats_amqp_single_writer_takeovers",
+            "Times this listener became a single writer and read its ledger.",
+            part("writers", "takeovers"),
+        ),
+    ]
+    for name, documentation, read in gauges:
+        Gauge(name, documentation, registry=ctx.registry).set_function(read)
