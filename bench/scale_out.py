@@ -5,6 +5,8 @@ Each round declares its own names on the RabbitMQ at ``CFX_AMQP_URL`` (default a
 127.0.0.1/), starts N `pywats-events run` processes with ``shards = 6`` against a FakeWATS over HTTP,
 publishes `--messages` UnitsTested messages over `--units` units and times first publish → last report.
 The failover round kills one of 3 listeners mid-stream and times kill → its shards owned by the others.
+The usage-count round runs 3 listeners with `asset.count_usage` on (every unit counted by the single
+writer, `handlers/usage_writer.py`) and times first publish → last report and → the asset's count complete.
 On a 2-core machine the listeners, the broker and FakeWATS share the cores: the figure shows the
 overhead of the extra hops more than a speed-up. Needs rabbitmq_consistent_hash_exchange.
 
@@ -74,6 +76,11 @@ async def _delete(exchange: str, queue: str) -> None:
         names = [queue, f"{queue}.dead-letter", f"{queue}.listeners", f"{queue}.retry-5s"]
         names += [f"{queue}.retry-{d}s" for d in (30, 120)]
         names += [f"{queue}.shard-{i:03d}" for i in range(SHARDS)]
+        names += [
+            f"{queue}.work-transactions",
+            f"{queue}.writer-asset-usage",
+            f"{queue}.writer-asset-usage.ledger",
+        ]
         for name in names:
             ch = await conn.channel()
             with contextlib.suppress(Exception):
@@ -93,8 +100,17 @@ def _metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
+ASSET = "BENCH-FX"
+
+
+def _station() -> str:
+    from pywats_cfx.samples import load_sample
+
+    return str(json.loads(load_sample("units_tested_fct"))["Source"])
+
+
 def _start(
-    tmp: Path, name: str, exchange: str, queue: str, wats: FakeWATS, port: int
+    tmp: Path, name: str, exchange: str, queue: str, wats: FakeWATS, port: int, *, count: bool = False
 ) -> subprocess.Popen[Any]:
     d = tmp / name
     d.mkdir()
@@ -123,8 +139,18 @@ def _start(
                 "default_process_code = 10",
                 "lookup_part_number = false",
                 "lookup_processes = false",
-                "enable_assets = false",
+                f"enable_assets = {'true' if count else 'false'}",
                 "enable_production = false",
+                *(
+                    [
+                        "[handlers.wats.asset]",
+                        "count_usage = true",
+                        "[handlers.wats.assets]",
+                        f'"{_station()}" = "{ASSET}"',
+                    ]
+                    if count
+                    else []
+                ),
             ]
         )
     )
@@ -145,14 +171,20 @@ def _wait(predicate: Any, timeout: float) -> bool:
     return False
 
 
-def _round(listeners: int, messages: int, units: int, *, kill: bool = False) -> dict[str, float]:
+def _round(
+    listeners: int, messages: int, units: int, *, kill: bool = False, count: bool = False
+) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     exchange, queue = f"bench-cfx-{run}", f"bench-q-{run}"
     ports = [18600 + i + (hash(run) % 200) * 4 for i in range(listeners)]
     procs: list[subprocess.Popen[Any]] = []
     with FakeWATS(token=TOKEN) as wats, tempfile.TemporaryDirectory() as tmp:
         try:
-            procs = [_start(Path(tmp), f"l{i}", exchange, queue, wats, ports[i]) for i in range(listeners)]
+            wats.add_asset(ASSET)
+            procs = [
+                _start(Path(tmp), f"l{i}", exchange, queue, wats, ports[i], count=count)
+                for i in range(listeners)
+            ]
             owned = lambda ps=ports: sum(_metric(p, "pywats_amqp_shards_owned") for p in ps)  # noqa: E731
             if not _wait(lambda: owned() == SHARDS, 60):
                 raise SystemExit("listeners did not take the shards; see their logs")
@@ -172,6 +204,11 @@ def _round(listeners: int, messages: int, units: int, *, kill: bool = False) -> 
                 )
             out["seconds"] = time.monotonic() - t0
             out["reports_per_s"] = len(wats.reports) / out["seconds"]
+            if count:
+                if not _wait(lambda: wats.assets[ASSET]["totalCount"] >= messages, 300):
+                    raise SystemExit(f"the asset was counted {wats.assets[ASSET]['totalCount']} times")
+                out["counted_s"] = time.monotonic() - t0
+                out["count"] = wats.assets[ASSET]["totalCount"]
             return out
         finally:
             for p in procs:
@@ -191,9 +228,17 @@ def main() -> None:
     print(
         f"{args.messages} UnitsTested messages over {args.units} units, {SHARDS} shards, FakeWATS over HTTP"
     )
+    base = 0.0
     for n in (1, 2, 3):
         r = _round(n, args.messages, args.units)
+        base = r["reports_per_s"]
         print(f"  {n} listener(s): {r['reports_per_s']:8.0f} reports/s end to end ({r['seconds']:.1f} s)")
+    r = _round(3, args.messages, args.units, count=True)
+    ratio = r["reports_per_s"] / base
+    print(
+        f"  3 listeners, usage counts on: {r['reports_per_s']:8.0f} reports/s ({ratio:.2f}x of counts off);"
+        f" asset counted {r['count']:.0f} times, complete after {r['counted_s']:.1f} s"
+    )
     r = _round(3, args.messages, args.units, kill=True)
     took = r["failover_s"]
     print(f"  failover: kill -9 of 1 of 3 listeners -> its shards owned by the others in {took:.1f} s")
