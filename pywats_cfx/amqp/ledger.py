@@ -23,8 +23,18 @@ __all__ = ["LEDGER_LIMIT", "LedgerAppender", "ledger_arguments", "read_ledger"]
 LEDGER_LIMIT = 10_000
 
 
+#: every reading returns each record to the queue once, which counts as a delivery: no practical limit (a
+#: quorum queue of RabbitMQ 4 would drop a record after 20 readings by default)
+_READINGS_LIMIT = 1_000_000
+
+
 def ledger_arguments() -> dict[str, Any]:
-    return {"x-queue-type": "quorum", "x-max-length": LEDGER_LIMIT, "x-overflow": "drop-head"}
+    return {
+        "x-queue-type": "quorum",
+        "x-max-length": LEDGER_LIMIT,
+        "x-overflow": "drop-head",
+        "x-delivery-limit": _READINGS_LIMIT,
+    }
 
 
 async def read_ledger(connection: AbstractConnection, queue_name: str) -> list[dict[str, Any]]:

@@ -173,7 +173,8 @@ async def test_an_item_that_cannot_succeed_is_a_dead_letter_that_dlq_replay_retu
             await a.submit(WorkItem("unit-x", {"increment": 1}))  # names no asset
             await wait_for(lambda: a.service.dead_lettered == 1, "the dead letter")
             (entry,) = await dead_letters.browse()
-            assert (entry.id, entry.handlers, entry.queue) == ("unit-x", "writer-asset-usage", a.service_queue)
+            assert (entry.id, entry.handlers) == ("unit-x", "writer-asset-usage")
+            assert entry.queue == a.service_queue
             assert "not a usage count" in entry.reason
             assert await dead_letters.replay(["unit-x"]) == 1
             await wait_for(lambda: a.service.dead_lettered == 2, "the replayed item back at the writer")
