@@ -281,7 +281,16 @@ def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
     tmp_path: Path, names: tuple[str, str, str], wats: FakeWATS
 ) -> None:
     queue = names[1]
-    listeners = [_start(tmp_path, n, _sharded(names, wats)) for n in ("a", "b", "c")]
+    wats.add_asset("FX-OUT")
+    counting = _sharded(names, wats).replace("enable_assets = false", "enable_assets = true") + "\n".join(
+        [
+            "[handlers.wats.asset]",
+            "count_usage = true",
+            "[handlers.wats.assets]",
+            f'"{_station()}" = "FX-OUT"',
+        ]
+    )
+    listeners = [_start(tmp_path, n, counting) for n in ("a", "b", "c")]
     try:
         wait_until(lambda: asyncio.run(_owners(queue)) == set(range(SHARDS)), 20, what="all shards owned")
         bodies, index = unit_messages(900, 90, "outage")
@@ -297,11 +306,19 @@ def test_wats_down_60s_work_waits_on_the_broker_not_in_a_process(
         )
         listeners[0].kill()  # its share is delivered by the others after the outage
         wait_until(lambda: len(reported_message_ids(wats)) >= 900, 150, what="all reports after recovery")
+        wait_until(lambda: wats.assets["FX-OUT"]["totalCount"] >= 900, 60, what="every unit counted")
     finally:
         stop_all(listeners)
     assert reported_message_ids(wats) == set(index)
     order_kept(wats, index)
     assert asyncio.run(queue_depth(f"{queue}.dead-letter")) == 0
+    assert wats.assets["FX-OUT"]["totalCount"] == 900  # usage counts too: waited on the broker, none twice
+
+
+def _station() -> str:
+    from pywats_cfx.samples import load_sample
+
+    return str(json.loads(load_sample("units_tested_fct"))["Source"])
 
 
 def test_permanent_failure_is_dead_lettered_on_the_broker_with_the_reason(
