@@ -156,12 +156,18 @@ def test_kill_9_mid_stream_repeats_no_asset_log_line_or_usage_count_and_loses_no
         wats.add_asset(ASSET)
         with _three_listeners(tmp_path, names, wats) as listeners:
             messages, faults = _traffic(units, names[1][-6:])
-            asyncio.run(_publish(names[0], messages))
-            wait_until(lambda: len(wats.reports) >= units // 4, 90, interval=0.1, what="first reports")
+            # the writer's fourth increment reaches WATS and its answer hangs: the writer is killed then,
+            # with the batch counted and nothing acknowledged; the rest of the traffic comes after
+            hung = wats.inject("hang", hang=10, after=True, path="/api/Asset/Count", count=1, skip=3)
+            cut = next(
+                i for i, (key, _b) in enumerate(messages) if i >= len(messages) * 3 // 4 and "Started" in key
+            )
+            asyncio.run(_publish(names[0], messages[:cut]))
+            wait_until(lambda: hung.struck >= 1, 90, interval=0.05, what="an increment whose answer hangs")
             writer = _writer(listeners)
             assert writer.metric("pywats_amqp_shards_owned") > 0
             writer.kill()
-            assert len(wats.reports) < units, "the kill must land mid-stream"
+            asyncio.run(_publish(names[0], messages[cut:]))
             wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
             _settled(wats, names[1], units, faults)
             survivors = [p for p in listeners if p is not writer]
