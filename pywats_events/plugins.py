@@ -47,6 +47,9 @@ summary's table, e.g. requests by endpoint), ``destination`` (where its handlers
 ``dlq replay``), ``console_panels`` (pages of the operator console, `pywats_events.console.ConsolePanel`,
 e.g. the outbox with a retry button). ``registry`` is the listener's Prometheus registry: a plugin meters what
 it does (e.g. its requests to WATS) by registering its own metrics there, served on ``/metrics``.
+In distributed mode ``single_writers`` is set: work that one listener at a time must do (a call the far side
+cannot tell apart when several processes make it at once) is declared there and submitted through the
+function it returns (`pywats_events.single_writer`; the WATS handlers count asset usage so).
 
 Installing a distribution that declares such entry points is all it takes for `pywats-events run` to find it.
 """
