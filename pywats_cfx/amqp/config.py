@@ -137,7 +137,8 @@ class AMQPConfig(BaseModel):
     #: the unit serial; listeners share them (0 = one queue, hot standby with single_active_consumer)
     shards: int = Field(default=0, ge=0, le=1024)
     #: what the hash is taken of: "unit" (the unit serial, or the CFX handle where no unit is named) or
-    #: "endpoint" (the routing key, i.e. the CFX handle and message name: no re-publishing stage)
+    #: "endpoint" (the routing key, i.e. the CFX handle and message name: no re-publishing stage, and
+    #: order kept only per station and message kind)
     shard_key: Literal["unit", "endpoint"] = "unit"
     #: seconds between two looks at how many listeners share the shards (claiming and releasing shards)
     shard_rebalance_interval: float = Field(default=1.0, gt=0)
