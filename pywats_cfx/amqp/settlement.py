@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ from .topology import (
     HEADER_RETURN,
     HEADER_SEQ,
     DistributedTopology,
+    dead_letter_copy,
     plain_message,
 )
 
@@ -305,7 +306,7 @@ class BrokerSettlement:
             return "ack"
         permanent = [f for f in failures if f.permanent]
         transient = [f for f in failures if not f.permanent]
-        if permanent and not await self._dead_letter(message, headers, queue, channel, permanent):
+        if permanent and not await self._dead_letter(message, queue, channel, permanent):
             return "requeue"
         if transient:
             delay = self.names.delay_for(attempt + 1)
@@ -369,7 +370,6 @@ class BrokerSettlement:
     async def _dead_letter(
         self,
         message: AbstractIncomingMessage,
-        headers: Mapping[str, Any],
         queue: str,
         channel: AbstractChannel,
         failures: Sequence[_Failure],
@@ -379,18 +379,17 @@ class BrokerSettlement:
             log.error("permanent failure of %s but no dead_letter_exchange: dropped", message.message_id)
             return True
         first = failures[0]
-        copy = {
-            **{k: v for k, v in headers.items() if k not in (HEADER_DELAYED, HEADER_ATTEMPT, HEADER_RETURN)},
-            HEADER_HANDLERS: ",".join(sorted({f.handler for f in failures})),
-            HEADER_QUEUE: queue,
-            "x-pywats-reason": first.error[:1000],
-            "x-pywats-error-type": first.error_type,
-            "x-pywats-attempts": first.attempts,
-            "x-pywats-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        copy = dead_letter_copy(
+            message,
+            queue=queue,
+            handlers=",".join(sorted({f.handler for f in failures})),
+            reason=first.error,
+            error_type=first.error_type,
+            attempts=first.attempts,
+        )
         try:
             exchange = await channel.get_exchange(amqp.dead_letter_exchange, ensure=False)
-            await exchange.publish(plain_message(message.body, message, copy), routing_key=amqp.queue)
+            await exchange.publish(copy, routing_key=amqp.queue)
         except Exception as exc:
             log.warning("could not dead-letter delivery %s: %s", message.message_id, exc)
             return False

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "HEADER_ROUTING_KEY",
     "HEADER_SEQ",
     "DistributedTopology",
+    "dead_letter_copy",
     "declare_distributed",
 ]
 
@@ -354,3 +356,23 @@ def plain_message(
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         expiration=expiration,
     )
+
+
+def dead_letter_copy(
+    message: Any, *, queue: str, handlers: str, reason: str, error_type: str, attempts: int
+) -> aio_pika.Message:
+    """A copy of incoming `message` for the dead-letter exchange: its headers without the retry state, and
+    the failure (what `pywats-events dlq` shows; `queue` is where a replay puts it back)."""
+    retry_state = (HEADER_DELAYED, HEADER_ATTEMPT, HEADER_RETURN)
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in retry_state}
+    headers.update(
+        {
+            HEADER_HANDLERS: handlers,
+            HEADER_QUEUE: queue,
+            "x-pywats-reason": reason[:1000],
+            "x-pywats-error-type": error_type,
+            "x-pywats-attempts": attempts,
+            "x-pywats-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    return plain_message(message.body, message, headers)

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,11 +36,11 @@ from .ledger import LedgerAppender, read_ledger
 from .topology import (
     HEADER_ATTEMPT,
     HEADER_DELAYED,
-    HEADER_HANDLERS,
     HEADER_QUEUE,
     HEADER_REDELIVERED,
     HEADER_RETURN,
     DistributedTopology,
+    dead_letter_copy,
     plain_message,
 )
 
@@ -327,21 +326,17 @@ class WriterService:
             )
             await message.ack()
             return
-        skip = (HEADER_DELAYED, HEADER_RETURN)
-        headers = {k: v for k, v in (message.headers or {}).items() if k not in skip}
-        headers.update(
-            {
-                HEADER_HANDLERS: f"writer-{served.name}",
-                HEADER_QUEUE: served.queue,
-                "x-pywats-reason": reason[:1000],
-                "x-pywats-error-type": kind,
-                "x-pywats-attempts": int(str(headers.get(HEADER_ATTEMPT) or 0)) + 1,
-                "x-pywats-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
+        copy = dead_letter_copy(
+            message,
+            queue=served.queue,
+            handlers=f"writer-{served.name}",
+            reason=reason,
+            error_type=kind,
+            attempts=int(str((message.headers or {}).get(HEADER_ATTEMPT) or 0)) + 1,
         )
         try:
             exchange = await channel.get_exchange(amqp.dead_letter_exchange, ensure=False)
-            await exchange.publish(plain_message(message.body, message, headers), routing_key=amqp.queue)
+            await exchange.publish(copy, routing_key=amqp.queue)
         except Exception as exc:
             log.warning(
                 "single writer %s: could not dead-letter %s: %s", served.name, message.message_id, exc
