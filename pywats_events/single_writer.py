@@ -67,7 +67,6 @@ class SingleWriters:
     def __init__(self) -> None:
         self._writers: dict[str, Writer] = {}
         self._backend: Backend | None = None
-        self.bound_by = ""
 
     def declare(self, name: str, writer: Writer) -> Submit:
         """Register `writer` under `name` (a queue name part: letters, digits, ``-``) and return the function
@@ -89,14 +88,12 @@ class SingleWriters:
     def writers(self) -> Mapping[str, Writer]:
         return dict(self._writers)
 
-    def bind(self, backend: Backend, by: str) -> None:
-        """A transport serves the writers and takes their submissions (`by` names it for messages)."""
+    def bind(self, backend: Backend) -> None:
+        """A transport serves the writers and takes their submissions."""
         self._backend = backend
-        self.bound_by = by
 
     def unbind(self) -> None:
         self._backend = None
-        self.bound_by = ""
 
     @property
     def bound(self) -> bool:

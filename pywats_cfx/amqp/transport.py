@@ -273,14 +273,10 @@ class CFXTransport(BaseTransport):
             reconnect_interval=amqp.reconnect_interval,
         )
 
-    async def _plain_connection(self) -> aio_pika.abc.AbstractConnection:
-        """A connection that is not re-established behind our back: shard ownership must end with it."""
-        options = self.config.amqp.connect_options(f"{self._connection_name} (shards)", self._environ)
-        return await aio_pika.connect(**options)
-
-    async def _writer_connection(self) -> aio_pika.abc.AbstractConnection:
-        """Single writers too: a writer's turn must end with its connection, never be resumed silently."""
-        options = self.config.amqp.connect_options(f"{self._connection_name} (writers)", self._environ)
+    async def _plain_connection(self, purpose: str = "shards") -> aio_pika.abc.AbstractConnection:
+        """A connection that is not re-established behind our back: shard ownership and a single writer's
+        turn must end with it."""
+        options = self.config.amqp.connect_options(f"{self._connection_name} ({purpose})", self._environ)
         return await aio_pika.connect(**options)
 
     @property
@@ -311,7 +307,7 @@ class CFXTransport(BaseTransport):
         declared = list(writers.writers) if writers is not None else []
         await declare_distributed(connection, names, declared)
         if writers is not None and declared:
-            self.writers = WriterService(names, writers, self._writer_connection)
+            self.writers = WriterService(names, writers, lambda: self._plain_connection("writers"))
             await self.writers.start()
         settlement = self._settlement = BrokerSettlement(names)
         self._work = WorkUnitsLedger(names.work_ledger) if names.keeps_work_units else None

@@ -111,7 +111,7 @@ class WriterService:
     async def start(self) -> None:
         """Connect and consume every writer queue (raises if the broker cannot be reached now)."""
         await self._open()
-        self._writers.bind(self.submit, "the amqp transport")
+        self._writers.bind(self.submit)
         self._supervisor = asyncio.create_task(self._supervise(), name="pywats-writers")
 
     async def stop(self) -> None:

@@ -25,6 +25,7 @@ from listener_support import (
     amqp_toml,
     clean_env,
     distributed_names,
+    queue_depth,
     wait_until,
     wats_toml,
 )
@@ -352,7 +353,7 @@ def test_unitless_work_completed_finds_its_units_after_the_intake_listener_was_k
             wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
             _settled(wats, names[1], units, faults)
         _completed_everywhere(wats, run, units)
-        assert asyncio.run(_dead_letters(names[1])) == 0
+        assert asyncio.run(queue_depth(f"{names[1]}.dead-letter")) == 0
 
 
 @pytest.mark.timeout(240)
@@ -385,23 +386,10 @@ def test_unitless_work_completed_after_a_hot_standby_takeover(
             active.kill()
             asyncio.run(_publish(names[0], rest))
             wait_until(lambda: len(wats.reports) >= units, 120, what=f"all {units} reports")
-            wait_until(lambda: asyncio.run(_queue_depth(names[1])) == 0, 60, what="the queue drained")
+            wait_until(lambda: asyncio.run(queue_depth(names[1])) == 0, 60, what="the queue drained")
         finally:
             for p in listeners:
                 if p.proc is not None and p.proc.poll() is None:
                     p.stop()
         _completed_everywhere(wats, run, units)
-        assert asyncio.run(_dead_letters(names[1])) == 0
-
-
-async def _queue_depth(name: str) -> int:
-    import aio_pika
-
-    conn = await aio_pika.connect(RABBITMQ_URL)
-    async with conn:
-        q = await (await conn.channel()).declare_queue(name, passive=True)
-        return int(q.declaration_result.message_count or 0)
-
-
-async def _dead_letters(queue: str) -> int:
-    return await _queue_depth(f"{queue}.dead-letter")
+        assert asyncio.run(queue_depth(f"{names[1]}.dead-letter")) == 0
