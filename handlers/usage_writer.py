@@ -10,7 +10,7 @@ Per batch and asset the writer reads `totalCount`, appends a record ``{serial, b
 ledger on the broker, sends one increment of ``n`` and counts the keys. Being the only writer, it knows:
 
 * **a copy of a counted unit** (the submitting listener died after submitting, before its ack) is
-  recognised by its key among the keys of the ledger's records (the newest `WRITER_LEDGER_LIMIT`);
+  recognised by its key among the keys of the ledger's records (the newest `LEDGER_LIMIT`);
 * **whether the last increment of an asset happened** when a writer died between its record and its
   confirmation, or the answer was lost: `totalCount` is then ``before + n`` (done) or ``before``
   (not done), since nobody else increments in between; an older record is settled by the next record of
